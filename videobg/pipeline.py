@@ -1,0 +1,150 @@
+"""The whole job in one process: probe -> decode/trim -> matte -> refine -> composite -> encode/mux.
+
+The CLI calls `process`; the stage services call the same per-stage functions below (`matte_frames`,
+`refine_and_composite`), so in-process and distributed runs produce the same pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from videobg.composite import composite, prepare_background
+from videobg.errors import Cancelled, InvalidInput
+from videobg.media.decode import iter_frames
+from videobg.media.encode import VideoWriter
+from videobg.media.formats import get_format
+from videobg.media.probe import probe, validate
+from videobg.models import get_model
+from videobg.models.base import MatteSession
+from videobg.matte.refine import estimate_foreground
+from videobg.stages import StageClock, threaded
+from videobg.types import Background, Frame, Limits, Trim, VideoInfo
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]  # (frames done, frames expected)
+
+
+@dataclass
+class Matted:
+    frame: Frame
+    alpha: np.ndarray  # [H, W] uint8 0..255
+
+
+@dataclass
+class Composited:
+    t: float
+    rgb: np.ndarray  # [H, W, 3] uint8: composited, or the refined foreground when transparent
+    alpha: np.ndarray | None  # [H, W] uint8 for transparent output, else None
+
+
+@dataclass
+class JobResult:
+    output: Path
+    info: VideoInfo
+    frames: int
+    duration_s: float  # of the processed (trimmed) span
+    wall_s: float
+    busy_s: dict[str, float] = field(default_factory=dict)  # per stage, overlapped
+    audio: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def expected_frames(info: VideoInfo, trim: Trim) -> int:
+    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
+    span = max(0.0, end - trim.start)
+    fps = float(info.fps_avg or info.fps_nominal or 25)
+    return max(1, round(span * fps))
+
+
+def quantize_alpha(alpha: np.ndarray) -> np.ndarray:
+    """[H, W] float32 0..1 -> [H, W] uint8 (rounded, clipped): what every later stage and file carries."""
+    return cv2.convertScaleAbs(alpha, alpha=255.0)
+
+
+def matte_one(session: MatteSession, frame: Frame) -> Matted:
+    """Call in frame order, one session per job: a recurrent model keeps its state inside the session."""
+    return Matted(frame, quantize_alpha(session.predict(frame.rgb)))
+
+
+def refine_and_composite(m: Matted, plate: np.ndarray | None) -> Composited:
+    fg = estimate_foreground(m.frame.rgb, m.alpha)
+    if plate is None:
+        return Composited(m.frame.t, fg, m.alpha)
+    return Composited(m.frame.t, composite(fg, m.alpha, plate), None)
+
+
+def process(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    model: str,
+    model_dir: str | Path,
+    device: str = "cpu",
+    background: Background = Background(),
+    fmt: str = "mp4_h264",
+    trim: Trim = Trim(),
+    limits: Limits = Limits(),
+    queue_frames: int = 8,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> JobResult:
+    t_start = time.perf_counter()
+    out_format = get_format(fmt, transparent=background.transparent)  # bad combos fail before any work
+    info = probe(input_path)
+    validate(info, limits, trim)
+    plate = prepare_background(background, info.height, info.width)
+    matting = get_model(model, model_dir, device)
+    session = matting.new_session()
+    total = expected_frames(info, trim)
+    clock = StageClock()
+    stop = cancel or threading.Event()
+
+    frames = threaded(iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop)
+    mattes = threaded(frames, lambda f: matte_one(session, f), name="matte", maxsize=queue_frames, clock=clock)
+    comps = threaded(
+        mattes, lambda m: refine_and_composite(m, plate), name="refine_composite", maxsize=queue_frames, clock=clock
+    )
+
+    audio_index = info.audio[0].index if info.audio else None
+    fps = info.fps_nominal or info.fps_avg
+    n = 0
+    with VideoWriter(
+        output_path, out_format, info.width, info.height, transparent=background.transparent, fps=fps,
+        audio_src=input_path if audio_index is not None else None, audio_stream_index=audio_index, trim=trim,
+    ) as writer:
+        for c in comps:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("job cancelled")
+            t0 = time.perf_counter()
+            writer.write(c.rgb, c.alpha, c.t)
+            clock.add("encode", time.perf_counter() - t0)
+            n += 1
+            if progress is not None:
+                progress(n, max(total, n))
+        t0 = time.perf_counter()  # leaving the block flushes the encoder and muxes the audio: count it
+    clock.add("encode", time.perf_counter() - t0)
+    if n == 0:
+        raise InvalidInput("the requested span contains no frames")
+    wall = time.perf_counter() - t_start
+    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
+    return JobResult(
+        output=Path(output_path),
+        info=info,
+        frames=n,
+        duration_s=max(0.0, end - trim.start),
+        wall_s=wall,
+        busy_s=dict(clock.busy),
+        audio=bool(getattr(writer, "audio_written", audio_index is not None and out_format.audio_codec is not None)),
+    )
