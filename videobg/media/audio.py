@@ -48,6 +48,7 @@ _ENCODERS: dict[str, tuple[str, tuple[int, ...]]] = {
     "libopus": ("flt", (48000,)),  # Opus runs at 48 kHz inside whatever it is fed; feed it 48 kHz
 }
 _BITRATE_PER_CHANNEL = {"aac": 64_000, "libopus": 48_000}
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 @dataclass
@@ -191,7 +192,7 @@ def _slice(frame: AudioFrame, lo: int, hi: int) -> AudioFrame:
 def _encodable_layout(codec: str, sample_fmt: str, rate: int, layout: str, channels: int) -> str:
     """The source layout if the encoder opens with it, else the default layout for that many channels,
     else stereo (mono stays mono)."""
-    candidates = [layout, av.AudioLayout(channels).name, "stereo" if channels > 1 else "mono"]
+    candidates = [layout, _DEFAULT_LAYOUTS.get(channels, "stereo"), "stereo" if channels > 1 else "mono"]
     for name in candidates:
         ctx = av.CodecContext.create(codec, "w")
         ctx.sample_rate, ctx.format, ctx.layout = rate, sample_fmt, name
