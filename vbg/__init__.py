@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf code (make protos). Do not edit."""

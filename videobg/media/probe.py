@@ -1,0 +1,320 @@
+"""Probe an input video into a VideoInfo and check it against the service limits.
+
+Accepted inputs: the MP4/MOV family (PyAV "mov,mp4,m4a,3gp,3g2,mj2"), Matroska/WebM and GIF, carrying
+H.264, H.265 (8/10-bit), VP8, VP9, AV1, ProRes or GIF video. The container list is enforced by FFmpeg's
+`format_whitelist` when the file is opened, not checked afterwards: auto-detection would otherwise let an
+upload pick any demuxer (HLS or concat playlists that read other files, image sequences, raw formats).
+Other containers (AVI, MPEG-TS, FLV, ...) are refused as Unsupported even with an accepted codec.
+
+Times: every time here and in decode is on the source's own timeline (packet pts x time_base, in
+seconds); the files we accept start at or very near 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+
+from videobg.errors import InvalidInput, MalformedMedia, NotFound, ResolutionTooHigh, TooLarge, Unsupported
+from videobg.types import AudioInfo, Limits, Trim, VideoInfo
+
+log = logging.getLogger(__name__)
+
+# FFmpeg demuxer names; av_match_list also accepts the single aliases ("mp4", "webm", ...)
+ACCEPTED_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "gif")
+ACCEPTED_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "prores", "gif"})
+_OPEN_OPTIONS = {"format_whitelist": ",".join(ACCEPTED_DEMUXERS), "protocol_whitelist": "file"}
+
+# A stream that yields no picture from this many packets is taken as undecodable.
+_FIRST_FRAME_PACKETS = 120
+# Counting packets to find duration/frame count is I/O bound; beyond this size we estimate instead.
+_SCAN_MAX_BYTES = 512 * 1024 * 1024
+_AV_ERRORS = (av.error.FFmpegError, OSError, EOFError)
+
+
+@contextmanager
+def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
+    """Open an input with the container whitelist; every failure becomes a typed error."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"Input file not found: {path.name}")
+    if not path.is_file():
+        raise MalformedMedia(f"Input is not a regular file: {path.name}")
+    try:
+        container = av.open(str(path), mode="r", options=_OPEN_OPTIONS)
+    except av.error.ArgumentError as exc:
+        # EINVAL at open is how FFmpeg reports a demuxer outside format_whitelist
+        raise Unsupported(
+            "Unsupported container: accepted inputs are MP4, MOV, WebM, MKV and GIF videos"
+        ) from exc
+    except _AV_ERRORS as exc:
+        raise MalformedMedia(f"The file could not be read as a video ({_reason(exc)})") from exc
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def select_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first video stream that is not a cover picture; decode and probe must agree on it."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise Unsupported("The file has no video stream (audio-only and still-image files are not accepted)")
+
+
+def probe(path: str | Path) -> VideoInfo:
+    size_bytes = _file_size(path)
+    with open_media(path) as container:
+        stream = select_video_stream(container)
+        codec = _codec_name(stream)
+        if codec not in ACCEPTED_CODECS:
+            raise Unsupported(
+                f"Unsupported video codec {codec!r}: accepted are H.264, H.265, VP8, VP9, AV1, ProRes and GIF"
+            )
+        first = _first_frame(container, stream)
+        duration_s = _duration(container, stream)
+        frame_count = stream.frames
+        fps_avg = _positive(stream.average_rate)
+        fps_nominal = _nominal_rate(stream)
+        audio = tuple(_audio_info(s) for s in container.streams.audio)
+        fmt_name = container.format.name
+        alpha_tag = stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE", "0")) == "1"
+
+    if frame_count <= 0 or duration_s is None:
+        scanned = _scan_packets(path, size_bytes)
+        if scanned is not None:
+            count, span = scanned
+            frame_count = count
+            duration_s = duration_s if duration_s is not None else span
+            if span > 0 and count > 1:
+                fps_avg = Fraction(count / span).limit_denominator(1001)
+    fps_avg = fps_avg or fps_nominal
+    fps_nominal = fps_nominal or fps_avg or Fraction(25)
+    fps_avg = fps_avg or fps_nominal
+    if duration_s is None:
+        duration_s = frame_count / float(fps_avg) if frame_count > 0 else 0.0
+    if frame_count <= 0:
+        frame_count = max(1, round(duration_s * float(fps_avg)))
+
+    rotation = _rotation_cw(first, stream)
+    coded_w, coded_h = first.width, first.height
+    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    pix_fmt = first.format.name
+    return VideoInfo(
+        container=fmt_name,
+        size_bytes=size_bytes,
+        duration_s=duration_s,
+        width=width,
+        height=height,
+        coded_width=coded_w,
+        coded_height=coded_h,
+        rotation=rotation,
+        fps_nominal=fps_nominal,
+        fps_avg=fps_avg,
+        frame_count=frame_count,
+        video_codec=codec,
+        pix_fmt=pix_fmt,
+        bit_depth=_bit_depth(first.format),
+        has_alpha=alpha_tag or any(c.is_alpha for c in first.format.components),
+        audio=audio,
+    )
+
+
+def validate(info: VideoInfo, limits: Limits, trim: Trim | None = None) -> None:
+    """Raise the typed error for the first limit the input (or its trimmed span) breaks."""
+    if info.size_bytes > limits.max_bytes:
+        raise TooLarge(
+            f"File is {info.size_bytes / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.1f} MB"
+        )
+    long_side, short_side = max(info.width, info.height), min(info.width, info.height)
+    if long_side > limits.max_side:
+        raise ResolutionTooHigh(
+            f"Resolution {info.width}x{info.height} is too high; the longest side may be at most "
+            f"{limits.max_side} px"
+        )
+    if short_side < limits.min_side:
+        raise InvalidInput(
+            f"Resolution {info.width}x{info.height} is too small; each side must be at least "
+            f"{limits.min_side} px"
+        )
+    trim = trim or Trim()
+    if trim.start > 0 and trim.start >= info.duration_s:
+        raise InvalidInput(
+            f"Trim start {trim.start:g} s is beyond the end of the video ({info.duration_s:.2f} s)"
+        )
+    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
+    span = end - trim.start
+    # one frame of slack: a "60 s" phone clip is often 60.03 s long
+    slack = 1.0 / float(info.fps_avg) if info.fps_avg else 0.0
+    if span > limits.max_duration_s + slack:
+        what = "The trimmed span" if not trim.is_full else "The video"
+        raise InvalidInput(
+            f"{what} is {span:.1f} s long; the limit is {limits.max_duration_s:g} s "
+            f"(trim it with start/end or send a shorter clip)"
+        )
+
+
+def _file_size(path: str | Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError as exc:
+        raise NotFound(f"Input file not found: {Path(path).name}") from exc
+    except OSError as exc:
+        raise MalformedMedia(f"The file could not be read ({_reason(exc)})") from exc
+
+
+def _codec_name(stream: av.video.stream.VideoStream) -> str:
+    ctx = stream.codec_context
+    if ctx is None:
+        raise Unsupported("The video codec of this file is not supported (no decoder)")
+    # canonical name: "av1" even when libdav1d decodes it
+    return ctx.codec.canonical_name
+
+
+def _first_frame(container: av.container.InputContainer, stream) -> av.VideoFrame:
+    """Decode the first picture: the display matrix and real pixel format ride on frames."""
+    stream.codec_context.thread_type = "AUTO"
+    errors = 0
+    last_error: BaseException | None = None
+    packets = container.demux(stream)
+    for n, packet in enumerate(_safe_packets(packets)):
+        if n >= _FIRST_FRAME_PACKETS:
+            break
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            errors += 1
+            last_error = exc
+            continue
+        if frames:
+            return frames[0]
+    try:
+        frames = stream.decode(None)  # flush: a short clip may hold its only frames in the decoder
+        if frames:
+            return frames[0]
+    except av.error.FFmpegError as exc:
+        last_error = last_error or exc
+    detail = f" ({errors} packets failed: {_reason(last_error)})" if last_error else ""
+    raise MalformedMedia(f"No video frame could be decoded; the file is corrupt or truncated{detail}")
+
+
+def _safe_packets(packets):
+    """Demux until EOF or the first read error (a truncated file simply ends early)."""
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except _AV_ERRORS as exc:
+            log.warning("demux stopped early: %s", _reason(exc))
+            return
+        yield packet
+
+
+def _duration(container, stream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _scan_packets(path: str | Path, size_bytes: int) -> tuple[int, float] | None:
+    """(packets, span seconds) of the video stream from a demux-only pass; None when too big or unreadable."""
+    if size_bytes > _SCAN_MAX_BYTES:
+        return None
+    count, first, last_pts, last_end = 0, math.inf, -math.inf, -math.inf
+    with open_media(path) as container:
+        stream = select_video_stream(container)
+        tb = stream.time_base
+        for packet in _safe_packets(container.demux(stream)):
+            if packet.size == 0:
+                continue  # the flush packet at EOF
+            count += 1
+            if packet.pts is not None and tb:
+                t = float(packet.pts * tb)
+                first = min(first, t)
+                last_pts = max(last_pts, t)
+                last_end = max(last_end, t + float((packet.duration or 0) * tb))
+    if count == 0:
+        return None
+    if not math.isfinite(first):
+        return count, 0.0
+    span = last_end - first
+    if last_end <= last_pts and count > 1:
+        # WebM blocks often carry no duration: give the last frame one mean interval
+        span += (last_pts - first) / (count - 1)
+    return count, span
+
+
+def _nominal_rate(stream) -> Fraction | None:
+    for rate in (stream.guessed_rate, stream.base_rate, stream.average_rate):
+        rate = _positive(rate)
+        # a "rate" equal to the time base (90000) is not a frame rate
+        if rate is not None and rate <= 1000:
+            return rate
+    return None
+
+
+def _positive(rate) -> Fraction | None:
+    if rate is None:
+        return None
+    rate = Fraction(rate)
+    return rate if rate > 0 else None
+
+
+def _rotation_cw(frame: av.VideoFrame, stream) -> int:
+    """Degrees clockwise that make the picture upright.
+
+    FFmpeg's display-matrix angle is counter-clockwise (iPhone portrait: -90, which players turn 90 deg
+    clockwise); old files may instead carry a `rotate` tag that is already clockwise.
+    """
+    try:
+        ccw = float(frame.rotation)
+    except (av.error.FFmpegError, ValueError, TypeError):
+        ccw = 0.0
+    if ccw == 0.0:
+        tag = stream.metadata.get("rotate")
+        try:
+            return (round(float(tag) / 90) * 90) % 360 if tag else 0
+        except ValueError:
+            return 0
+    return (round(-ccw / 90) * 90) % 360
+
+
+def _bit_depth(fmt: av.video.format.VideoFormat) -> int:
+    bits = [c.bits for c in fmt.components if not c.is_alpha]
+    return max(bits) if bits else 8
+
+
+def _audio_info(stream) -> AudioInfo:
+    ctx = stream.codec_context
+    if ctx is None:
+        return AudioInfo(stream.index, "unknown", 0, 0, "")
+    return AudioInfo(
+        index=stream.index,
+        codec=ctx.codec.canonical_name,
+        channels=ctx.channels,
+        sample_rate=ctx.sample_rate,
+        layout=ctx.layout.name if ctx.layout else "",
+    )
+
+
+def _reason(exc: BaseException | None) -> str:
+    """A short, path-free description of a PyAV/OS error for user-facing messages."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
