@@ -131,6 +131,10 @@ class RateLimited(VideoBgError):
         self.retry_after_s = retry_after_s
 
 
+class Conflict(VideoBgError):
+    code = "conflict"
+
+
 class Cancelled(VideoBgError):
     code = "cancelled"
 

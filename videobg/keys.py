@@ -8,7 +8,7 @@
 
 Everything a job produces lives under `jobs/{job_id}/`, so deleting a job is one prefix delete
 (`job_prefix`). Chunk numbers are zero-padded so a lexical listing is also the frame order. Keys carry no
-user-supplied text except ids that `_check_id` has vetted, so a caller cannot escape its prefix.
+user-supplied text except ids that `check_id` has vetted, so a caller cannot escape its prefix.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _EXT = re.compile(r"^(\.[A-Za-z0-9]{1,8})?$")
 
 
-def _check_id(kind: str, value: str) -> str:
+def check_id(kind: str, value: str) -> str:
+    """Ids (job, asset) are 1..128 of [A-Za-z0-9_-]: safe as a key segment, a NATS subject token and a
+    KV key alike."""
     if not _ID.match(value):
         raise ValueError(f"invalid {kind} {value!r}: want [A-Za-z0-9_-], 1..128 chars")
     return value
@@ -32,11 +34,11 @@ def _check_ext(ext: str) -> str:
 
 
 def upload(asset_id: str) -> str:
-    return f"uploads/{_check_id('asset_id', asset_id)}"
+    return f"uploads/{check_id('asset_id', asset_id)}"
 
 
 def job_prefix(job_id: str) -> str:
-    return f"jobs/{_check_id('job_id', job_id)}/"
+    return f"jobs/{check_id('job_id', job_id)}/"
 
 
 def source(job_id: str, ext: str) -> str:

@@ -49,7 +49,7 @@ class ServerProc:
     url: str
     started_in_s: float = 0.0
     stop_grace_s: float = 10.0
-    extra: dict[str, str] = field(default_factory=dict)
+    cleanup_globs: list[str] = field(default_factory=list)  # files the server leaves outside data_dir
 
     @property
     def pid(self) -> int:
@@ -75,8 +75,8 @@ class ServerProc:
             except subprocess.TimeoutExpired:
                 _signal(self.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)
-        for pattern in self.extra.get("cleanup", "").split(os.pathsep):
-            for path in glob.glob(pattern) if pattern else ():
+        for pattern in self.cleanup_globs:
+            for path in glob.glob(pattern):
                 Path(path).unlink(missing_ok=True)
         return self.popen.returncode
 
@@ -142,6 +142,19 @@ def _http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the parent dies, so a killed test run or
+    local stack leaves no server behind. (The signal follows the *thread* that started the child: start
+    servers from the main thread.)"""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the caller's stop() is the only guard
+
+
 def _spawn(argv: list[str], data_dir: Path, log_name: str) -> tuple[subprocess.Popen[bytes], Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / log_name
@@ -150,7 +163,12 @@ def _spawn(argv: list[str], data_dir: Path, log_name: str) -> tuple[subprocess.P
         log.flush()
         # Own session: a Ctrl-C in the terminal reaches the parent, which then stops the child in order.
         popen = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
     return popen, log_path
 
@@ -167,7 +185,9 @@ def _wait_ready(proc: ServerProc, ready: Callable[[], bool], timeout_s: float, t
             return
         if time.monotonic() > deadline:
             proc.stop(grace_s=2.0)
-            raise ServerStartError(f"{proc.name} not ready after {timeout_s:.0f} s; log tail:\n{proc.log_tail()}")
+            raise ServerStartError(
+                f"{proc.name} not ready after {timeout_s:.0f} s; log tail:\n{proc.log_tail()}"
+            )
         time.sleep(0.05)
 
 
@@ -307,7 +327,7 @@ def start_seaweedfs(
         # The filer waits up to 15 s for gRPC streams to end; writes are already on disk by then
         # (page cache survives a SIGKILL), so do not wait for it.
         stop_grace_s=3.0,
-        extra={"cleanup": os.pathsep.join(cleanup)},
+        cleanup_globs=cleanup,
     )
     client = _minio_client(f"{LOOPBACK}:{ports['s3']}", access_key, secret_key)
 
@@ -331,7 +351,12 @@ def _minio_client(endpoint: str, access_key: str, secret_key: str):  # -> minio.
 
     http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=0.5, read=2.0), retries=False)
     return minio.Minio(
-        endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1", http_client=http
+        endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=False,
+        region="us-east-1",
+        http_client=http,
     )
 
 
@@ -350,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     nats = start_nats(args.dir / "nats", args.nats_port, args.nats_http_port)
     print(f"nats-server {nats.url} (pid {nats.pid}, ready in {nats.started_in_s:.2f} s)", flush=True)
     try:
-        s3 = start_seaweedfs(args.dir / "s3", args.s3_port, access_key=args.access_key, secret_key=args.secret_key)
+        s3 = start_seaweedfs(
+            args.dir / "s3", args.s3_port, access_key=args.access_key, secret_key=args.secret_key
+        )
     except BaseException:
         nats.stop()
         raise

@@ -1,0 +1,452 @@
+"""NATS JetStream plumbing shared by the stage services: streams, work queue, workers, job events.
+
+Work flows through the work-queue stream VBG_WORK (names in `videobg.subjects`): a stage publishes with a
+`Nats-Msg-Id` so a retried publish inside the duplicate window is stored once, and each stage runs a
+`Worker` on its durable pull consumer. A message is acked only after its handler returned; while the
+handler runs the worker sends `in_progress()` so long jobs are not redelivered, and a worker that dies
+mid-job (no ack, no heartbeat) gets its message redelivered to a replica after `ack_wait`.
+
+Handler failures are translated by `videobg.errors.ERROR_TABLE`:
+    ACK  -> the handler recorded the failure on the job; the message is done
+    NAK  -> retry later: nak with the next `backoff` delay, until `max_deliver` attempts
+    TERM -> the input is bad; never redeliver
+Unknown exceptions are treated as NAK. When the last attempt fails (or on TERM) `on_give_up` is called so
+the service can mark the job failed, and the message is terminated rather than left in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from videobg import subjects
+from videobg.errors import NatsAction, RateLimited, Transient, VideoBgError
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+_STREAM_CONFIG_DIFFERS = 10058  # JSStreamNameExistErr: same name, different config -> update instead
+# Errors that mean "NATS is unreachable or slow right now": callers see them as videobg Transient.
+NATS_DOWN = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.NoStreamResponseError,
+)
+
+
+async def connect(
+    url: str, *, name: str | None = None, connect_timeout_s: float = 5.0, initial_attempts: int = 5
+) -> NatsClient:
+    """Connect, trying `initial_attempts` times (1 s apart) before raising Transient; once connected,
+    reconnect forever (a restarted nats-server is waited for, not fatal)."""
+
+    async def on_error(e: Exception) -> None:
+        log.warning("nats error: %s", e)
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected from %s", url)
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected to %s", url)
+
+    try:
+        nc = await nats.connect(
+            url,
+            name=name,
+            connect_timeout=connect_timeout_s,
+            max_reconnect_attempts=max(
+                initial_attempts - 1, 1
+            ),  # nats.py counts them for the first connect too
+            reconnect_time_wait=1.0,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    except (OSError, nats.errors.Error) as e:  # TimeoutError is an OSError
+        raise Transient(f"cannot connect to NATS at {url}: {e!r}") from e
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+# --- streams -------------------------------------------------------------------------------------------
+
+
+async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError as e:
+        if e.err_code != _STREAM_CONFIG_DIFFERS:
+            raise
+        await js.update_stream(config)
+
+
+async def ensure_work_stream(
+    js: JetStreamContext,
+    name: str = subjects.WORK_STREAM,
+    subject_list: Sequence[str] = subjects.WORK_SUBJECTS,
+    *,
+    duplicate_window_s: float = 120.0,
+) -> None:
+    """Work-queue retention: a message is deleted once acked (or terminated); file storage survives
+    restarts; publishes with a repeated Nats-Msg-Id within `duplicate_window_s` are dropped."""
+    await _add_or_update(
+        js,
+        StreamConfig(
+            name=name,
+            subjects=list(subject_list),
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window_s,
+            discard=DiscardPolicy.NEW,  # a full queue refuses new work rather than dropping queued jobs
+        ),
+    )
+
+
+async def ensure_events_stream(
+    js: JetStreamContext,
+    name: str = subjects.EVENTS_STREAM,
+    *,
+    max_age_s: float = subjects.EVENTS_MAX_AGE_S,
+    max_msgs_per_job: int = 10_000,
+) -> None:
+    """Limits retention: events stay for `max_age_s` whoever has read them, so a late watcher can
+    replay a job from its start. `max_msgs_per_job` bounds a runaway job's history."""
+    await _add_or_update(
+        js,
+        StreamConfig(
+            name=name,
+            subjects=[subjects.EVENTS_WILDCARD],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=max_age_s,
+            max_msgs_per_subject=max_msgs_per_job,
+            duplicate_window=min(120.0, max_age_s),
+        ),
+    )
+
+
+async def ensure_jobs_bucket(js: JetStreamContext, bucket: str = subjects.JOBS_BUCKET) -> None:
+    """The KV bucket of job records (see jobstore.py). History 5 keeps a short audit trail per job."""
+    await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE))
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create (or bring up to date) VBG_WORK, VBG_EVENTS and the jobs KV bucket. Idempotent: every
+    service calls it at start-up, in any order."""
+    try:
+        await ensure_work_stream(js)
+        await ensure_events_stream(js)
+        await ensure_jobs_bucket(js)
+    except NATS_DOWN as e:
+        raise Transient(f"JetStream unavailable: {e!r}") from e
+
+
+# --- publishing ----------------------------------------------------------------------------------------
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+async def publish_work(
+    js: JetStreamContext, subject: str, payload: dict[str, Any], msg_id: str, *, timeout_s: float = 5.0
+) -> int:
+    """Queue one unit of work. `msg_id` names the unit (e.g. f"{job_id}:segment"): publishing it again
+    within the duplicate window stores nothing, so a publisher may retry blindly. Returns the stream
+    sequence (that of the first copy for a duplicate)."""
+    if not msg_id:
+        raise ValueError("msg_id is required: it is what makes a retried publish safe")
+    try:
+        ack = await js.publish(subject, _encode(payload), timeout=timeout_s, headers={MSG_ID_HEADER: msg_id})
+    except NATS_DOWN as e:
+        raise Transient(f"cannot publish to {subject}: {e!r}") from e
+    if ack.duplicate:
+        log.info("duplicate work %s on %s dropped by JetStream (seq %s)", msg_id, subject, ack.seq)
+    return ack.seq
+
+
+async def publish_event(
+    js: JetStreamContext, job_id: str, event: dict[str, Any], *, msg_id: str | None = None
+) -> int:
+    """Append an event to the job's event subject. `job_id` and `ts` (unix seconds) are added when
+    missing. A `msg_id` (e.g. f"{job_id}:completed") makes a retried publish land once."""
+    body = {"job_id": job_id, "ts": time.time(), **event}
+    headers = {MSG_ID_HEADER: msg_id} if msg_id else None
+    try:
+        ack = await js.publish(subjects.events_subject(job_id), _encode(body), headers=headers)
+    except NATS_DOWN as e:
+        raise Transient(f"cannot publish event for job {job_id}: {e!r}") from e
+    return ack.seq
+
+
+async def watch_events(
+    js: JetStreamContext,
+    job_id: str,
+    *,
+    until: Callable[[dict[str, Any]], bool] | None = None,
+    stream: str = subjects.EVENTS_STREAM,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event of the job from its first, in order, then new ones as they come; ends after an event
+    for which `until(event)` is true (else never: break out, ideally inside `contextlib.aclosing`, which
+    removes the ephemeral consumer at once)."""
+    sub = await js.subscribe(
+        subjects.events_subject(job_id),
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    try:
+        async for msg in sub.messages:
+            event = json.loads(msg.data)
+            yield event
+            if until is not None and until(event):
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+# --- worker --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a work message, as the handler sees it."""
+
+    subject: str
+    payload: dict[str, Any]
+    num_delivered: int  # 1 on the first delivery; > 1 is a redelivery (a retry or a worker that died)
+    stream_seq: int
+    msg_id: str | None
+
+    @property
+    def redelivered(self) -> bool:
+        return self.num_delivered > 1
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+GiveUp = Callable[[Delivery, BaseException], Awaitable[None]]
+
+
+@dataclass
+class WorkerStats:
+    acked: int = 0
+    naked: int = 0
+    termed: int = 0
+    redeliveries: int = 0
+    gave_up: int = 0
+    last_error: str | None = field(default=None, repr=False)
+
+
+class Worker:
+    """Runs one durable pull consumer, one message at a time.
+
+    ack_wait    seconds a delivery may go without an ack or heartbeat before the server redelivers it
+                (a dead worker); heartbeats go out every ack_wait/3 while the handler runs.
+    max_deliver attempts in all, first delivery included.
+    backoff     delays before retry n+1 after a failed attempt n (the last repeats); also sent to the
+                server as the consumer's BackOff, floored at ack_wait (there it replaces ack_wait per
+                attempt, and a shorter value would outrun the heartbeats), so crash loops back off too.
+
+    Wire `stop()` to SIGTERM (`stop_on_signals`): the message in hand is finished and acked, then the loop
+    ends. Cancelling `run()` instead abandons the message unacked; it is redelivered after ack_wait.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subject: str,
+        durable: str,
+        handler: Handler,
+        *,
+        stream: str = subjects.WORK_STREAM,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        backoff: Sequence[float] = (5.0, 30.0, 120.0),
+        on_give_up: GiveUp | None = None,
+        fetch_timeout: float = 1.0,
+    ):
+        if max_deliver < 1 or ack_wait <= 0:
+            raise ValueError("need max_deliver >= 1 and ack_wait > 0")
+        self.js = js
+        self.subject = subject
+        self.durable = durable
+        self.stream = stream
+        self.handler = handler
+        self.ack_wait = ack_wait
+        self.max_deliver = max_deliver
+        self.backoff = tuple(backoff) or (ack_wait,)
+        self.on_give_up = on_give_up
+        self.fetch_timeout = fetch_timeout
+        self.heartbeat_s = ack_wait / 3
+        self.stats = WorkerStats()
+        self._stopping = asyncio.Event()
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    def consumer_config(self) -> ConsumerConfig:
+        # The server wants fewer BackOff entries than max_deliver.
+        server_backoff = [max(self.ack_wait, b) for b in self.backoff][: max(self.max_deliver - 1, 0)]
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            filter_subject=self.subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+            backoff=server_backoff or None,
+            max_ack_pending=1000,
+        )
+
+    async def start(self) -> None:
+        """Create or update the durable consumer and bind to it (replicas share it)."""
+        if self._sub is None:
+            await self.js.add_consumer(self.stream, self.consumer_config())
+            self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    def stop(self) -> None:
+        """Graceful: finish the message in hand, then stop fetching. Safe to call from a signal handler."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        await self.start()
+        assert self._sub is not None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await self._sub.fetch(1, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    continue
+                except (nats.errors.Error, nats.js.errors.Error) as e:
+                    log.warning("%s: fetch failed (%r); retrying", self.durable, e)
+                    await asyncio.sleep(min(self.fetch_timeout, 1.0))
+                    continue
+                for msg in msgs:
+                    await self._process(msg)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await msg.in_progress()
+            except Exception as e:  # a lost heartbeat only risks a redelivery
+                log.warning("%s: in_progress failed: %r", self.durable, e)
+
+    def _retry_delay(self, attempt: int, exc: BaseException) -> float:
+        delay = self.backoff[min(attempt, len(self.backoff)) - 1]
+        if isinstance(exc, RateLimited):
+            delay = max(delay, exc.retry_after_s)
+        return delay
+
+    async def _process(self, msg: Msg) -> None:
+        meta = msg.metadata
+        try:
+            payload = json.loads(msg.data)
+            if not isinstance(payload, dict):
+                raise ValueError("payload is not a JSON object")
+        except ValueError as e:
+            log.error("%s: undecodable message seq %s terminated: %s", self.durable, meta.sequence.stream, e)
+            await msg.term()
+            self.stats.termed += 1
+            return
+        d = Delivery(
+            subject=msg.subject,
+            payload=payload,
+            num_delivered=meta.num_delivered,
+            stream_seq=meta.sequence.stream,
+            msg_id=(msg.headers or {}).get(MSG_ID_HEADER),
+        )
+        if d.redelivered:
+            self.stats.redeliveries += 1
+            log.info(
+                "%s: redelivery %d of seq %d (%s)", self.durable, d.num_delivered, d.stream_seq, d.msg_id
+            )
+        beat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await self.handler(d)
+        except Exception as e:  # CancelledError is not caught: an abandoned message is redelivered
+            await self._failed(msg, d, e)
+        else:
+            await self._ack(msg)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _ack(self, msg: Msg) -> None:
+        try:
+            await msg.ack_sync(timeout=5.0)
+            self.stats.acked += 1
+        except Exception as e:  # the work is done; at worst it is redelivered and must be idempotent
+            log.warning("%s: ack failed (%r); message may be redelivered", self.durable, e)
+
+    async def _failed(self, msg: Msg, d: Delivery, exc: Exception) -> None:
+        action = exc.spec.nats if isinstance(exc, VideoBgError) else NatsAction.NAK
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.log(
+            logging.WARNING if action is NatsAction.NAK else logging.ERROR,
+            "%s: seq %d attempt %d/%d failed -> %s: %s",
+            self.durable, d.stream_seq, d.num_delivered, self.max_deliver, action.value, self.stats.last_error,
+        )  # fmt: skip
+        if action is NatsAction.ACK:
+            await self._ack(msg)
+            return
+        if action is NatsAction.NAK and d.num_delivered < self.max_deliver:
+            await msg.nak(delay=self._retry_delay(d.num_delivered, exc))
+            self.stats.naked += 1
+            return
+        # TERM, or the last attempt failed: terminate so the message does not linger in the work queue.
+        await msg.term()
+        self.stats.termed += 1
+        self.stats.gave_up += 1
+        if self.on_give_up is not None:
+            try:
+                await self.on_give_up(d, exc)
+            except Exception:
+                log.exception("%s: on_give_up failed for seq %d", self.durable, d.stream_seq)
+
+
+def stop_on_signals(*workers: Worker, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Make SIGTERM/SIGINT stop the workers gracefully (call from inside the running event loop)."""
+
+    def stop_all() -> None:
+        for w in workers:
+            w.stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop_all)

@@ -1,0 +1,185 @@
+"""Job records, kept in the JetStream key-value bucket `vbg_jobs` (key = job id, value = JSON object).
+
+Why JetStream KV and not a database: the records persist in the same JetStream file store the work queue
+already uses (one server to run, back up and restore, no second database to operate); every write carries
+a revision, so `update` is a compare-and-set and two workers never lose each other's changes; and a key
+can be watched, so a gateway can follow a job without polling. The cost: no secondary indexes, so `list`
+reads every live record (fine for the thousands of jobs a self-hosted service keeps, since finished
+jobs are deleted by retention; a larger deployment would index by owner in a real database).
+
+A record (fields besides these are kept as given):
+    id, owner, dialect, status (draft|queued|processing|completed|failed|cancelled), progress 0..100,
+    stage, timings {stage: seconds}, credits, error_code, error, result_key, input, model, format,
+    background, created, updated (ISO-8601 UTC)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import random
+from collections.abc import Callable, Collection, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from services.common.bus import NATS_DOWN
+from videobg import subjects
+from videobg.errors import NotFound, Transient, VideoBgError
+from videobg.keys import check_id
+
+try:
+    from videobg.errors import Conflict  # type: ignore[attr-defined]
+except ImportError:  # until videobg/errors.py defines it
+
+    class Conflict(VideoBgError):  # type: ignore[no-redef]
+        code = "conflict"
+
+
+Job = dict[str, Any]
+
+STATUSES = ("draft", "queued", "processing", "completed", "failed", "cancelled")
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _encode(job: Job) -> bytes:
+    return json.dumps(job, separators=(",", ":"), sort_keys=True).encode()
+
+
+@contextlib.contextmanager
+def _nats_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except NATS_DOWN as e:
+        raise Transient(f"job store unavailable ({what}): {e!r}") from e
+
+
+class _Unchanged(Exception):
+    """Raised inside an update function to leave the record as it is."""
+
+
+class JobStore:
+    def __init__(self, js: JetStreamContext, bucket: str = subjects.JOBS_BUCKET, *, max_attempts: int = 50):
+        self._js = js
+        self._bucket_name = bucket
+        self._kv: KeyValue | None = None
+        self.max_attempts = max_attempts
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            try:
+                with _nats_errors("open bucket"):
+                    self._kv = await self._js.key_value(self._bucket_name)
+            except nats.js.errors.BucketNotFoundError as e:
+                raise Transient(f"KV bucket {self._bucket_name} missing: run bus.ensure_streams") from e
+        return self._kv
+
+    async def create(self, job: Job) -> int:
+        """Store a new record; `job["id"]` is required. Fills status (queued), progress, timings and the
+        timestamps when absent. Raises Conflict if the id exists. Returns the revision."""
+        job_id = check_id("job id", str(job.get("id", "")))
+        record = {"status": "queued", "progress": 0, "timings": {}, **job}
+        if record["status"] not in STATUSES:
+            raise ValueError(f"unknown status {record['status']!r}")
+        record.setdefault("created", now_iso())
+        record["updated"] = record["created"]
+        kv = await self._bucket()
+        try:
+            with _nats_errors(f"create {job_id}"):
+                return await kv.create(job_id, _encode(record))
+        except nats.js.errors.KeyWrongLastSequenceError as e:
+            raise Conflict(f"job {job_id} already exists") from e
+
+    async def get_with_revision(self, job_id: str) -> tuple[Job, int]:
+        kv = await self._bucket()
+        try:
+            with _nats_errors(f"get {job_id}"):
+                entry = await kv.get(check_id("job id", job_id))
+        except nats.js.errors.KeyNotFoundError as e:
+            raise NotFound(f"job {job_id} not found") from e
+        return json.loads(entry.value or b"{}"), entry.revision or 0
+
+    async def get(self, job_id: str) -> Job:
+        return (await self.get_with_revision(job_id))[0]
+
+    async def update(self, job_id: str, fn: Callable[[Job], Job | None]) -> Job:
+        """Read-modify-write with compare-and-set: `fn` gets a copy of the current record and returns the
+        new one (or None for no change). If another writer got in between, re-read and call `fn` again,
+        so `fn` must be a pure function of the record. Returns the record as stored."""
+        kv = await self._bucket()
+        for attempt in range(1, self.max_attempts + 1):
+            current, revision = await self.get_with_revision(job_id)
+            try:
+                new = fn(copy.deepcopy(current))
+            except _Unchanged:
+                return current
+            if new is None or new == current:
+                return current
+            if new.get("id", job_id) != job_id:
+                raise ValueError("an update may not change the job id")
+            new["updated"] = now_iso()
+            try:
+                with _nats_errors(f"update {job_id}"):
+                    await kv.update(job_id, _encode(new), last=revision)
+                return new
+            except nats.js.errors.KeyWrongLastSequenceError:
+                # Lost the race: back off a little (jittered, so contenders spread out) and re-read.
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+        raise Transient(f"job {job_id}: update kept conflicting after {self.max_attempts} attempts")
+
+    async def transition(
+        self, job_id: str, from_states: Collection[str], to_state: str, **fields: Any
+    ) -> bool:
+        """Move the job to `to_state` (and set `fields`) only if its status is one of `from_states`.
+        True if this call made the change; False if the job was already in `to_state` (someone else did
+        it: e.g. a redelivered message completing a job twice) or is in a state not allowed to move."""
+        if to_state not in STATUSES:
+            raise ValueError(f"unknown status {to_state!r}")
+        changed = False
+
+        def step(job: Job) -> Job:
+            nonlocal changed
+            changed = False
+            if job.get("status") == to_state or job.get("status") not in from_states:
+                raise _Unchanged
+            changed = True
+            return {**job, **fields, "status": to_state}
+
+        await self.update(job_id, step)
+        return changed
+
+    async def delete(self, job_id: str) -> None:
+        kv = await self._bucket()
+        with _nats_errors(f"delete {job_id}"):
+            await kv.delete(check_id("job id", job_id))
+
+    async def list(self, owner: str | None = None, limit: int = 100) -> list[Job]:
+        """Newest first (by `created`), optionally only one owner's. Reads every live record."""
+        kv = await self._bucket()
+        with _nats_errors("list"):
+            watcher = await kv.watchall()
+        jobs: list[Job] = []
+        try:
+            async for entry in watcher:
+                if entry is None:  # end of the current values
+                    break
+                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                    continue
+                job = json.loads(entry.value)
+                if owner is None or job.get("owner") == owner:
+                    jobs.append(job)
+                if entry.delta == 0:
+                    break
+        finally:
+            await watcher.stop()
+        jobs.sort(key=lambda j: (j.get("created", ""), j.get("id", "")), reverse=True)
+        return jobs[:limit]
