@@ -30,16 +30,8 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.common.bus import NATS_DOWN
 from videobg import subjects
-from videobg.errors import NotFound, Transient, VideoBgError
+from videobg.errors import Conflict, NotFound, Transient
 from videobg.keys import check_id
-
-try:
-    from videobg.errors import Conflict  # type: ignore[attr-defined]
-except ImportError:  # until videobg/errors.py defines it
-
-    class Conflict(VideoBgError):  # type: ignore[no-redef]
-        code = "conflict"
-
 
 Job = dict[str, Any]
 

@@ -5,12 +5,12 @@ the muxer can interleave the two and nothing is held in memory beyond a few pack
 
 Rules:
 - Copy (no decode, no re-encode) when the span is not trimmed and the output container accepts the
-  source codec (`COPYABLE`). Timestamps are rebased so the source container's start is 0.
+  source codec (`COPYABLE`).
 - Otherwise decode, cut to [trim.start, trim.end) to the sample, and re-encode with the format's audio
   codec (AAC for MP4/MOV/MKV, Opus for WebM). The channel layout is kept (5.1 included); it is downmixed
   to stereo only when the encoder refuses it. The sample rate is kept where the encoder takes it, else 48 kHz.
-- Time 0 of the source is the source container's start_time: the same origin the decoder uses for video
-  timestamps, so a trimmed span of audio and video line up.
+- Time: source timestamps as they are, minus trim.start; the decoder gives video frames the same clock
+  (`Frame.t` = source pts - trim.start), so audio and video stay in sync, offsets between them included.
 - An audio stream that cannot be opened or decoded never fails the job: a warning is logged, the video is
   written without (the rest of) the audio, and `AudioSummary.warning` says so.
 """
@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
 from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
@@ -69,7 +71,6 @@ class AudioTrack:
         self.summary = summary
         self._source = source
         self._in = in_stream
-        self._origin_s = (source.start_time or 0) / av.time_base  # source second that is output 0
         self._done = False
         self._written_until = 0.0  # output seconds already handed to the muxer
 
@@ -104,7 +105,6 @@ class _CopyTrack(AudioTrack):
         super().__init__(source, in_stream, summary)
         self._out = output.add_stream_from_template(in_stream)
         self._packets = source.demux(in_stream)
-        self._offset = round(self._origin_s / in_stream.time_base)  # [ticks of the source stream]
 
     def _feed(self, until_s: float | None) -> None:
         while until_s is None or self._written_until < until_s:
@@ -114,9 +114,7 @@ class _CopyTrack(AudioTrack):
                 return
             if packet.dts is None or packet.size == 0:  # demuxer's end-of-stream marker
                 continue
-            packet.pts = None if packet.pts is None else packet.pts - self._offset
-            packet.dts -= self._offset
-            packet.stream = self._out
+            packet.stream = self._out  # untrimmed: the source timestamps are the output's
             self._out.container.mux(packet)
             self._written_until = float(packet.dts * packet.time_base)
 
@@ -131,7 +129,8 @@ class _EncodeTrack(AudioTrack):
         sample_fmt, rates = _ENCODERS[codec]
         out_rate = self._rate if self._rate in rates else 48000
         layout = _encodable_layout(codec, sample_fmt, out_rate, first.layout.name, first.layout.nb_channels)
-        self._out = output.add_stream(codec, rate=out_rate)
+        self._output = output
+        self._out = cast(AudioStream, output.add_stream(codec, rate=out_rate))
         self._out.layout = layout
         self._out.format = sample_fmt
         self._out.bit_rate = _BITRATE_PER_CHANNEL[codec] * min(self._out.layout.nb_channels, 6)
@@ -156,7 +155,7 @@ class _EncodeTrack(AudioTrack):
 
     def _encode(self, frame: AudioFrame) -> None:
         if self._pos is None:  # later frames follow on sample by sample; only the first pts places them
-            t = 0.0 if frame.pts is None else float(frame.pts * frame.time_base) - self._origin_s
+            t = 0.0 if frame.time is None else frame.time
             self._pos = round(t * self._rate)
         first, n = self._pos, frame.samples
         self._pos += n
@@ -168,23 +167,22 @@ class _EncodeTrack(AudioTrack):
         cut.pts = first + lo - self._start  # may be > 0: the source audio starts after the video
         cut.time_base = Fraction(1, self._rate)
         cut.sample_rate = self._rate
-        for packet in self._out.encode(cut):
-            self._out.container.mux(packet)
+        self._output.mux(self._out.encode(cut))
         self._written_until = (first + hi - self._start) / self._rate
 
     def _flush(self) -> None:
         self._done = True
-        for packet in self._out.encode(None):
-            self._out.container.mux(packet)
+        self._output.mux(self._out.encode(None))
+        if self._written_until == 0.0:
+            self.summary.warning = "the source has no audio inside the trimmed span"
 
 
 def _slice(frame: AudioFrame, lo: int, hi: int) -> AudioFrame:
     """Samples [lo, hi) of a frame, same format and layout."""
     data = frame.to_ndarray()  # planar: [C, N]; packed: [1, N * C]
     step = 1 if frame.format.is_planar else frame.layout.nb_channels
-    out = AudioFrame.from_ndarray(
-        np.ascontiguousarray(data[:, lo * step : hi * step]), format=frame.format.name, layout=frame.layout
-    )
+    part = np.ascontiguousarray(data[:, lo * step : hi * step])  # same dtype as the frame's samples
+    out = AudioFrame.from_ndarray(part, format=frame.format.name, layout=frame.layout)  # type: ignore[arg-type]
     out.sample_rate = frame.sample_rate
     return out
 
@@ -194,7 +192,7 @@ def _encodable_layout(codec: str, sample_fmt: str, rate: int, layout: str, chann
     else stereo (mono stays mono)."""
     candidates = [layout, _DEFAULT_LAYOUTS.get(channels, "stereo"), "stereo" if channels > 1 else "mono"]
     for name in candidates:
-        ctx = av.CodecContext.create(codec, "w")
+        ctx = cast(AudioCodecContext, av.CodecContext.create(codec, "w"))
         ctx.sample_rate, ctx.format, ctx.layout = rate, sample_fmt, name
         try:
             ctx.open()

@@ -36,7 +36,8 @@ FORMATS: dict[str, OutputFormat] = {
         OutputFormat("mkv_h265", "matroska", ".mkv", "libx265", "yuv420p", None, "aac", "video/x-matroska"),
         OutputFormat("mkv_vp9", "matroska", ".mkv", "libvpx-vp9", "yuv420p", "yuva420p", "libopus", "video/x-matroska"),
         OutputFormat("gif", "gif", ".gif", "gif", "pal8", "pal8", None, "image/gif"),
-        OutputFormat("webp", "webp", ".webp", "libwebp_anim", "yuv420p", "yuva420p", None, "image/webp"),
+        # bgra: libwebp converts to YUV itself, with the BT.601 matrix every WebP decoder assumes
+        OutputFormat("webp", "webp", ".webp", "libwebp_anim", "bgra", "bgra", None, "image/webp"),
         OutputFormat("png_sequence", None, ".zip", "png", "rgb24", "rgba", None, "application/zip"),
     )
 }

@@ -6,8 +6,11 @@ H.264, H.265 (8/10-bit), VP8, VP9, AV1, ProRes or GIF video. The container list 
 upload pick any demuxer (HLS or concat playlists that read other files, image sequences, raw formats).
 Other containers (AVI, MPEG-TS, FLV, ...) are refused as Unsupported even with an accepted codec.
 
-Times: every time here and in decode is on the source's own timeline (packet pts x time_base, in
-seconds); the files we accept start at or very near 0.
+Times: trims and decoded frame times count from the container's start_time (FFmpeg's `-ss` origin; the
+audio muxer uses the same one). `duration_s` is the video stream's length when the container states it,
+else the container's, else measured by a demux-only pass over the packets (WebM from browsers).
+`fps_nominal` is FFmpeg's guessed rate (the base rate unless that is implausible, e.g. 90000 for a phone
+VFR clip); `fps_avg` is frames / duration.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
             "Unsupported container: accepted inputs are MP4, MOV, WebM, MKV and GIF videos"
         ) from exc
     except _AV_ERRORS as exc:
-        raise MalformedMedia(f"The file could not be read as a video ({_reason(exc)})") from exc
+        raise MalformedMedia(f"The file could not be read as a video ({describe_error(exc)})") from exc
     try:
         yield container
     finally:
@@ -81,34 +84,19 @@ def probe(path: str | Path) -> VideoInfo:
                 f"Unsupported video codec {codec!r}: accepted are H.264, H.265, VP8, VP9, AV1, ProRes and GIF"
             )
         first = _first_frame(container, stream)
-        duration_s = _duration(container, stream)
-        frame_count = stream.frames
-        fps_avg = _positive(stream.average_rate)
+        # only the MP4/MOV demuxer computes avg_frame_rate from the whole sample table; elsewhere (GIF)
+        # it is a guess from the first few frames
+        exact_avg = _positive(stream.average_rate) if container.format.name == ACCEPTED_DEMUXERS[0] else None
+        stated = (_duration(container, stream), stream.frames, exact_avg)
         fps_nominal = _nominal_rate(stream)
         audio = tuple(_audio_info(s) for s in container.streams.audio)
         fmt_name = container.format.name
         alpha_tag = stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE", "0")) == "1"
-
-    if frame_count <= 0 or duration_s is None:
-        scanned = _scan_packets(path, size_bytes)
-        if scanned is not None:
-            count, span = scanned
-            frame_count = count
-            duration_s = duration_s if duration_s is not None else span
-            if span > 0 and count > 1:
-                fps_avg = Fraction(count / span).limit_denominator(1001)
-    fps_avg = fps_avg or fps_nominal
-    fps_nominal = fps_nominal or fps_avg or Fraction(25)
-    fps_avg = fps_avg or fps_nominal
-    if duration_s is None:
-        duration_s = frame_count / float(fps_avg) if frame_count > 0 else 0.0
-    if frame_count <= 0:
-        frame_count = max(1, round(duration_s * float(fps_avg)))
+    duration_s, frame_count, fps_avg = _timing(path, size_bytes, *stated, fps_nominal)
 
     rotation = _rotation_cw(first, stream)
     coded_w, coded_h = first.width, first.height
     width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
-    pix_fmt = first.format.name
     return VideoInfo(
         container=fmt_name,
         size_bytes=size_bytes,
@@ -118,15 +106,41 @@ def probe(path: str | Path) -> VideoInfo:
         coded_width=coded_w,
         coded_height=coded_h,
         rotation=rotation,
-        fps_nominal=fps_nominal,
+        fps_nominal=fps_nominal or fps_avg,
         fps_avg=fps_avg,
         frame_count=frame_count,
         video_codec=codec,
-        pix_fmt=pix_fmt,
+        pix_fmt=first.format.name,
         bit_depth=_bit_depth(first.format),
+        # VP9 carries alpha in a side channel (alpha_mode=1) that the native decoder ignores
         has_alpha=alpha_tag or any(c.is_alpha for c in first.format.components),
         audio=audio,
     )
+
+
+def _timing(
+    path: str | Path,
+    size_bytes: int,
+    duration_s: float | None,
+    frames: int,
+    fps_avg: Fraction | None,
+    fps_nominal: Fraction | None,
+) -> tuple[float, int, Fraction]:
+    """(duration, frame count, average fps): as stated by the container, else counted, else estimated."""
+    if frames <= 0 or duration_s is None:  # Matroska/WebM never state a frame count
+        scanned = _scan_packets(path, size_bytes)
+        if scanned is not None:
+            frames, span = scanned
+            # the video's own packets beat a container figure that may include other streams
+            duration_s = span if span > 0 else duration_s
+    if fps_avg is None and frames > 1 and duration_s:
+        fps_avg = Fraction(frames / duration_s).limit_denominator(1001)
+    fps = fps_avg or fps_nominal or Fraction(25)
+    if duration_s is None:
+        duration_s = frames / float(fps) if frames > 0 else 0.0
+    if frames <= 0:
+        frames = max(1, round(duration_s * float(fps)))
+    return duration_s, frames, fps
 
 
 def validate(info: VideoInfo, limits: Limits, trim: Trim | None = None) -> None:
@@ -147,6 +161,8 @@ def validate(info: VideoInfo, limits: Limits, trim: Trim | None = None) -> None:
             f"{limits.min_side} px"
         )
     trim = trim or Trim()
+    if trim.end is not None and trim.end <= trim.start:
+        raise InvalidInput(f"Trim end ({trim.end:g} s) must be after its start ({trim.start:g} s)")
     if trim.start > 0 and trim.start >= info.duration_s:
         raise InvalidInput(
             f"Trim start {trim.start:g} s is beyond the end of the video ({info.duration_s:.2f} s)"
@@ -169,7 +185,7 @@ def _file_size(path: str | Path) -> int:
     except FileNotFoundError as exc:
         raise NotFound(f"Input file not found: {Path(path).name}") from exc
     except OSError as exc:
-        raise MalformedMedia(f"The file could not be read ({_reason(exc)})") from exc
+        raise MalformedMedia(f"The file could not be read ({describe_error(exc)})") from exc
 
 
 def _codec_name(stream: av.video.stream.VideoStream) -> str:
@@ -186,7 +202,7 @@ def _first_frame(container: av.container.InputContainer, stream) -> av.VideoFram
     errors = 0
     last_error: BaseException | None = None
     packets = container.demux(stream)
-    for n, packet in enumerate(_safe_packets(packets)):
+    for n, packet in enumerate(demux_packets(packets)):
         if n >= _FIRST_FRAME_PACKETS:
             break
         try:
@@ -203,11 +219,11 @@ def _first_frame(container: av.container.InputContainer, stream) -> av.VideoFram
             return frames[0]
     except av.error.FFmpegError as exc:
         last_error = last_error or exc
-    detail = f" ({errors} packets failed: {_reason(last_error)})" if last_error else ""
+    detail = f" ({errors} packets failed: {describe_error(last_error)})" if last_error else ""
     raise MalformedMedia(f"No video frame could be decoded; the file is corrupt or truncated{detail}")
 
 
-def _safe_packets(packets):
+def demux_packets(packets):
     """Demux until EOF or the first read error (a truncated file simply ends early)."""
     while True:
         try:
@@ -215,7 +231,7 @@ def _safe_packets(packets):
         except StopIteration:
             return
         except _AV_ERRORS as exc:
-            log.warning("demux stopped early: %s", _reason(exc))
+            log.warning("demux stopped early: %s", describe_error(exc))
             return
         yield packet
 
@@ -236,7 +252,7 @@ def _scan_packets(path: str | Path, size_bytes: int) -> tuple[int, float] | None
     with open_media(path) as container:
         stream = select_video_stream(container)
         tb = stream.time_base
-        for packet in _safe_packets(container.demux(stream)):
+        for packet in demux_packets(container.demux(stream)):
             if packet.size == 0:
                 continue  # the flush packet at EOF
             count += 1
@@ -309,7 +325,7 @@ def _audio_info(stream) -> AudioInfo:
     )
 
 
-def _reason(exc: BaseException | None) -> str:
+def describe_error(exc: BaseException | None) -> str:
     """A short, path-free description of a PyAV/OS error for user-facing messages."""
     if exc is None:
         return "unknown error"

@@ -29,8 +29,8 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         s = x.mean((2, 3), keepdim=True)
-        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))
-        return x * s
+        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s), inplace=True)), inplace=True)
+        return x.mul_(s)  # x is the block's own intermediate, free to overwrite
 
 
 class InvertedResidual(nn.Module):
@@ -38,12 +38,16 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, cin: int, k: int, exp: int, cout: int, se: bool, hswish: bool, stride: int, dilation=1):
         super().__init__()
-        self.act = F.hardswish if hswish else F.relu
+        self.hswish = hswish
         self.expand = _conv(cin, exp) if exp != cin else None
         self.dw = _conv(exp, exp, k, stride, dilation, groups=exp)
         self.se = SqueezeExcite(exp, _make_divisible(exp // 4)) if se else None
         self.project = _conv(exp, cout)
         self.residual = stride == 1 and cin == cout
+
+    def act(self, x: Tensor) -> Tensor:
+        # in place: every activation here applies to a fresh conv output (saves an allocation and a pass)
+        return F.hardswish(x, inplace=True) if self.hswish else F.relu(x, inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.act(self.expand(x)) if self.expand is not None else x
@@ -51,7 +55,7 @@ class InvertedResidual(nn.Module):
         if self.se is not None:
             y = self.se(y)
         y = self.project(y)
-        return y + x if self.residual else y
+        return y.add_(x) if self.residual else y
 
 
 def _make_divisible(v: int, divisor: int = 8) -> int:
@@ -92,13 +96,13 @@ class MobileNetV3Encoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         # x: [B, 3, h, w] float 0..1 -> f1 [B, 16, h/2], f2 [B, 24, h/4], f3 [B, 40, h/8], f4 [B, 960, h/16]
         x = (x - self.mean) / self.std
-        x = F.hardswish(self.stem(x))
+        x = F.hardswish(self.stem(x), inplace=True)
         feats = []
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in (0, 2, 5):
                 feats.append(x)
-        f4 = F.hardswish(self.head(x))
+        f4 = F.hardswish(self.head(x), inplace=True)
         return feats[0], feats[1], feats[2], f4
 
 
@@ -109,7 +113,7 @@ class LRASPP(nn.Module):
         self.aspp2 = _conv(cin, cout, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.aspp1(x)) * torch.sigmoid(self.aspp2(x.mean((2, 3), keepdim=True)))
+        return F.relu(self.aspp1(x), inplace=True).mul_(torch.sigmoid(self.aspp2(x.mean((2, 3), keepdim=True))))
 
 
 class ConvGRU(nn.Module):
@@ -122,8 +126,8 @@ class ConvGRU(nn.Module):
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
         # x, h: [B, C, h, w]; h may be a [1, 1, 1, 1] zero placeholder on the first frame
         h = h.expand_as(x)
-        r, z = torch.sigmoid(self.ih(torch.cat([x, h], dim=1))).split(self.channels, dim=1)
-        c = torch.tanh(self.hh(torch.cat([x, r * h], dim=1)))
+        r, z = self.ih(torch.cat([x, h], dim=1)).sigmoid_().split(self.channels, dim=1)
+        c = self.hh(torch.cat([x, r * h], dim=1)).tanh_()
         return torch.lerp(h, c, z)  # (1 - z) * h + z * c
 
 
@@ -152,7 +156,7 @@ class UpsamplingBlock(nn.Module):
         self.gru = ConvGRU(self.half)
 
     def forward(self, x: Tensor, f: Tensor, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-        x = F.relu(self.conv(torch.cat([_up2_crop(x, s), f, s], dim=1)))
+        x = F.relu(self.conv(torch.cat([_up2_crop(x, s), f, s], dim=1)), inplace=True)
         a, b = x.split(self.half, dim=1)
         r = self.gru(b, r)
         return torch.cat([a, r], dim=1), r
@@ -165,8 +169,8 @@ class OutputBlock(nn.Module):
         self.conv2 = _conv(cout, cout, 3)
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        x = F.relu(self.conv1(torch.cat([_up2_crop(x, s), s], dim=1)))
-        return F.relu(self.conv2(x))
+        x = F.relu(self.conv1(torch.cat([_up2_crop(x, s), s], dim=1)), inplace=True)
+        return F.relu(self.conv2(x), inplace=True)
 
 
 class RecurrentDecoder(nn.Module):
@@ -209,8 +213,8 @@ class DeepGuidedFilter(nn.Module):
         mean_y = self.box_filter(base_y)
         cov_xy = self.box_filter(base_x * base_y) - mean_x * mean_y
         var_x = self.box_filter(base_x * base_x) - mean_x * mean_x
-        a = F.relu(self.conv1(torch.cat([cov_xy, var_x, hid], dim=1)))
-        a = self.conv3(F.relu(self.conv2(a)))
+        a = F.relu(self.conv1(torch.cat([cov_xy, var_x, hid], dim=1)), inplace=True)
+        a = self.conv3(F.relu(self.conv2(a), inplace=True))
         return a, mean_y - a * mean_x
 
 

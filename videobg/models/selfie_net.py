@@ -36,7 +36,7 @@ class Gate(nn.Module):
         self.fc2 = _conv(squeeze, channels)
 
     def weights(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)), inplace=True)))
 
 
 class Block(nn.Module):
@@ -45,12 +45,16 @@ class Block(nn.Module):
     def __init__(self, cin: int, exp: int, cout: int, k: int, stride: int, gate: int, hswish: bool):
         super().__init__()
         self.k, self.stride = k, stride
-        self.act = F.hardswish if hswish else F.relu
+        self.hswish = hswish
         self.expand = _conv(cin, exp)
         self.dw = _conv(exp, exp, k, stride, groups=exp)
         self.gate = Gate(exp, gate) if gate else None
         self.project = _conv(exp, cout)
         self.residual = stride == 1 and cin == cout
+
+    def act(self, x: Tensor) -> Tensor:
+        # in place: every activation here applies to a fresh conv output
+        return F.hardswish(x, inplace=True) if self.hswish else F.relu(x, inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.act(self.expand(x))
@@ -58,9 +62,9 @@ class Block(nn.Module):
             y = _same_pad(y, self.k)
         y = self.act(self.dw(y))
         if self.gate is not None:
-            y = y * self.gate.weights(y)
+            y = y.mul_(self.gate.weights(y))
         y = self.project(y)
-        return y + x if self.residual else y
+        return y.add_(x) if self.residual else y
 
 
 class UpStage(nn.Module):
@@ -75,9 +79,9 @@ class UpStage(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         u = self.up_conv(F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False))
-        y = skip * self.gate.weights(skip + u) + u
-        y = F.relu(self.conv(y))
-        return y + F.relu(self.dw(y))
+        y = torch.addcmul(u, skip, self.gate.weights(skip + u))
+        y = F.relu(self.conv(y), inplace=True)
+        return y.add_(F.relu(self.dw(y), inplace=True))
 
 
 class SelfieSegmentation(nn.Module):
@@ -102,12 +106,12 @@ class SelfieSegmentation(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # x: [B, 3, 256, 256] RGB 0..1 -> [B, 1, 256, 256] person probability 0..1
-        x1 = F.hardswish(self.stem(_same_pad(x, 3)))  # [B, 16, 128, 128]
+        x1 = F.hardswish(self.stem(_same_pad(x, 3)), inplace=True)  # [B, 16, 128, 128]
         x2 = self.b1(x1)  # [B, 16, 64, 64]
         x3 = self.b3(self.b2(x2))  # [B, 24, 32, 32]
         x4 = self.b8(self.b7(self.b6(self.b5(self.b4(x3)))))  # [B, 32, 16, 16]
-        y = F.relu(self.head(x4)) * torch.sigmoid(self.head_gate(x4.mean((2, 3), keepdim=True)))
+        y = F.relu(self.head(x4), inplace=True).mul_(torch.sigmoid(self.head_gate(x4.mean((2, 3), keepdim=True))))
         y = self.up1(y, x3)  # [B, 24, 32, 32]
         y = self.up2(y, x2)  # [B, 16, 64, 64]
         y = self.up3(y, x1)  # [B, 16, 128, 128]
-        return torch.sigmoid(self.segment(y))
+        return self.segment(y).sigmoid_()

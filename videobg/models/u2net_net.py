@@ -23,7 +23,7 @@ class ConvReLU(nn.Module):
         self.conv = nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.conv(x))
+        return F.relu(self.conv(x), inplace=True)
 
 
 def _pool(x: Tensor) -> Tensor:
@@ -55,7 +55,7 @@ class RSU(nn.Module):
         for j, (conv, skip) in enumerate(zip(self.dec, reversed(skips), strict=True)):
             # the first decoder conv works at the bottom's resolution; each later one a level up
             h = conv(torch.cat([_up_like(h, skip) if j > 0 else h, skip], dim=1))
-        return h + hx_in
+        return h.add_(hx_in)
 
 
 class RSUF(nn.Module):
@@ -78,7 +78,7 @@ class RSUF(nn.Module):
         h = self.bottom(h)
         for conv, skip in zip(self.dec, reversed(skips), strict=True):
             h = conv(torch.cat([h, skip], dim=1))
-        return h + hx_in
+        return h.add_(hx_in)
 
 
 class U2NetP(nn.Module):

@@ -7,7 +7,9 @@ the files there beforehand.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,11 @@ WEIGHTS: dict[str, WeightFile] = {
         upstream="https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx",
     ),
 }
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
