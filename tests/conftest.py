@@ -53,7 +53,9 @@ def make_clip(
     """A synthetic clip: grey-green background, a bright disc moving left to right, optional 440 Hz tone."""
     with av.open(str(path), "w") as out:
         vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        # 4:2:0 needs even sizes: odd-sized test clips use 4:4:4, as some phone and screen captures do
+        vs.width, vs.height = width, height
+        vs.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         a_stream = None
         if audio:
             a_stream = out.add_stream("aac", rate=48000)

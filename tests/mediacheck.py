@@ -67,6 +67,16 @@ def rgba_frames(path: str | Path, limit: int = 1000) -> list[np.ndarray]:
                 else:
                     out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGBA))
         return out
+    if p.suffix == ".webp":  # FFmpeg cannot decode animated WebP; OpenCV (libwebp) can
+        ok, anim = cv2.imreadanimation(str(p))
+        assert ok, f"{p} is not a readable animated WebP"
+        out = []
+        for img in anim.frames[:limit]:
+            if img.ndim == 3 and img.shape[2] == 4:
+                out.append(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA))
+            else:
+                out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGBA))
+        return out
     frames: list[np.ndarray] = []
     with av.open(str(p)) as c:
         vs = c.streams.video[0]
