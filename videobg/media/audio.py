@@ -57,7 +57,8 @@ _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5
 class AudioSummary:
     """What happened to the audio; the service reports it next to the job result."""
 
-    mode: str = "none"  # copy | reencode | none (no source audio, or the format carries none)
+    mode: str = "none"  # copy | reencode | none (no audio written: none in the source or span, or the
+    # format carries none, or it could not be decoded)
     codec: str | None = None  # codec of the output audio stream
     channels: int = 0
     sample_rate: int = 0
@@ -174,6 +175,7 @@ class _EncodeTrack(AudioTrack):
         self._done = True
         self._output.mux(self._out.encode(None))
         if self._written_until == 0.0:
+            self.summary.mode = "none"
             self.summary.warning = "the source has no audio inside the trimmed span"
 
 
@@ -230,9 +232,9 @@ def open_audio(
         return None, summary
     in_stream = streams[0]
     try:
-        if trim.is_full and in_stream.codec_context.name in COPYABLE.get(fmt.container, ()):
+        if trim.is_full and in_stream.codec_context.codec.canonical_name in COPYABLE.get(fmt.container, ()):
             track: AudioTrack = _CopyTrack(source, in_stream, output, summary)
-            summary.mode, summary.codec = "copy", in_stream.codec_context.name
+            summary.mode, summary.codec = "copy", in_stream.codec_context.codec.canonical_name
             summary.channels, summary.sample_rate = in_stream.channels, in_stream.rate
         else:
             in_stream.codec_context.thread_type = "AUTO"

@@ -1,0 +1,478 @@
+"""Encode + mux: the last stage. Frames arrive one at a time and leave as packets; nothing is buffered.
+
+`VideoWriter(path, fmt, width, height, transparent=..., fps=...)` takes the composited RGB (or the
+foreground and its alpha when `transparent`) with a timestamp per frame, and writes one of the formats in
+`videobg.media.formats`. Choices made here:
+
+- Timestamps: the source's are kept (VFR stays VFR, in sync with the audio): pts = round(t / time_base),
+  bumped by one tick when two frames land on the same tick. The time base is the finest the container
+  keeps (1/90000 for MP4/MOV, 1/1000 for Matroska/WebM/WebP, 1/100 for GIF). `fps` is only the
+  average-rate hint for the encoder and Matroska (MP4 computes its own); one outside (0, 240] is taken
+  for a time base posing as a rate and replaced by 30.
+- MP4/MOV are written with faststart (moov first) so results stream.
+- Odd sizes: H.264/H.265 refuse odd sizes in 4:2:0, so for those the frame is padded to even by
+  replicating its last column/row (one pixel at most; the output is then 1 px larger). VP9, ProRes, WebP,
+  GIF and PNG keep the exact size.
+- Colour: YUV outputs are converted by swscale with the BT.709 matrix to limited (tv) range and tagged
+  BT.709 (primaries, transfer, matrix). WebP is fed BGRA and libwebp converts it itself (WebP carries no
+  colour tags; decoders assume BT.601, which libwebp uses). GIF and PNG stay RGB. libwebp_anim also
+  merges identical consecutive frames into one longer frame, so a still stretch decodes as fewer frames
+  with the same total duration.
+- GIF: one palette of 256 colours (255 + a transparent index when `transparent`) from k-means on a grid
+  of pixels sampled from the first frame, kept while it fits (a stable palette does not flicker and lets
+  the GIF encoder send only changed pixels), refitted when a frame's quantisation error grows well past
+  what it was at fit time (a scene change; the new palette goes in as a local colour table). Index 255 is
+  transparent when `transparent` (alpha < 128 -> transparent; GIF alpha is one bit). No dithering.
+  Delays come from the timestamps in 1/100 s; a frame less than 2/100 s after the previous one is
+  dropped, because browsers play shorter GIF delays as 1/10 s.
+- PNG sequence: a zip of frame_000000.png ... streamed in frame by frame (stored: PNG is compressed
+  already) plus timestamps.json.
+- Audio: `videobg.media.audio` (copied when untrimmed and the container takes the codec, else cut to the
+  sample and re-encoded; fed in step with the video so the muxer interleaves).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import cast
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, VideoReformatter
+
+from videobg.errors import InvalidInput
+from videobg.media.audio import AudioSummary, AudioTrack, open_audio
+from videobg.media.formats import OutputFormat, get_format
+from videobg.types import Trim
+
+log = logging.getLogger(__name__)
+
+QUALITIES = ("fast", "default", "high")
+
+# Speed first (2-core CPU workers); `quality` moves one step either way.
+_X264 = {"fast": ("ultrafast", "23"), "default": ("veryfast", "20"), "high": ("medium", "18")}  # preset, crf
+_X265 = {"fast": ("ultrafast", "26"), "default": ("superfast", "24"), "high": ("medium", "22")}
+_VP9 = {"fast": ("realtime", "8", "36"), "default": ("realtime", "8", "32"), "high": ("good", "4", "28")}
+_WEBP = {"fast": ("70", "1"), "default": ("80", "3"), "high": ("90", "5")}  # quality, compression_level
+_PNG_PARAMS = {  # zlib level 1 with cheap row filters: ~40 ms for a 720p frame, 3% larger than level 3
+    "fast": [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB],
+    "default": [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FAST_FILTERS],
+    "high": [cv2.IMWRITE_PNG_COMPRESSION, 6],
+}
+
+_TIME_BASE = {"mp4": Fraction(1, 90000), "mov": Fraction(1, 90000), "gif": Fraction(1, 100)}
+_DEFAULT_TIME_BASE = Fraction(1, 1000)  # Matroska, WebM and WebP store milliseconds
+_GIF_MIN_DELAY = 2  # [1/100 s]
+_MAX_FPS = 240  # `fps` is only the average-rate hint; the timestamps place the frames
+_FALLBACK_FPS = Fraction(30)
+
+
+def _video_options(fmt: OutputFormat, quality: str, transparent: bool) -> dict[str, str]:
+    codec = fmt.video_codec
+    if codec == "libx264":
+        preset, crf = _X264[quality]
+        return {"preset": preset, "crf": crf}
+    if codec == "libx265":
+        preset, crf = _X265[quality]
+        return {"preset": preset, "crf": crf, "x265-params": "log-level=error"}
+    if codec == "libvpx-vp9":
+        deadline, cpu_used, crf = _VP9[quality]
+        return {"deadline": deadline, "cpu-used": cpu_used, "crf": crf, "b": "0", "row-mt": "1"}
+    if codec == "prores_ks":
+        return {"profile": "4444" if transparent else "hq", "vendor": "apl0"}
+    if codec == "libwebp_anim":
+        q, level = _WEBP[quality]
+        return {"quality": q, "compression_level": level}
+    return {}
+
+
+def _container_options(fmt: OutputFormat) -> dict[str, str]:
+    if fmt.container in ("mp4", "mov"):
+        return {"movflags": "+faststart"}  # moov first: the result streams
+    if fmt.container in ("webp", "gif"):
+        return {"loop": "0"}  # loop forever, like every animated image on the web
+    return {}
+
+
+def _needs_even_size(fmt: OutputFormat) -> bool:
+    return fmt.video_codec in ("libx264", "libx265") and fmt.pix_fmt.startswith(("yuv420", "yuv422"))
+
+
+class VideoWriter:
+    """Writes frames to `path` in `fmt`; see the module docstring for the choices made.
+
+    rgb: [H, W, 3] uint8, composited (or the foreground when `transparent`); alpha: [H, W] uint8 or None
+    (None when `transparent` means opaque); t: seconds since the start of the output.
+    `audio_src`: a file whose audio (stream `audio_stream_index`, else the first) is cut to `trim` and put
+    back. After `close()`, `audio` says what happened to it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: OutputFormat | str,
+        width: int,
+        height: int,
+        *,
+        transparent: bool,
+        fps: Fraction,
+        audio_src: str | Path | None = None,
+        audio_stream_index: int | None = None,
+        trim: Trim = Trim(),  # noqa: B008 (frozen dataclass: sharing the default is safe)
+        quality: str = "default",
+    ) -> None:
+        self.fmt = get_format(fmt if isinstance(fmt, str) else fmt.name, transparent=transparent)
+        if quality not in QUALITIES:
+            raise InvalidInput(f"Unknown quality {quality!r}; expected one of {', '.join(QUALITIES)}")
+        if width < 1 or height < 1:
+            raise InvalidInput(f"Bad frame size {width}x{height}")
+        fps = Fraction(fps).limit_denominator(1_001_000)  # a float fps becomes e.g. 30000/1001
+        if not 0 < fps <= _MAX_FPS:  # e.g. a time base posing as a rate (90000/1): libvpx refuses it
+            log.info("fps %s is not a frame rate; hinting %s to the encoder instead", fps, _FALLBACK_FPS)
+            fps = _FALLBACK_FPS
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.transparent = transparent
+        self.frames_written = 0
+        self._closed = False
+        if self.fmt.container is None:
+            self._sink: _PngZipSink | _AvSink = _PngZipSink(self.path, transparent, fps, quality)
+        else:
+            self._sink = _AvSink(self.path, self.fmt, width, height, transparent, fps, quality)
+            try:
+                self._sink.add_audio(audio_src, audio_stream_index, trim)
+            except BaseException:
+                self._sink.abort()
+                raise
+
+    @property
+    def audio(self) -> AudioSummary:
+        return self._sink.audio_summary
+
+    @property
+    def audio_written(self) -> bool:
+        """Whether the output has (some of) the source audio; final once closed."""
+        return self.audio.mode != "none"
+
+    def write(self, rgb: np.ndarray, alpha: np.ndarray | None, t: float) -> None:
+        if self._closed:
+            raise ValueError("write() after close()")
+        if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(
+                f"rgb must be [{self.height}, {self.width}, 3] uint8, got {rgb.shape} {rgb.dtype}"
+            )
+        if alpha is not None and alpha.shape != (self.height, self.width):
+            raise ValueError(f"alpha must be [{self.height}, {self.width}] uint8, got {alpha.shape}")
+        if self.transparent:
+            a = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else alpha
+            image = np.dstack([rgb, a])  # [H, W, 4] uint8
+        else:
+            image = rgb
+        if self._sink.write(image, max(float(t), 0.0)):
+            self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoders, put the audio in and close the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sink.close()
+
+    def abort(self) -> None:
+        """Close without finishing and remove the partial file."""
+        if not self._closed:
+            self._closed = True
+            self._sink.abort()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _Ticks:
+    """Seconds -> strictly increasing pts in `time_base`."""
+
+    def __init__(self, time_base: Fraction, min_step: int = 1) -> None:
+        self.time_base = time_base
+        self._min_step = min_step
+        self.last: int | None = None
+
+    def next(self, t: float, *, drop_close: bool = False) -> int | None:
+        pts = round(Fraction(t) / self.time_base)
+        if self.last is not None and pts < self.last + self._min_step:
+            if drop_close:
+                return None
+            pts = self.last + self._min_step
+        self.last = pts
+        return pts
+
+
+class _AvSink:
+    """Every format that FFmpeg muxes (all but the PNG sequence)."""
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: OutputFormat,
+        width: int,
+        height: int,
+        transparent: bool,
+        fps: Fraction,
+        quality: str,
+    ) -> None:
+        self.fmt, self.path, self.transparent = fmt, path, transparent
+        self.audio_summary = AudioSummary()
+        self._audio: AudioTrack | None = None
+        self._pix_fmt = (fmt.alpha_pix_fmt if transparent else fmt.pix_fmt) or fmt.pix_fmt
+        self._is_gif = fmt.video_codec == "gif"
+        self._pad = (width % 2, height % 2) if _needs_even_size(fmt) else (0, 0)
+        self._ticks = _Ticks(
+            _TIME_BASE.get(fmt.container or "", _DEFAULT_TIME_BASE), _GIF_MIN_DELAY if self._is_gif else 1
+        )
+        self._frame_duration = max(round(1 / (Fraction(fps) * self._ticks.time_base)), 1) if fps else 1
+        self._quantizer = GifQuantizer(transparent) if self._is_gif else None
+        self._reformatter = VideoReformatter()
+        self._container = av.open(str(path), "w", format=fmt.container, options=_container_options(fmt))
+        try:
+            self._stream = self._add_video_stream(width + self._pad[0], height + self._pad[1], fps, quality)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _add_video_stream(self, width: int, height: int, fps: Fraction, quality: str) -> av.VideoStream:
+        fmt = self.fmt
+        options = _video_options(fmt, quality, self.transparent)
+        stream = cast(av.VideoStream, self._container.add_stream(fmt.video_codec, rate=fps, options=options))
+        stream.width, stream.height = width, height
+        stream.pix_fmt = self._pix_fmt
+        stream.time_base = self._ticks.time_base
+        stream.codec_context.time_base = self._ticks.time_base
+        stream.codec_context.thread_count = 0  # auto
+        if self._is_yuv:
+            ctx = stream.codec_context
+            ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
+            ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
+        if fmt.video_codec == "libx265" and fmt.container in ("mp4", "mov"):
+            stream.codec_tag = "hvc1"  # what Apple players require for HEVC
+        return stream
+
+    @property
+    def _is_yuv(self) -> bool:
+        return self._pix_fmt.startswith("yuv")
+
+    def add_audio(self, src: str | Path | None, index: int | None, trim: Trim) -> None:
+        self._audio, self.audio_summary = open_audio(self._container, self.fmt, src, index, trim)
+
+    def write(self, image: np.ndarray, t: float) -> bool:
+        """image: [H, W, 3 or 4] uint8 RGB(A). Returns False when the frame was dropped (GIF only)."""
+        pts = self._ticks.next(t, drop_close=self._is_gif)
+        if pts is None:
+            return False
+        frame = self._to_frame(image)
+        frame.pts, frame.time_base = pts, self._ticks.time_base
+        frame.duration = self._frame_duration
+        self._container.mux(self._stream.encode(frame))
+        if self._audio is not None:
+            self._audio.pump(t)
+        return True
+
+    def _to_frame(self, image: np.ndarray) -> av.VideoFrame:
+        if self._quantizer is not None:
+            indexed = self._quantizer.quantize(image)  # the stub does not know pal8 takes a tuple
+            return av.VideoFrame.from_ndarray(indexed, format="pal8")  # type: ignore[arg-type]
+        if any(self._pad):
+            image = np.pad(image, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
+        if not self._is_yuv:
+            return self._reformatter.reformat(frame, format=self._pix_fmt)
+        return self._reformatter.reformat(
+            frame,
+            format=self._pix_fmt,
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            dst_color_trc=ColorTrc.BT709,
+            dst_color_primaries=ColorPrimaries.BT709,
+        )
+
+    def close(self) -> None:
+        try:
+            self._container.mux(self._stream.encode(None))
+            if self._audio is not None:
+                self._audio.finish()
+            self._container.close()
+        except BaseException:
+            self.abort()  # a file that could not be finished is not a result
+            raise
+
+    def abort(self) -> None:
+        try:
+            if self._audio is not None:
+                self._audio.close()
+            self._container.close()
+        except Exception as exc:  # the file is being thrown away; do not hide the error that got us here
+            log.debug("closing an aborted output: %s", exc)
+        finally:
+            _remove(self.path)
+
+
+class _PngZipSink:
+    """A zip of frame_000000.png... (RGBA when transparent) and timestamps.json, written frame by frame."""
+
+    def __init__(self, path: Path, transparent: bool, fps: Fraction, quality: str) -> None:
+        self.path = path
+        self.audio_summary = AudioSummary()
+        self._fps = Fraction(fps)
+        self._params = _PNG_PARAMS[quality]
+        self._times: list[float] = []
+        self._transparent = transparent
+        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED)
+
+    def write(self, image: np.ndarray, t: float) -> bool:
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        ok, png = cv2.imencode(".png", cv2.cvtColor(image, code), self._params)
+        if not ok:
+            raise RuntimeError("PNG encoding failed")
+        self._zip.writestr(f"frame_{len(self._times):06d}.png", png.tobytes())
+        self._times.append(round(t, 6))
+        return True
+
+    def close(self) -> None:
+        meta = {
+            "fps": f"{self._fps.numerator}/{self._fps.denominator}",
+            "transparent": self._transparent,
+            "frame_count": len(self._times),
+            "timestamps": self._times,  # seconds since the start of the output, one per frame, in order
+        }
+        self._zip.writestr("timestamps.json", json.dumps(meta))
+        self._zip.close()
+
+    def abort(self) -> None:
+        try:
+            self._zip.close()
+        finally:
+            _remove(self.path)
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class GifQuantizer:
+    """RGB(A) -> pal8 for GIF: one k-means palette kept while it fits (see the module docstring).
+
+    Pixels map to the palette through a lookup table on 6 bits per channel, filled lazily for the cells
+    that frames actually use (a frame touches a few thousand of the 262,144 cells).
+    """
+
+    _SAMPLES = 16384  # pixels sampled on a grid to fit a palette
+    _CHECK_EVERY = 4  # every 4th of those measures how well the palette still fits
+    _REFIT_RATIO = 2.0  # refit when mean squared error > ratio * error at fit time + _REFIT_SLACK
+    _REFIT_SLACK = 20.0
+
+    def __init__(self, transparent: bool) -> None:
+        self.transparent = transparent
+        self.colours = 255 if transparent else 256
+        self.refits = 0
+        self._palette: np.ndarray | None = None  # [K, 3] float32 RGB
+        self._argb = np.zeros((256, 4), np.uint8)  # [256, 4] uint8 A, R, G, B as FFmpeg wants it
+        self._lut = np.zeros(1 << 18, np.uint8)  # 6-bit cell key -> palette index
+        self._known = np.zeros(1 << 18, bool)
+        self._fit_error = 0.0
+
+    def quantize(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """image: [H, W, 3|4] uint8 -> (indices [H, W] uint8, palette [256, 4] uint8 ARGB)."""
+        sample = self._sample(image)  # [N, 3] float32, opaque pixels only
+        check = sample[:: self._CHECK_EVERY] if len(sample) > 4 * 1024 else sample
+        if self._palette is None or self._fits_badly(check):
+            self._fit(sample)
+        q = image[..., :3] >> 2
+        keys = q[..., 0].astype(np.uint32)  # [H, W] uint32: r6 g6 b6, built in place (fast)
+        keys <<= 6
+        keys |= q[..., 1]
+        keys <<= 6
+        keys |= q[..., 2]
+        self._fill_lut(keys)
+        indices = self._lut[keys]  # [H, W] uint8
+        if image.shape[2] == 4:
+            indices |= np.negative((image[..., 3] < 128).view(np.uint8))  # transparent: x | 255 = 255
+        return indices, self._argb
+
+    def _sample(self, image: np.ndarray) -> np.ndarray:
+        h, w, c = image.shape
+        share = max(float((image[::8, ::8, 3] >= 128).mean()), 1e-3) if c == 4 else 1.0  # opaque share
+        step = max(1, int(np.sqrt(h * w * share / self._SAMPLES)))  # ~_SAMPLES opaque pixels
+        grid = image[step // 2 :: step, step // 2 :: step].reshape(-1, c)
+        if c == 4:
+            grid = grid[grid[:, 3] >= 128]
+        return grid[:, :3].astype(np.float32)
+
+    def _fits_badly(self, sample: np.ndarray) -> bool:
+        if len(sample) == 0:
+            return False
+        return _mse(sample, self._nearest(sample)) > self._REFIT_RATIO * self._fit_error + self._REFIT_SLACK
+
+    def _nearest(self, colours: np.ndarray) -> np.ndarray:
+        """colours: [N, 3] float32 -> [N, 3] float32, the nearest palette entry of each."""
+        assert self._palette is not None
+        return self._palette[_argmin_distance(colours, self._palette)]
+
+    def _fit(self, sample: np.ndarray) -> None:
+        unique = np.unique(sample, axis=0) if len(sample) else np.zeros((1, 3), np.float32)
+        if len(unique) <= self.colours:
+            palette = unique
+        else:
+            criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 8, 0.5)
+            _, _, centres = cv2.kmeans(sample, self.colours, None, criteria, 1, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
+            palette = np.asarray(centres)
+        self._palette = np.clip(np.rint(palette), 0, 255).astype(np.float32)
+        self._fit_error = _mse(sample, self._nearest(sample)) if len(sample) else 0.0
+        # Exactly one entry may have alpha 0: FFmpeg's GIF encoder marks no transparency when several do.
+        self._argb[:] = 0
+        self._argb[:, 0] = 255
+        self._argb[: len(palette), 1:] = self._palette.astype(np.uint8)
+        if self.transparent:
+            self._argb[255] = 0
+        self._known[:] = False
+        log.debug("GIF palette fitted (%d colours, mse %.1f)", len(palette), self._fit_error)
+        self.refits += 1
+
+    def _fill_lut(self, keys: np.ndarray) -> None:
+        missing = keys[~self._known[keys]]
+        if missing.size == 0:
+            return
+        todo = np.unique(missing)
+        centres = np.stack([todo >> 12, (todo >> 6) & 63, todo & 63], axis=1).astype(np.float32) * 4 + 1.5
+        assert self._palette is not None
+        self._lut[todo] = _argmin_distance(centres, self._palette)
+        self._known[todo] = True
+
+
+def _argmin_distance(x: np.ndarray, palette: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """x: [N, 3] float32, palette: [K, 3] float32 -> [N] uint8 index of the nearest entry (squared L2)."""
+    norms = (palette * palette).sum(axis=1)  # [K]
+    out = np.empty(len(x), np.uint8)
+    for i in range(0, len(x), chunk):
+        part = x[i : i + chunk]
+        out[i : i + chunk] = np.argmin(norms[None, :] - 2.0 * part @ palette.T, axis=1)
+    return out
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a - b) ** 2).sum(axis=1).mean())
