@@ -9,8 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
+# torch itself is imported inside the tests, after videobg.models, which sets OMP_WAIT_POLICY before
+# torch first loads (see videobg/models/__init__.py)
 from videobg.errors import InvalidInput, ModelUnavailable
 from videobg.models import MODELS, get_model
 from videobg.models.human import HumanModel
@@ -60,7 +61,7 @@ def _ort(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _max_diff(a: np.ndarray, b: torch.Tensor) -> float:
+def _max_diff(a: np.ndarray, b) -> float:
     return float(np.abs(a - b.float().numpy()).max())
 
 
@@ -68,6 +69,8 @@ def _max_diff(a: np.ndarray, b: torch.Tensor) -> float:
 
 
 def test_light_matches_onnxruntime():
+    import torch
+
     sess = _ort(_need_weights("light"))
     net = get_model("light", MODEL_DIR).net
     x = cv2.resize(_frame(0), (SELFIE_SIZE, SELFIE_SIZE)).astype(np.float32) / 255.0  # [256, 256, 3] 0..1
@@ -78,6 +81,8 @@ def test_light_matches_onnxruntime():
 
 
 def test_original_matches_onnxruntime_all_outputs():
+    import torch
+
     sess = _ort(_need_weights("original"))
     net = get_model("original", MODEL_DIR).net
     x = cv2.resize(_frame(0), (U2_SIZE, U2_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
@@ -92,6 +97,8 @@ def test_original_matches_onnxruntime_all_outputs():
 
 
 def test_human_matches_onnxruntime_over_three_frames():
+    import torch
+
     sess = _ort(_need_weights("human"))
     net = get_model("human", MODEL_DIR).net
     ratio = 0.375  # 854x480 -> 320x180

@@ -18,7 +18,9 @@ STD = (0.229, 0.224, 0.225)
 
 
 def _conv(cin: int, cout: int, k: int = 1, stride: int = 1, dilation: int = 1, groups: int = 1, bias=True):
-    return nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 * dilation, dilation=dilation, groups=groups, bias=bias)
+    return nn.Conv2d(
+        cin, cout, k, stride, padding=(k - 1) // 2 * dilation, dilation=dilation, groups=groups, bias=bias
+    )
 
 
 class SqueezeExcite(nn.Module):
@@ -36,7 +38,9 @@ class SqueezeExcite(nn.Module):
 class InvertedResidual(nn.Module):
     """MobileNetV3 block: [expand 1x1] -> depthwise kxk -> [squeeze-excite] -> project 1x1 (+ skip)."""
 
-    def __init__(self, cin: int, k: int, exp: int, cout: int, se: bool, hswish: bool, stride: int, dilation=1):
+    def __init__(
+        self, cin: int, k: int, exp: int, cout: int, se: bool, hswish: bool, stride: int, dilation=1
+    ):
         super().__init__()
         self.hswish = hswish
         self.expand = _conv(cin, exp) if exp != cin else None
@@ -85,6 +89,9 @@ _MBV3_LARGE = [
 
 
 class MobileNetV3Encoder(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(self):
         super().__init__()
         self.stem = _conv(3, 16, 3, stride=2)
@@ -113,7 +120,8 @@ class LRASPP(nn.Module):
         self.aspp2 = _conv(cin, cout, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.aspp1(x), inplace=True).mul_(torch.sigmoid(self.aspp2(x.mean((2, 3), keepdim=True))))
+        gate = torch.sigmoid(self.aspp2(x.mean((2, 3), keepdim=True)))
+        return F.relu(self.aspp1(x), inplace=True).mul_(gate)
 
 
 class ConvGRU(nn.Module):
@@ -134,11 +142,11 @@ class ConvGRU(nn.Module):
 class BottleneckBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.half = channels // 2
-        self.gru = ConvGRU(self.half)
+        self.split_at = channels // 2  # first half passes through, second half is recurrent
+        self.gru = ConvGRU(self.split_at)
 
     def forward(self, x: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-        a, b = x.split(self.half, dim=1)
+        a, b = x.split(self.split_at, dim=1)
         r = self.gru(b, r)
         return torch.cat([a, r], dim=1), r
 
@@ -152,12 +160,12 @@ class UpsamplingBlock(nn.Module):
     def __init__(self, cin: int, cskip: int, csrc: int, cout: int):
         super().__init__()
         self.conv = _conv(cin + cskip + csrc, cout, 3)
-        self.half = cout // 2
-        self.gru = ConvGRU(self.half)
+        self.split_at = cout // 2
+        self.gru = ConvGRU(self.split_at)
 
     def forward(self, x: Tensor, f: Tensor, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         x = F.relu(self.conv(torch.cat([_up2_crop(x, s), f, s], dim=1)), inplace=True)
-        a, b = x.split(self.half, dim=1)
+        a, b = x.split(self.split_at, dim=1)
         r = self.gru(b, r)
         return torch.cat([a, r], dim=1), r
 
@@ -257,4 +265,6 @@ def downsample(src: Tensor, ratio: float) -> Tensor:
     """[B, 3, H, W] -> [B, 3, floor(H*r), floor(W*r)]: bilinear without antialias, as the export does."""
     if ratio == 1.0:
         return src
-    return F.interpolate(src, scale_factor=ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+    return F.interpolate(
+        src, scale_factor=ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False
+    )

@@ -110,7 +110,8 @@ class SelfieSegmentation(nn.Module):
         x2 = self.b1(x1)  # [B, 16, 64, 64]
         x3 = self.b3(self.b2(x2))  # [B, 24, 32, 32]
         x4 = self.b8(self.b7(self.b6(self.b5(self.b4(x3)))))  # [B, 32, 16, 16]
-        y = F.relu(self.head(x4), inplace=True).mul_(torch.sigmoid(self.head_gate(x4.mean((2, 3), keepdim=True))))
+        gate = torch.sigmoid(self.head_gate(x4.mean((2, 3), keepdim=True)))
+        y = F.relu(self.head(x4), inplace=True).mul_(gate)
         y = self.up1(y, x3)  # [B, 24, 32, 32]
         y = self.up2(y, x2)  # [B, 16, 64, 64]
         y = self.up3(y, x1)  # [B, 16, 128, 128]

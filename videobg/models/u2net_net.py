@@ -42,7 +42,9 @@ class RSU(nn.Module):
         self.conv_in = ConvReLU(cin, cout)
         self.enc = nn.ModuleList([ConvReLU(cout, mid)] + [ConvReLU(mid, mid) for _ in range(height - 2)])
         self.bottom = ConvReLU(mid, mid, dilation=2)
-        self.dec = nn.ModuleList([ConvReLU(mid * 2, mid) for _ in range(height - 2)] + [ConvReLU(mid * 2, cout)])
+        self.dec = nn.ModuleList(
+            [ConvReLU(mid * 2, mid) for _ in range(height - 2)] + [ConvReLU(mid * 2, cout)]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         hx_in = self.conv_in(x)
@@ -66,7 +68,9 @@ class RSUF(nn.Module):
         self.conv_in = ConvReLU(cin, cout)
         self.enc = nn.ModuleList([ConvReLU(cout, mid, 1), ConvReLU(mid, mid, 2), ConvReLU(mid, mid, 4)])
         self.bottom = ConvReLU(mid, mid, 8)
-        self.dec = nn.ModuleList([ConvReLU(mid * 2, mid, 4), ConvReLU(mid * 2, mid, 2), ConvReLU(mid * 2, cout, 1)])
+        self.dec = nn.ModuleList(
+            [ConvReLU(mid * 2, mid, 4), ConvReLU(mid * 2, mid, 2), ConvReLU(mid * 2, cout, 1)]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         hx_in = self.conv_in(x)
@@ -82,6 +86,9 @@ class RSUF(nn.Module):
 
 
 class U2NetP(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(self):
         super().__init__()
         self.stage1 = RSU(7, 3, 16, 64)
@@ -112,7 +119,9 @@ class U2NetP(nn.Module):
             enc.append(h)
         h = self.stage6(_pool(h))
         dec = [h]
-        for stage, skip in zip((self.stage5d, self.stage4d, self.stage3d, self.stage2d, self.stage1d), reversed(enc)):
+        for stage, skip in zip(
+            (self.stage5d, self.stage4d, self.stage3d, self.stage2d, self.stage1d), reversed(enc), strict=True
+        ):
             h = stage(torch.cat([_up_like(h, skip), skip], dim=1))
             dec.append(h)
         # dec: stage6, 5d, 4d, 3d, 2d, 1d; side i reads the decoder output at level i

@@ -1,0 +1,58 @@
+"""Matting models (PyTorch runtime) and their registry.
+
+Usage: `model = get_model("human", "models/")` (loaded once per name, dir and device), then per job
+`session = model.new_session()` (holds the recurrent state) and per frame `alpha = session.predict(rgb)`
+([H, W, 3] uint8 -> [H, W] float32 0..1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+# torch's OpenMP (libgomp) busy-waits after every parallel region by default. When other threads share the
+# cores (decode, encode, other workers) that spinning starves them and torch itself runs 10-70x slower
+# (measured here: RVM 2 s instead of 0.15 s per 720p frame). libgomp reads this once, when torch is first
+# imported, so entry points should set it before that too; a value already in the environment wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    if "torch" in sys.modules:
+        logging.getLogger(__name__).warning(
+            "torch was imported before videobg.models: set OMP_WAIT_POLICY=PASSIVE in the environment, "
+            "or matting may slow down badly when other threads compete for the CPU"
+        )
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+from videobg.errors import InvalidInput  # noqa: E402
+from videobg.models.base import MatteSession, MattingModel
+from videobg.models.human import HumanModel
+from videobg.models.light import LightModel
+from videobg.models.original import OriginalModel
+
+MODELS: dict[str, type[MattingModel]] = {
+    LightModel.name: LightModel,
+    HumanModel.name: HumanModel,
+    OriginalModel.name: OriginalModel,
+}
+
+_cache: dict[tuple[str, Path, str], MattingModel] = {}
+_cache_lock = threading.Lock()
+
+
+def get_model(name: str, model_dir: str | Path, device: str = "cpu") -> MattingModel:
+    """The loaded model `name` from `model_dir`; raises InvalidInput (unknown name) or ModelUnavailable."""
+    cls = MODELS.get(name)
+    if cls is None:
+        raise InvalidInput(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    key = (name, Path(model_dir).expanduser().resolve(), str(device))
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            model = _cache[key] = cls(model_dir, device)
+    model.load()  # outside the registry lock: loading one model must not block the others
+    return model
+
+
+__all__ = ["MODELS", "MatteSession", "MattingModel", "get_model"]

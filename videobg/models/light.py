@@ -1,0 +1,63 @@
+"""`light`: MediaPipe Selfie Segmentation, 256x256, stateless; people close to the camera."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from videobg.models.base import (
+    MatteSession,
+    MattingModel,
+    check_frame,
+    check_opts,
+    resize_u8,
+    to_tensor,
+    upsample_alpha,
+)
+from videobg.models.onnx_weights import graph_convs, initializers, load_convs
+from videobg.models.selfie_net import SIZE, SelfieSegmentation
+from videobg.models.weights import WEIGHTS
+
+_W = WEIGHTS["light"]
+
+
+class LightModel(MattingModel):
+    name = "light"
+    weight_file = _W.file
+    sha256 = _W.sha256
+    source = _W.source
+    licence = _W.licence
+    recurrent = False
+
+    def build(self, proto: onnx.ModelProto) -> nn.Module:
+        net = SelfieSegmentation()
+        load_convs(net, graph_convs(proto))
+        # tf2onnx folded the output conv's bias into the Add after it
+        (add,) = [n for n in proto.graph.node if n.op_type == "Add" and n.input[0] == "segment:0"]
+        with torch.no_grad():
+            net.segment.bias.fill_(float(initializers(proto)[add.input[1]].item()))
+        return net
+
+    def new_session(self, **opts: Any) -> LightSession:
+        check_opts(self.name, opts, {"threads"})
+        return LightSession(self, **opts)
+
+
+class LightSession(MatteSession):
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        return self.predict_batch([rgb])[0]
+
+    def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        if not frames:
+            return []
+        for f in frames:
+            check_frame(f)
+        small = [resize_u8(f, SIZE, SIZE) for f in frames]  # N x [256, 256, 3] uint8 (stretched)
+        with torch.inference_mode():
+            x = to_tensor(small, self.device, self.dtype)  # [N, 3, 256, 256] 0..1
+            prob = self.net(x)[:, 0].float().cpu().numpy()  # [N, 256, 256] float32 0..1
+        return [upsample_alpha(p, f.shape[1], f.shape[0]) for p, f in zip(prob, frames, strict=True)]
