@@ -2,6 +2,7 @@
 
     uploads/{asset_id}                      a user upload, before any job references it
     jobs/{job_id}/source{ext}               the job's input, copied or fetched by ingest (ext: ".mp4", ...)
+    jobs/{job_id}/background{ext}           an image background, fetched or copied by ingest (ext: ".png", ...)
     jobs/{job_id}/matte/{chunk:06d}.npz     alpha mattes for one chunk of frames, written by the segmenter
     jobs/{job_id}/matte/manifest.json       written last by the segmenter: chunk count, frame count, fps
     jobs/{job_id}/result{ext}               the encoder's output, the only key a user downloads
@@ -43,6 +44,10 @@ def job_prefix(job_id: str) -> str:
 
 def source(job_id: str, ext: str) -> str:
     return f"{job_prefix(job_id)}source{_check_ext(ext)}"
+
+
+def background(job_id: str, ext: str) -> str:
+    return f"{job_prefix(job_id)}background{_check_ext(ext)}"
 
 
 def matte_prefix(job_id: str) -> str:

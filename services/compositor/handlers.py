@@ -1,0 +1,38 @@
+"""gRPC `vbg.v1.Compositor`: job id -> composited frames -> a stream of FrameBand messages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+
+from services.common import grpcutil
+from services.common.runtime import Deps, close_all
+from services.compositor.bands import to_bands
+from services.compositor.stage import CompositorSettings, composite_frames
+from vbg.v1 import stages_pb2, stages_pb2_grpc
+
+
+class CompositorServicer(stages_pb2_grpc.CompositorServicer):
+    def __init__(self, settings: CompositorSettings, deps: Deps):
+        self.settings = settings
+        self.deps = deps
+
+    @grpcutil.mapped
+    def Composite(
+        self, request: stages_pb2.StageRequest, context: grpc.ServicerContext
+    ) -> Iterator[stages_pb2.FrameBand]:
+        gone = threading.Event()  # the caller cancelled or the RPC deadline passed
+        context.add_callback(gone.set)
+        remaining = context.time_remaining()
+        run = self.deps.stage_run("composite", request.job_id, deadline_s=remaining, cancel=gone)
+        frames = composite_frames(run, self.settings)
+        try:
+            for index, c in frames:
+                # [H, W, 3] uint8 composited, or [H, W, 4] uint8 foreground + alpha when transparent
+                image = c.rgb if c.alpha is None else np.dstack([c.rgb, c.alpha])
+                yield from to_bands(index, c.t, image)
+        finally:
+            close_all(frames)  # stops the decode/matte/refine threads when the caller goes away

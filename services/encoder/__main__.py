@@ -1,0 +1,8 @@
+"""`python -m services.encoder`: settings from VBG_ENCODER_* (else VBG_*; COMPOSITOR_TARGET is required)."""
+
+from services.common.runtime import main
+from services.encoder.server import EncoderSettings, build_server, build_worker
+
+if __name__ == "__main__":
+    settings = EncoderSettings()  # type: ignore[call-arg]  # compositor_target comes from the environment
+    raise SystemExit(main(settings, build_server, build_worker, name="encoder"))

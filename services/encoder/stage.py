@@ -1,0 +1,162 @@
+"""The encode stage of one job: pull composited frames from the compositor, encode them with the source's
+audio, upload the result and complete the job, exactly once.
+
+    reads:  record spec, source_key; jobs/{id}/source{ext} (for the audio); Compositor.Composite stream
+    writes: jobs/{id}/result{ext}; record status processing -> completed (compare-and-set), result_key,
+            progress 100, stage done, stage_seconds.encode, frames, audio
+    events: encode progress every ~10 frames; `completed` (msg id {job_id}:completed) once
+
+A job already completed is acknowledged without work. Two encoders racing on one job (a redelivery after
+the duplicate window) both write the same key; the compare-and-set lets one of them complete the job.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from pydantic import field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common import grpcutil, jobspec
+from services.common.runtime import StageRun, StageSettings, close_all, stopped_error
+from services.compositor.bands import StreamedFrame, assemble
+from services.ingest.stage import PROGRESS_DONE as INGESTED
+from vbg.v1 import stages_pb2, stages_pb2_grpc
+from videobg import keys
+from videobg.errors import InvalidInput, Transient
+from videobg.media.encode import QUALITIES, VideoWriter
+from videobg.media.formats import DEFAULT_FORMAT, get_format
+from videobg.media.probe import probe
+from videobg.stages import threaded
+
+EVENT_EVERY = 10
+PROGRESS_SPAN = 100.0 - INGESTED  # encoding trails matting; its progress is the job's
+
+
+class EncoderSettings(StageSettings):
+    model_config = SettingsConfigDict(env_prefix="VBG_ENCODER_", extra="ignore")
+
+    compositor_target: str  # host:port of the Compositor gRPC service
+    quality: str = "default"  # fast | default | high (videobg.media.encode.QUALITIES)
+
+    @field_validator("quality")
+    @classmethod
+    def _known_quality(cls, v: str) -> str:
+        if v not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}")
+        return v
+
+
+@dataclass
+class EncodeResult:
+    result_key: str
+    frames: int
+    size_bytes: int
+
+
+def _completed(run: StageRun, job: dict) -> EncodeResult:
+    key = job.get("result_key", "")
+    size = run.store.stat(key).size if key else 0
+    return EncodeResult(key, int(job.get("frames") or 0), size)
+
+
+def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
+    job = run.job()
+    if job.get("status") == "completed":
+        run.log.info("already completed; nothing to do")
+        return _completed(run, job)
+    if (err := stopped_error(job)) is not None:
+        raise err
+    if job.get("status") != "processing" or not job.get("source_key"):
+        raise Transient(f"job {run.job_id} is not ready to encode (status {job.get('status')})")
+    spec = job.get("spec") or {}
+    trim = jobspec.trim_of(spec)
+    background = jobspec.background_of(spec)
+    fmt = get_format(spec.get("output_format") or DEFAULT_FORMAT, transparent=background.transparent)
+    frames_total = int(job.get("frames_total") or 0)
+
+    with run.scratch() as tmp:
+        src = run.store.get_file(job["source_key"], tmp / Path(job["source_key"]).name)
+        info = probe(src)
+        out = tmp / f"result{fmt.extension}"
+        audio_index = info.audio[0].index if info.audio else None
+        n = 0
+        with grpcutil.channel(settings.compositor_target) as channel:
+            call = stages_pb2_grpc.CompositorStub(channel).Composite(
+                stages_pb2.StageRequest(job_id=run.job_id), timeout=max(run.remaining, 1.0)
+            )
+            frames: Iterator[StreamedFrame] = threaded(
+                _received(call, info.width, info.height), name="receive", maxsize=settings.core().queue_frames
+            )
+            try:
+                with VideoWriter(
+                    out, fmt, info.width, info.height, transparent=background.transparent,
+                    fps=info.fps_nominal or info.fps_avg, trim=trim, quality=settings.quality,
+                    audio_src=src if audio_index is not None else None, audio_stream_index=audio_index,
+                ) as writer:  # fmt: skip
+                    for f in frames:
+                        run.check()
+                        writer.write(f.rgb, f.alpha, f.t)
+                        n += 1
+                        if n == 1:
+                            run.set(stage="encode")
+                        if n % EVENT_EVERY == 0:
+                            run.progress(INGESTED + PROGRESS_SPAN * n / max(frames_total, n), n, frames_total)
+            finally:
+                call.cancel()  # no-op after a complete stream; stops the compositor on our failure
+                close_all(frames)
+        if n == 0:
+            raise InvalidInput("the requested span contains no frames")
+        run.check()
+        result_key = keys.result(run.job_id, fmt.extension)
+        size = out.stat().st_size
+        run.store.put_file(result_key, out, content_type=fmt.mime)
+
+    return _complete(run, result_key, n, size, writer.audio_written, fmt.mime)
+
+
+def _received(call: Iterator[stages_pb2.FrameBand], width: int, height: int) -> Iterator[StreamedFrame]:
+    try:
+        yield from assemble(call, width, height)
+    except grpc.RpcError as e:
+        raise grpcutil.error_from_rpc(e) from e
+
+
+def _complete(run: StageRun, result_key: str, frames: int, size: int, audio: bool, mime: str) -> EncodeResult:
+    """processing -> completed, once: the first encoder to get here wins; a later one changes nothing."""
+    won = threading.Event()
+
+    def complete(job: dict) -> dict | None:
+        won.clear()
+        if job.get("status") != "processing":
+            return None
+        won.set()
+        return {
+            **job,
+            "status": "completed",
+            "stage": "done",
+            "progress": 100,
+            "result_key": result_key,
+            "result_size": size,
+            "result_mime": mime,
+            "frames": frames,
+            "audio": audio,
+            "stage_seconds": {**(job.get("stage_seconds") or {}), "encode": round(run.elapsed, 3)},
+        }
+
+    job = run.update(complete)
+    if not won.is_set():
+        if job.get("status") == "completed":
+            run.log.info("completed meanwhile by another encoder; result %s", job.get("result_key"))
+            return _completed(run, job)
+        raise stopped_error(job) or Transient(f"job {run.job_id} left processing ({job.get('status')})")
+    run.event(
+        status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
+        result_key=result_key, msg_id=f"{run.job_id}:completed",
+    )  # fmt: skip
+    run.log.info("completed: %s (%d frames, %.1f kB) in %.2f s", result_key, frames, size / 1e3, run.elapsed)
+    return EncodeResult(result_key, frames, size)

@@ -1,0 +1,193 @@
+"""The ingest stage of one job: bring the input into the job's prefix, probe it, check it, queue matting.
+
+    record before: status queued, spec (services/common/jobspec.py)
+    record after:  status processing, stage ingest, progress 5, info, source_key, background_key (image
+                   backgrounds), billed_seconds, frames_total, stage_seconds.ingest
+    S3:            jobs/{id}/source{ext} (+ jobs/{id}/background{ext})
+    NATS:          vbg.work.segment {job_id}, msg id {job_id}:segment
+
+Idempotent: a redelivery of a job already ingested republishes the segment work (deduplicated by its
+msg id) and does nothing else. Bad input (undecodable, too large, too long, bad trim) fails the job with
+the error's public code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mimetypes
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common import jobspec
+from services.common.fetch import fetch_to_file
+from services.common.objstore import ObjectStore
+from services.common.runtime import StageRun, StageSettings, stopped_error
+from videobg import keys, subjects
+from videobg.composite import load_image_rgb
+from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
+from videobg.media.probe import ACCEPTED_DEMUXERS, probe, validate
+from videobg.pipeline import expected_frames
+from videobg.types import Limits, Trim, VideoInfo
+
+PROGRESS_DONE = 5.0  # the job's overall progress once ingest is done (matting and encoding share the rest)
+
+# probed container -> extension of jobs/{id}/source (the demuxer is auto-detected, the name is cosmetic)
+_SOURCE_EXT = {ACCEPTED_DEMUXERS[0]: ".mp4", ACCEPTED_DEMUXERS[1]: ".mkv", ACCEPTED_DEMUXERS[2]: ".gif"}
+_IMAGE_MAGIC = (
+    (b"\x89PNG", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"GIF8", ".gif"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
+class IngestSettings(StageSettings):
+    model_config = SettingsConfigDict(env_prefix="VBG_INGEST_", extra="ignore")
+
+    fetch_timeout_s: float = 300.0  # a URL download may take at most this long (within the stage deadline)
+    max_image_bytes: int = 25 * 1024 * 1024  # background images
+
+
+@dataclass
+class IngestResult:
+    source_key: str
+    info: dict[str, Any]  # info_to_dict(VideoInfo)
+    billed_seconds: float
+
+
+def info_to_dict(info: VideoInfo) -> dict[str, Any]:
+    """VideoInfo -> the JSON dict kept in the record (rates as floats)."""
+    d = dataclasses.asdict(info)
+    d["fps_nominal"] = float(info.fps_nominal or 0)
+    d["fps_avg"] = float(info.fps_avg or 0)
+    d["audio"] = [dataclasses.asdict(a) for a in info.audio]
+    return d
+
+
+def billed_seconds(info: VideoInfo, trim: Trim) -> float:
+    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
+    return round(max(0.0, end - trim.start), 3)
+
+
+def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
+    job = run.job()
+    if (err := stopped_error(job)) is not None:
+        raise err
+    if job.get("info") and job.get("source_key") and run.store.exists(job["source_key"]):
+        run.log.info("already ingested; republishing the segment work")
+        if job.get("status") == "processing":
+            run.publish_work(subjects.WORK_SEGMENT, "segment")
+        return IngestResult(job["source_key"], job["info"], float(job.get("billed_seconds") or 0.0))
+    if job.get("status") not in ("queued", "processing"):
+        raise InvalidInput(f"job {run.job_id} is {job.get('status')}; only a queued job can be ingested")
+    run.deps.call(run.deps.jobs.transition(run.job_id, {"queued"}, "processing", stage="ingest", progress=1))
+    run.event(progress=1)
+
+    spec = job.get("spec") or {}
+    trim = jobspec.trim_of(spec)
+    limits = settings.core().limits()
+    with run.scratch() as tmp:
+        src = _bring(
+            run, settings, spec.get("source") or {}, tmp / "source", limits.max_bytes, "source video"
+        )
+        run.check()
+        info = probe(src)
+        validate(info, limits, trim)
+        source_key = keys.source(run.job_id, _SOURCE_EXT.get(info.container, ".bin"))
+        run.store.put_file(source_key, src, content_type=mimetypes.guess_type(source_key)[0] or "video/mp4")
+        background_key = None
+        bg = spec.get("background") or {}
+        if bg.get("kind") == "image":
+            img = _bring(
+                run,
+                settings,
+                bg.get("image") or {},
+                tmp / "background",
+                settings.max_image_bytes,
+                "background image",
+            )
+            load_image_rgb(img)  # MalformedMedia now rather than in the compositor
+            background_key = keys.background(run.job_id, _image_ext(img))
+            run.store.put_file(background_key, img)
+
+    result = IngestResult(source_key, info_to_dict(info), billed_seconds(info, trim))
+    frames_total = expected_frames(info, trim)
+    fields: dict[str, Any] = {
+        "info": result.info,
+        "source_key": source_key,
+        "billed_seconds": result.billed_seconds,
+        "frames_total": frames_total,
+        "stage": "ingest",
+        "progress": PROGRESS_DONE,
+        "stage_seconds": {"ingest": round(run.elapsed, 3)},
+    }
+    if background_key:
+        fields["background_key"] = background_key
+    run.set(**fields)
+    run.publish_work(subjects.WORK_SEGMENT, "segment")
+    run.event(progress=PROGRESS_DONE, frames_done=0, frames_total=frames_total)
+    run.log.info(
+        "ingested %dx%d %.2f s (%d frames, billed %.2f s) in %.2f s",
+        info.width, info.height, info.duration_s, frames_total, result.billed_seconds, run.elapsed,
+    )  # fmt: skip
+    return result
+
+
+def _bring(
+    run: StageRun, settings: IngestSettings, source: dict[str, str], dest: Path, max_bytes: int, what: str
+) -> Path:
+    """A URL or an uploaded asset -> a local file at `dest`."""
+    if source.get("url"):
+        timeout = min(settings.fetch_timeout_s, max(run.remaining, 1.0))
+        return fetch_to_file(source["url"], dest, max_bytes=max_bytes, timeout_s=timeout, what=what).path
+    if source.get("asset_id"):
+        return copy_asset(run.store, source["asset_id"], dest, max_bytes, what)
+    raise InvalidInput(f"the job names no {what} (URL or uploaded asset)")
+
+
+def copy_asset(store: ObjectStore, asset_id: str, dest: Path, max_bytes: int, what: str) -> Path:
+    try:
+        key = keys.upload(asset_id)
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
+    try:
+        size = store.stat(key).size
+    except NotFound:
+        raise NotFound(f"uploaded asset {asset_id} ({what}) not found") from None
+    if size > max_bytes:
+        raise TooLarge(f"The {what} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+    return store.get_file(key, dest)
+
+
+def _image_ext(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    for magic, ext in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return ext
+    return ".img"
+
+
+def probe_object(store: ObjectStore, key: str, work_dir: str, limits: Limits) -> VideoInfo:
+    """Probe an object already in S3 (no job): download to scratch, probe."""
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise InvalidInput(f"bad object key {key!r}")
+    with tempfile.TemporaryDirectory(prefix="vbg-probe-", dir=work_dir or None) as d:
+        try:
+            size = store.stat(key).size
+        except NotFound:
+            raise NotFound(f"object {key} not found") from None
+        if size > limits.max_bytes:
+            raise TooLarge(f"{key} is {size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.1f} MB")
+        path = store.get_file(key, Path(d) / "object")
+        if not path.exists():
+            raise Transient(f"download of {key} vanished")
+        return probe(path)

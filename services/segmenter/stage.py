@@ -1,0 +1,209 @@
+"""The segment stage of one job: matte every frame of the trimmed span, in order, in one model session.
+
+    reads:   record spec, source_key; jobs/{id}/source{ext}
+    writes:  jobs/{id}/matte/{chunk:06d}.npz   alpha [N, H, W] uint8, t [N] float64 (seconds since the
+                                               span start), index0 () int64 (first frame's index)
+             jobs/{id}/matte/manifest.json     {frames, chunks, width, height, chunk_frames, model}, last
+             record: stage segment, matte {chunks, frames}, progress <= 50, stage_seconds.segment
+    NATS:    vbg.work.encode {job_id} (msg id {job_id}:encode) published at the START, so compositing and
+             encoding run while matting goes on (the compositor waits for each chunk in S3).
+
+Deterministic and idempotent: the same frames (same decoder, same trim) go through the same model, so a
+redelivery rewrites the same chunks with the same arrays; a job whose manifest exists is already done.
+Chunks are written by a second thread so compression and upload overlap inference.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import logging
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npformat
+from numpy.typing import ArrayLike
+from pydantic_settings import SettingsConfigDict
+
+from services.common import jobspec
+from services.common.objstore import ObjectStore
+from services.common.runtime import StageRun, StageSettings, close_all
+from services.ingest.stage import PROGRESS_DONE as INGESTED
+from videobg import keys, subjects
+from videobg.errors import InvalidInput, Transient
+from videobg.media.decode import iter_frames
+from videobg.media.probe import probe
+from videobg.models import get_model
+from videobg.pipeline import matte_one
+from videobg.stages import threaded
+from videobg.types import Frame
+
+log = logging.getLogger(__name__)
+
+PROGRESS_SPAN = 45.0  # matting moves the job's progress from 5 to 50; encoding (which trails it) to 100
+EVENT_EVERY = 10  # frames between progress events
+CHUNK_BYTES = 64 * 1024 * 1024  # cap on one chunk's raw alpha, whatever chunk_frames says (4K frames)
+
+
+class SegmenterSettings(StageSettings):
+    model_config = SettingsConfigDict(env_prefix="VBG_SEGMENTER_", extra="ignore")
+
+    model_dir: str = ""  # "" -> VIDEOBG_MODEL_DIR (CoreSettings)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    default_model: str = ""  # for jobs that name none; "" -> VIDEOBG_DEFAULT_MODEL
+    chunk_frames: int = 32  # frames per matte chunk: the compositor starts after the first chunk
+    preload: bool = True  # load the default model at start-up (as a process), not on the first job
+
+    def model_path(self) -> Path:
+        return Path(self.model_dir) if self.model_dir else self.core().model_dir
+
+    def model_name(self, requested: str) -> str:
+        return requested or self.default_model or self.core().default_model
+
+    def resolved_device(self) -> str:
+        core = self.core()
+        return core.model_copy(update={"device": self.device}).resolved_device()
+
+
+@dataclass
+class SegmentResult:
+    frames: int
+    chunks: int
+    manifest_key: str
+
+
+def npz_bytes(**arrays: ArrayLike) -> bytes:
+    """np.savez_compressed, but with fixed zip timestamps: the same arrays always give the same bytes
+    (a redelivered job rewrites identical objects). np.load reads it as usual."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                npformat.write_array(f, np.asanyarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+class ChunkWriter:
+    """Compress + upload chunks in one background thread, at most one chunk queued behind the current."""
+
+    def __init__(self, store: ObjectStore, job_id: str):
+        self.store, self.job_id = store, job_id
+        self.chunks = 0
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"chunks-{job_id}")
+        self._pending: concurrent.futures.Future[None] | None = None
+
+    def put(self, index0: int, alphas: list[np.ndarray], times: list[float]) -> None:
+        alpha = np.stack(alphas)  # [N, H, W] uint8
+        t = np.asarray(times, np.float64)  # [N]
+        key = keys.matte_chunk(self.job_id, self.chunks)
+        self.wait()  # bound memory: one chunk in flight
+        self._pending = self._pool.submit(self._write, key, alpha, t, index0)
+        self.chunks += 1
+
+    def _write(self, key: str, alpha: np.ndarray, t: np.ndarray, index0: int) -> None:
+        self.store.put_bytes(key, npz_bytes(alpha=alpha, t=t, index0=np.int64(index0)))
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
+    job = run.live_job()
+    source_key = job.get("source_key")
+    if not source_key or job.get("status") != "processing":
+        raise Transient(f"job {run.job_id} is not ingested yet (status {job.get('status')})")
+    run.publish_work(subjects.WORK_ENCODE, "encode")  # at the start: the encoder overlaps matting
+    manifest_key = keys.matte_manifest(run.job_id)
+    if run.store.exists(manifest_key):
+        done = json.loads(run.store.get_bytes(manifest_key))
+        run.log.info("matte already complete (%d frames); nothing to do", done["frames"])
+        return SegmentResult(done["frames"], done["chunks"], manifest_key)
+
+    spec = job.get("spec") or {}
+    trim = jobspec.trim_of(spec)
+    model_name = settings.model_name(spec.get("model", ""))
+    model = get_model(model_name, settings.model_path(), settings.resolved_device())
+    frames_total = int(job.get("frames_total") or 0)
+    job = run.set(stage="segment")
+    run.event(progress=job["progress"], frames_done=0, frames_total=frames_total)
+
+    with run.scratch() as tmp:
+        src = run.store.get_file(source_key, tmp / Path(source_key).name)
+        info = probe(src)
+        chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
+        threads = settings.core().torch_threads
+        # one session per job: a recurrent model's state lives in it
+        session = model.new_session(threads=threads) if threads > 0 else model.new_session()
+        stop = threading.Event()
+        writer = ChunkWriter(run.store, run.job_id)
+        frames: Iterator[Frame] = threaded(
+            iter_frames(src, info, trim), name="decode", maxsize=settings.core().queue_frames, stop=stop
+        )
+        n, alphas, times = 0, [], []
+        try:
+            for frame in frames:
+                run.check()
+                alphas.append(matte_one(session, frame).alpha)  # [H, W] uint8
+                times.append(frame.t)
+                n += 1
+                if len(alphas) == chunk_frames:
+                    writer.put(n - len(alphas), alphas, times)
+                    alphas, times = [], []
+                    run.live_job()  # stop early if the job was cancelled or failed elsewhere
+                if n % EVENT_EVERY == 0:
+                    run.progress(INGESTED + PROGRESS_SPAN * n / max(frames_total, n), n, frames_total)
+            if alphas:
+                writer.put(n - len(alphas), alphas, times)
+            writer.wait()
+        finally:
+            stop.set()
+            close_all(frames)
+            writer.close()
+    if n == 0:
+        raise InvalidInput("the requested span contains no frames")
+    manifest: dict[str, Any] = {
+        "frames": n,
+        "chunks": writer.chunks,
+        "chunk_frames": chunk_frames,
+        "width": info.width,
+        "height": info.height,
+        "model": model_name,
+    }
+    run.store.put_bytes(manifest_key, json.dumps(manifest).encode(), content_type="application/json")
+    job = run.set(
+        matte={"chunks": writer.chunks, "frames": n, "model": model_name},
+        progress=INGESTED + PROGRESS_SPAN,
+        stage_seconds={"segment": round(run.elapsed, 3)},
+    )
+    run.event(progress=job["progress"], frames_done=n, frames_total=n)
+    run.log.info(
+        "matted %d frames (%d chunks, model %s) in %.2f s", n, writer.chunks, model_name, run.elapsed
+    )
+    return SegmentResult(n, writer.chunks, manifest_key)
+
+
+def warmup(settings: SegmenterSettings, deps: Any) -> None:
+    """Load the default model once at start-up so the first job does not pay for it."""
+    if not settings.preload:
+        return
+    name = settings.model_name("")
+    try:
+        get_model(name, settings.model_path(), settings.resolved_device())
+    except Exception as e:  # a job naming this model will report it; the service still serves others
+        log.warning("could not preload model %s: %s", name, e)
