@@ -12,21 +12,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from videobg.composite import composite, prepare_background
 from videobg.errors import Cancelled, InvalidInput
+from videobg.matte.refine import estimate_foreground
 from videobg.media.decode import iter_frames
 from videobg.media.encode import VideoWriter
 from videobg.media.formats import get_format
 from videobg.media.probe import probe, validate
-from videobg.models import get_model
-from videobg.models.base import MatteSession
-from videobg.matte.refine import estimate_foreground
 from videobg.stages import StageClock, threaded
 from videobg.types import Background, Frame, Limits, Trim, VideoInfo
+
+if TYPE_CHECKING:  # importing the models pulls in torch: only the stages that matte pay for it
+    from videobg.models.base import MatteSession
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def process(
     background: Background = Background(),
     fmt: str = "mp4_h264",
     trim: Trim = Trim(),
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
     queue_frames: int = 8,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
@@ -103,8 +105,10 @@ def process(
     t_start = time.perf_counter()
     out_format = get_format(fmt, transparent=background.transparent)  # bad combos fail before any work
     info = probe(input_path)
-    validate(info, limits, trim)
+    validate(info, limits or Limits(), trim)
     plate = prepare_background(background, info.height, info.width)
+    from videobg.models import get_model
+
     matting = get_model(model, model_dir, device)
     session = matting.new_session()
     total = expected_frames(info, trim)
