@@ -8,10 +8,10 @@ and NATS actions are named by string and resolved by the transport layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class NatsAction(str, Enum):
+class NatsAction(StrEnum):
     ACK = "ack"  # done (success or a permanent failure recorded on the job)
     NAK = "nak"  # retry later, with backoff
     TERM = "term"  # never redeliver: the input itself is bad

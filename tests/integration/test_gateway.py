@@ -95,7 +95,12 @@ async def test_submit_queues_job_and_work(settings: GatewaySettings) -> None:
     "params, kind, rgb, fmt",
     [
         ({"background_color": "transparent", "output_format": "webm_vp9"}, "transparent", None, "webm_vp9"),
-        ({"background_color": "transparent", "output_format": "mov_proresks"}, "transparent", None, "mov_proresks"),
+        (
+            {"background_color": "transparent", "output_format": "mov_proresks"},
+            "transparent",
+            None,
+            "mov_proresks",
+        ),
         ({"background_color": "transparent", "output_format": "gif"}, "transparent", None, "gif"),
         ({"background_color": "#1e90FF", "output_format": "mkv_h265"}, "color", [30, 144, 255], "mkv_h265"),
         ({"background_color": "#abc"}, "color", [170, 187, 204], "mp4_h264"),
@@ -150,12 +155,14 @@ BAD_REQUESTS = [
         "invalid_parameter",
     ),
     (
-        b'{"video_url": "%s", "background_color": "transparent", "output_format": "mkv_vp9"}' % VIDEO.encode(),
+        b'{"video_url": "%s", "background_color": "transparent", "output_format": "mkv_vp9"}'
+        % VIDEO.encode(),
         JSON_CT,
         "invalid_parameter",
     ),
     (
-        b'{"video_url": "%s", "background_color": "transparent", "output_format": "mov_h265"}' % VIDEO.encode(),
+        b'{"video_url": "%s", "background_color": "transparent", "output_format": "mov_h265"}'
+        % VIDEO.encode(),
         JSON_CT,
         "invalid_parameter",
     ),
@@ -199,7 +206,9 @@ async def test_unknown_job_is_404(settings: GatewaySettings) -> None:
 # --- REST: status after the stages ----------------------------------------------------------------------
 
 
-async def test_status_completed_has_presigned_result(settings: GatewaySettings, object_store: ObjectStore) -> None:
+async def test_status_completed_has_presigned_result(
+    settings: GatewaySettings, object_store: ObjectStore
+) -> None:
     async with gateway(settings) as (gw, http):
         r = await http.post(SUBMIT, json={"video_url": VIDEO, "output_format": "webm_vp9"})
         job_id = r.json()["job_id"]
@@ -208,7 +217,9 @@ async def test_status_completed_has_presigned_result(settings: GatewaySettings, 
         object_store.put_bytes(result_key, b"result bytes", "video/webm")
         assert await store.transition(job_id, ("queued",), "processing", stage="encode", progress=40.0)
         assert (await http.get(f"{SUBMIT}/job/{job_id}")).json()["status"] == "processing"
-        assert await store.transition(job_id, ("processing",), "completed", progress=100.0, result_key=result_key)
+        assert await store.transition(
+            job_id, ("processing",), "completed", progress=100.0, result_key=result_key
+        )
 
         body = (await http.get(f"{SUBMIT}/job/{job_id}")).json()
         assert body["status"] == "completed" and body["progress"] == 100.0
@@ -225,7 +236,11 @@ async def test_status_failed_and_cancelled(settings: GatewaySettings) -> None:
     async with gateway(settings) as (gw, http):
         failed = (await http.post(SUBMIT, json={"video_url": VIDEO})).json()["job_id"]
         await gw.gateway.jobs.transition(
-            failed, ("queued",), "failed", error_code="malformed_image", error="The video could not be decoded"
+            failed,
+            ("queued",),
+            "failed",
+            error_code="malformed_image",
+            error="The video could not be decoded",
         )
         body = (await http.get(f"{SUBMIT}/job/{failed}")).json()
         assert body["status"] == "failed"
@@ -325,7 +340,12 @@ async def test_grpc_watch_streams_events_until_the_end(settings: GatewaySettings
             common_pb2.QUEUED, common_pb2.PROCESSING, common_pb2.PROCESSING, common_pb2.COMPLETED,
         ]  # fmt: skip
         assert all(e.job_id == job.id and e.at for e in seen)
-        assert (seen[1].stage, seen[1].progress, seen[1].frames_done, seen[1].frames_total) == ("segment", 30.0, 9, 30)
+        assert (seen[1].stage, seen[1].progress, seen[1].frames_done, seen[1].frames_total) == (
+            "segment",
+            30.0,
+            9,
+            30,
+        )
 
         # a late watcher replays the whole history and ends at once
         replay = [e.status async for e in stub.Watch(jobs_pb2.GetJobRequest(job_id=job.id))]
@@ -335,7 +355,9 @@ async def test_grpc_watch_streams_events_until_the_end(settings: GatewaySettings
 async def test_grpc_watch_ends_when_record_ends_without_event(settings: GatewaySettings) -> None:
     async with gateway(settings) as (gw, _), jobs_stub(gw) as stub:
         job = await stub.Submit(jobs_pb2.SubmitRequest(spec=grpc_spec()))
-        await gw.gateway.jobs.transition(job.id, ("queued",), "failed", error_code="transient_error", error="x")
+        await gw.gateway.jobs.transition(
+            job.id, ("queued",), "failed", error_code="transient_error", error="x"
+        )
         events = [e async for e in stub.Watch(jobs_pb2.GetJobRequest(job_id=job.id))]
         assert events[-1].status == common_pb2.FAILED and events[-1].error_code == "transient_error"
 
