@@ -53,19 +53,22 @@ test-e2e: setup ## end-to-end tier only
 	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
 
 lint: venv ## ruff check + format check, mypy on the core package
-	$(BIN)/ruff check videobg services tests bench scripts
-	$(BIN)/ruff format --check videobg services tests bench scripts
+	$(BIN)/ruff check videobg services tests bench scripts deploy
+	$(BIN)/ruff format --check videobg services tests bench scripts deploy
 	$(BIN)/mypy videobg --ignore-missing-imports
 
 fmt: venv ## apply ruff format and fixes
-	$(BIN)/ruff format videobg services tests bench scripts
-	$(BIN)/ruff check --fix videobg services tests bench scripts
+	$(BIN)/ruff format videobg services tests bench scripts deploy
+	$(BIN)/ruff check --fix videobg services tests bench scripts deploy
 
 bench: setup ## print per-stage and end-to-end frames/s and peak RSS (figures go to docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)
 
 quality: setup ## score each model on a DAVIS-layout folder: make quality DIR=path
 	$(BIN)/python bench/quality.py $(DIR)
+
+k8s-validate: venv ## render the Kubernetes overlays and validate every object strictly
+	bash scripts/validate_k8s.sh
 
 protos: venv ## regenerate vbg/v1 from protos/ (CI checks the committed output is current)
 	PY=$(BIN)/python bash scripts/gen_protos.sh
@@ -76,4 +79,4 @@ protos-check: protos ## fail if the committed generated code is stale
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
+.PHONY: k8s-validate protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
