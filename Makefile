@@ -34,11 +34,11 @@ models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetc
 
 setup: venv models ## everything `run` and `test` need
 
-run: setup ## the main job: remove the background of a sample clip (SAMPLE=...) and print where it went
-	@mkdir -p $(OUT)
-	$(BIN)/videobg process $(SAMPLE) -o $(OUT)/sample_bg.mp4 --end 4 --background '#1E90FF'
-	$(BIN)/videobg process $(SAMPLE) -o $(OUT)/sample_alpha.webm --end 4 --transparent
-	@echo "outputs: $(abspath $(OUT))/sample_bg.mp4 (over #1E90FF) and $(abspath $(OUT))/sample_alpha.webm (alpha)"
+run: setup ## the main job: a sample clip through the local stack (nats-server, SeaweedFS, 5 services), REST in, video out
+	$(BIN)/python -m services.stack --demo --port 0 --sample $(SAMPLE) --out $(OUT)
+
+serve: setup ## start the local stack and keep it up (REST on http://127.0.0.1:8080) until Ctrl-C
+	$(BIN)/python -m services.stack --port 8080 --serve-dir $(SHARED)/media/people
 
 test: setup ## all tests: unit, integration, end-to-end
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -79,4 +79,4 @@ protos-check: protos ## fail if the committed generated code is stale
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: k8s-validate protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
+.PHONY: serve k8s-validate protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean

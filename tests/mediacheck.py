@@ -87,8 +87,11 @@ def rgba_frames(path: str | Path, limit: int = 1000) -> list[np.ndarray]:
                     frames.append(f.to_ndarray(format="rgba"))
                     if len(frames) >= limit:
                         return frames
-            for f in ctx.decode(None):
-                frames.append(f.to_ndarray(format="rgba"))
+            try:  # flush what the decoder still holds; this PyAV raises EOFError once it is drained
+                for f in ctx.decode(None):
+                    frames.append(f.to_ndarray(format="rgba"))
+            except EOFError:
+                pass
         else:
             for f in c.decode(vs):
                 frames.append(f.to_ndarray(format="rgba"))

@@ -1,0 +1,190 @@
+"""The gRPC `vbg.v1.Jobs` API: the same Gateway calls as REST, with proto in and out (asyncio server, in
+the gateway's one event loop). Typed errors leave as the gRPC status `videobg.errors.ERROR_TABLE` names."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from services.common import jobspec
+from services.common.grpcutil import CHANNEL_OPTIONS, status_for
+from services.common.jobstore import Job
+from services.gateway.core import ANONYMOUS, Caller, Gateway
+from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
+from videobg.errors import VideoBgError
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[str, int] = {
+    "draft": common_pb2.DRAFT,
+    "queued": common_pb2.QUEUED,
+    "processing": common_pb2.PROCESSING,
+    "completed": common_pb2.COMPLETED,
+    "failed": common_pb2.FAILED,
+    "cancelled": common_pb2.CANCELLED,
+}
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if not isinstance(exc, VideoBgError):
+        log.exception("unexpected error in a Jobs handler")
+    code, details = status_for(exc)
+    await context.abort(code, details)
+
+
+def mapped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Async unary or server-streaming handler: typed errors -> gRPC status (grpcutil.mapped, for aio)."""
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except Exception as exc:  # noqa: BLE001
+                await _abort(context, exc)
+
+        return stream
+
+    @functools.wraps(fn)
+    async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:  # noqa: BLE001
+            await _abort(context, exc)
+
+    return unary
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _fill_info(info: dict[str, Any], out: common_pb2.VideoInfo) -> None:
+    """Best effort, field by field: the record's probe info is informative, never worth failing a Get."""
+    for field in out.DESCRIPTOR.fields:
+        value = info.get(field.name)
+        if value is None:
+            continue
+        try:
+            if field.name == "audio":
+                for a in value:
+                    out.audio.add(
+                        **{k: v for k, v in a.items() if k in common_pb2.AudioInfo.DESCRIPTOR.fields_by_name}
+                    )
+            elif field.type == field.TYPE_STRING:
+                setattr(out, field.name, str(value))
+            elif field.type == field.TYPE_DOUBLE:
+                setattr(out, field.name, _number(value) if not isinstance(value, str) else _fraction(value))
+            else:
+                setattr(out, field.name, int(value))
+        except (TypeError, ValueError, AttributeError):
+            continue
+
+
+def _fraction(text: str) -> float:
+    num, _, den = text.partition("/")
+    return float(num) / float(den) if den else float(num)
+
+
+def job_to_proto(job: Job, result_url: str | None = None) -> common_pb2.Job:
+    out = common_pb2.Job(
+        id=job["id"],
+        status=STATUS.get(job.get("status", ""), common_pb2.JOB_STATUS_UNSPECIFIED),
+        progress=_number(job.get("progress")),
+        stage=str(job.get("stage") or ""),
+        error_code=str(job.get("error_code") or ""),
+        error=str(job.get("error") or ""),
+        result_key=str(job.get("result_key") or ""),
+        result_url=result_url or "",
+        credits=_number(job.get("credits")),
+        source_seconds=_number(job.get("source_seconds")),
+        created_at=str(job.get("created") or ""),
+        updated_at=str(job.get("updated") or ""),
+    )
+    if job.get("spec"):
+        out.spec.CopyFrom(jobspec.to_proto(job["spec"]))
+    for stage, seconds in (job.get("stage_seconds") or job.get("timings") or {}).items():
+        if isinstance(seconds, int | float):
+            out.stage_seconds[stage] = float(seconds)
+    if isinstance(job.get("info"), dict):
+        _fill_info(job["info"], out.info)
+    return out
+
+
+def event_to_proto(event: dict[str, Any]) -> common_pb2.ProgressEvent:
+    at = event.get("at") or ""
+    if not at and isinstance(event.get("ts"), int | float):
+        at = datetime.fromtimestamp(event["ts"], UTC).isoformat().replace("+00:00", "Z")
+    return common_pb2.ProgressEvent(
+        job_id=str(event.get("job_id") or ""),
+        stage=str(event.get("stage") or ""),
+        status=STATUS.get(event.get("status", ""), common_pb2.JOB_STATUS_UNSPECIFIED),
+        progress=_number(event.get("progress")),
+        frames_done=int(_number(event.get("frames_done", event.get("frames")))),
+        frames_total=int(_number(event.get("frames_total", event.get("total")))),
+        error_code=str(event.get("error_code") or ""),
+        message=str(event.get("message") or event.get("error") or ""),
+        at=str(at),
+    )
+
+
+class JobsServicer(jobs_pb2_grpc.JobsServicer):
+    def __init__(self, gateway: Gateway):
+        self.gw = gateway
+
+    def caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """Internal callers are trusted today; API-key metadata will resolve an owner here."""
+        return ANONYMOUS
+
+    @mapped
+    async def Submit(
+        self, request: jobs_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Job:
+        spec = jobspec.from_proto(request.spec)
+        spec["owner"] = spec.get("owner") or self.caller(context).owner
+        job = await self.gw.submit(spec, idempotency_key=request.idempotency_key)
+        return job_to_proto(job)
+
+    @mapped
+    async def Get(self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext) -> common_pb2.Job:
+        job = await self.gw.get(request.job_id, self.caller(context))
+        return job_to_proto(job, self.gw.result_url(job))
+
+    @mapped
+    async def Watch(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[common_pb2.ProgressEvent]:
+        async for event in self.gw.watch(request.job_id, self.caller(context)):
+            yield event_to_proto(event)
+
+    @mapped
+    async def Cancel(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Job:
+        job = await self.gw.cancel(request.job_id, self.caller(context))
+        return job_to_proto(job)
+
+
+async def start_grpc(gateway: Gateway, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(gateway), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"could not bind gRPC on {host}:{port}")
+    await server.start()
+    for name in ("vbg.v1.Jobs", ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound

@@ -1,0 +1,126 @@
+"""One gateway process: REST (uvicorn) and gRPC `Jobs` (grpc.aio) in one event loop, one NATS connection.
+
+Tests and `serve` start it the same way:
+
+    async with running(settings) as gw:        # ports 0 in tests: gw.http_port / gw.grpc_port
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from services.common import bus
+from services.common.jobstore import JobStore
+from services.common.objstore import ObjectStore
+from services.gateway.core import Gateway
+from services.gateway.grpc_api import start_grpc
+from services.gateway.rest import build_app
+from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """Signals belong to the process's owner (`serve`, or the test), not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    host: str
+    http_port: int
+    grpc_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def _http(app: object, settings: GatewaySettings) -> AsyncIterator[int]:
+    sock = _listen(settings.http_host, settings.http_port)
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        lifespan="off",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = _Uvicorn(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises the startup error
+                raise RuntimeError("uvicorn stopped while starting")
+            await asyncio.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+    nc = await bus.connect(settings.nats_url, name="gateway")
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        objects = ObjectStore(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            settings.s3_secret_key,
+            settings.s3_bucket,
+            settings.s3_secure,
+            public_endpoint=settings.s3_public_endpoint or None,
+        )
+        gateway = Gateway(settings, nc, js, JobStore(js), objects)
+        grpc_server, grpc_port = await start_grpc(gateway, settings.grpc_host, settings.grpc_port)
+        try:
+            async with _http(build_app(gateway), settings) as http_port:
+                yield RunningGateway(gateway, settings.http_host, http_port, grpc_port)
+        finally:
+            await grpc_server.stop(grace=2.0)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run until SIGTERM or SIGINT, then stop taking requests and finish those in flight."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings) as gw:
+        log.info("gateway REST on %s, gRPC Jobs on %s", gw.url, gw.grpc_target)
+        await stop.wait()
+    log.info("gateway stopped")
