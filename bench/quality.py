@@ -6,8 +6,12 @@ to --out with the command, date and machine. Metric definitions: videobg/quality
 
     .venv/bin/python bench/quality.py ../shared/media/gt/davis2016 [--models human,light] [--max-frames 40]
 
---post names variants from POSTS (below) to score side by side with the raw matte ("none"); each variant
-gets a fresh instance per clip and sees the same raw alphas, so the model runs once per clip.
+--variants picks session option sets from VARIANTS: "default" is `new_session()` exactly as the pipeline
+and the segmenter call it (each model's post-processing defaults), "raw" is the bare frame-by-frame network
+output (`subjects="all", temporal=False, guided=False`); each variant is its own pass over the clip.
+--post names full-resolution variants from POSTS (below) to score side by side with the session's output
+("none"); each gets a fresh instance per clip and sees the same alphas, so the model runs once per pass.
+--costs adds a table of the post-processing steps' ms/frame at 1280x720.
 """
 
 from __future__ import annotations
@@ -30,14 +34,39 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from videobg.quality import DTSSD_FORMULA, FLICKER_FORMULA, ClipScore, ClipScorer  # noqa: E402
+from videobg.quality import (  # noqa: E402
+    ALPHA_THRESHOLD,
+    DTSSD_FORMULA,
+    FLICKER_FORMULA,
+    ClipScore,
+    ClipScorer,
+    boundary_f,
+    mask_from_u8,
+)
 
 Predict = Callable[[np.ndarray], np.ndarray]  # [H, W, 3] uint8 RGB -> [H, W] float32 alpha 0..1
 PostFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (rgb, alpha) -> alpha, same shapes
 PostFactory = Callable[[], PostFn | None]  # called once per clip (a variant may keep temporal state)
 
-# Matte post-processing variants scored next to the raw model output. "none" is the raw matte.
-POSTS: dict[str, PostFactory] = {"none": lambda: None}
+TIGHT_PX = 2  # a second boundary F at 2 px: the DAVIS 8 px tolerance hides edge alignment at 480p
+
+
+def _subject_post() -> PostFn:
+    from videobg.matte.subject import SubjectSelector
+
+    return SubjectSelector("main")
+
+
+# Full-resolution post-processing scored next to the session's output ("none"). The per-model defaults
+# (temporal smoothing and guided upsampling need the low-res matte) run inside the session: see VARIANTS.
+POSTS: dict[str, PostFactory] = {
+    "none": lambda: None,
+    "subject": _subject_post,  # main-subject tracking without a saliency anchor, on any model's output
+}
+
+# Session option sets: "default" is what `get_model(name).new_session()` applies for that model.
+RAW = {"subjects": "all", "temporal": False, "guided": False}
+VARIANTS: dict[str, dict[str, object]] = {"default": {}, "raw": RAW}
 
 FRAME_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -51,6 +80,7 @@ class Row:
     model_s: float  # model time over the timed frames
     timed_frames: int
     post_ms: float  # post-processing time per frame, 0 for "none"
+    f_tight: float = float("nan")  # boundary F within TIGHT_PX px
 
     @property
     def fps(self) -> float:
@@ -111,6 +141,7 @@ def score_clip(
     posts = posts if posts is not None else {"none": POSTS["none"]}
     fns = {name: make() for name, make in posts.items()}
     scorers = {name: ClipScorer() for name in posts}
+    tight: dict[str, list[float]] = {name: [] for name in posts}
     post_s = dict.fromkeys(posts, 0.0)
     model_s, timed, n = 0.0, 0, 0
     for rgb, gt in iter_clip(clip, max_frames):
@@ -127,10 +158,20 @@ def score_clip(
                 out = fn(rgb, alpha)
                 post_s[name] += time.perf_counter() - t0
             scorers[name].add(out, gt)
+            tight[name].append(boundary_f(out > ALPHA_THRESHOLD, mask_from_u8(gt), TIGHT_PX))
     if n == 1:  # nothing left to time after the warm-up frame
         model_s, timed = dt, 1
     return [
-        Row(clip.name, model, name, scorers[name].result(), model_s, timed, 1e3 * post_s[name] / n)
+        Row(
+            clip.name,
+            model,
+            name,
+            scorers[name].result(),
+            model_s,
+            timed,
+            1e3 * post_s[name] / n,
+            float(np.mean(tight[name])),
+        )
         for name in posts
     ]
 
@@ -154,14 +195,22 @@ def table(rows: list[Row]) -> list[str]:
     head = (
         ["clip", "model"]
         + (["post"] if show_post else [])
-        + ["frames", "J", "F", "flicker", "dtSSD", "frames/s"]
+        + ["frames", "J", "F", f"F {TIGHT_PX}px", "flicker", "dtSSD", "frames/s"]
     )
     head += ["post ms/frame"] if show_post else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r.score
         cells = [r.clip, r.model] + ([r.post] if show_post else [])
-        cells += [str(s.frames), fmt(s.j, 3), fmt(s.f, 3), fmt(s.flicker, 2), fmt(s.dtssd, 2), fmt(r.fps, 1)]
+        cells += [
+            str(s.frames),
+            fmt(s.j, 3),
+            fmt(s.f, 3),
+            fmt(r.f_tight, 3),
+            fmt(s.flicker, 2),
+            fmt(s.dtssd, 2),
+        ]
+        cells += [fmt(r.fps, 1)]
         cells += [fmt(r.post_ms, 2)] if show_post else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -189,7 +238,14 @@ def mean_rows(rows: list[Row]) -> list[Row]:
         timed = sum(r.timed_frames for r in rs)
         out.append(
             Row(
-                "**mean**", key[0], key[1], s, sum(r.model_s for r in rs), timed, avg([r.post_ms for r in rs])
+                "**mean**",
+                key[0],
+                key[1],
+                s,
+                sum(r.model_s for r in rs),
+                timed,
+                avg([r.post_ms for r in rs]),
+                avg([r.f_tight for r in rs]),
             )
         )
     return out
@@ -213,7 +269,68 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}{threads}"
 
 
-def report(rows: list[Row], argv: list[str], notes: list[str]) -> str:
+def _median_ms(fn: Callable[[int], object], n: int) -> float:
+    fn(0)  # warm-up: allocations, OpenCV's first-call setup
+    times = []
+    for i in range(1, n):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def post_costs(clip: Path, frames: int = 24, size: tuple[int, int] = (1280, 720)) -> list[str]:
+    """ms/frame of each post-processing step at `size`, on a clip's frames with its GT masks (softened) as
+    the matte, in stream order (the temporal steps carry state). Model inference is not included."""
+    from videobg.matte import guided
+    from videobg.matte.subject import SaliencyGate, SubjectSelector
+    from videobg.matte.temporal import TemporalSmoother
+
+    w, h = size
+    rgbs, alphas = [], []
+    for rgb, gt in iter_clip(clip, frames):
+        rgbs.append(cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR))
+        soft = cv2.GaussianBlur(gt.astype(np.float32) / 255.0, (9, 9), 0)
+        alphas.append(cv2.resize(soft, size, interpolation=cv2.INTER_LINEAR))
+    n = len(rgbs)
+    lines = [f"| step (input {w}x{h}, {clip.name}, median of {n - 1} frames) | ms/frame |", "|---|---|"]
+    for side, interp in ((256, cv2.INTER_LINEAR), (320, cv2.INTER_AREA)):
+        small = [cv2.resize(f, (side, side), interpolation=interp) for f in rgbs]
+        low = [cv2.resize(a, (side, side), interpolation=cv2.INTER_AREA) for a in alphas]
+        smoother = TemporalSmoother()
+        rows = [
+            (
+                f"bilinear upsampling {side}x{side} -> {w}x{h} (the raw path)",
+                lambda i, low=low: guided.bilinear_upsample(low[i], w, h),
+            ),
+            (
+                f"guided upsampling {side}x{side} -> {w}x{h}",
+                lambda i, low=low, small=small: guided.guided_upsample(rgbs[i], small[i], low[i]),
+            ),
+            (
+                f"temporal smoothing at {side}x{side} (flow-compensated, motion-gated)",
+                lambda i, low=low, small=small, sm=smoother: sm(small[i], low[i]),
+            ),
+        ]
+        for name, fn in rows:
+            lines.append(f"| {name} | {_median_ms(fn, n):.2f} |")
+    selector = SubjectSelector("main")
+    lines.append(
+        f"| main-subject selection and tracking (`human`) | {_median_ms(lambda i: selector(rgbs[i], alphas[i]), n):.2f} |"
+    )
+    sal = [cv2.resize(a, (320, 320), interpolation=cv2.INTER_AREA) for a in alphas]
+    gate = SaliencyGate(lambda rgb: sal[min(gate_i[0], n - 1)])
+    gate_i = [0]
+
+    def run_gate(i: int) -> None:
+        gate_i[0] = i
+        gate(rgbs[i], alphas[i])
+
+    lines.append(f"| saliency gate (`pro`), without the U²-Net pass itself | {_median_ms(run_gate, n):.2f} |")
+    return lines
+
+
+def report(rows: list[Row], argv: list[str], notes: list[str], extra: list[str] | None = None) -> str:
     cmd = " ".join(shlex.quote(a) for a in ["python", "bench/quality.py", *argv])
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -227,11 +344,17 @@ def report(rows: list[Row], argv: list[str], notes: list[str]) -> str:
         " within max(1, round(0.008 x diagonal)) px (8 px at 854x480), mean per frame.",
         f"- {FLICKER_FORMULA} (alpha 0..1; lower is steadier).",
         f"- {DTSSD_FORMULA} (g binary 0/1; lower is better).",
-        "- frames/s: model time only (session.predict), first frame of each clip left out as warm-up;"
-        " mean rows: total timed frames / total model time.",
+        f"- F {TIGHT_PX}px: the same boundary F with a {TIGHT_PX} px tolerance (edge placement at full resolution).",
+        "- frames/s: model time only (session.predict, post-processing included), first frame of each clip"
+        " left out as warm-up; mean rows: total timed frames / total model time.",
+        "- `model` rows are `new_session()` with that model's defaults (what the pipeline and the segmenter"
+        " run); `model (raw)` rows are the bare network output, frame by frame (`subjects='all',"
+        " temporal=False, guided=False`).",
         "",
         *table(rows + mean_rows(rows)),
     ]
+    if extra:
+        lines += ["", *extra]
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
@@ -246,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dir", type=Path, help="a clip folder (frames/ + masks/) or a folder of them")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--post", default="none", help=f"comma list of post variants: {', '.join(POSTS)}")
+    ap.add_argument(
+        "--variants", default="default,raw", help=f"comma list of session option sets: {', '.join(VARIANTS)}"
+    )
+    ap.add_argument("--costs", action="store_true", help="add the post-processing ms/frame at 1280x720")
     ap.add_argument("--out", type=Path, default=Path("docs/QUALITY.md"))
     ap.add_argument("--max-frames", type=int, default=None, help="score the first N frames of each clip")
     ap.add_argument(
@@ -256,9 +383,11 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [m for m in args.models.split(",") if m]
     posts_named = [p for p in args.post.split(",") if p]
+    variants = [v for v in args.variants.split(",") if v]
     unknown = [m for m in names if m not in MODELS] + [p for p in posts_named if p not in POSTS]
+    unknown += [v for v in variants if v not in VARIANTS]
     if unknown:
-        ap.error(f"unknown model or post variant: {', '.join(unknown)}")
+        ap.error(f"unknown model, post or session variant: {', '.join(unknown)}")
     posts = {p: POSTS[p] for p in posts_named}
     model_dir = args.model_dir or default_model_dir()
     clips = find_clips(args.dir)
@@ -276,12 +405,25 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for clip in clips:
         for name, model in models.items():
-            rows += score_clip(
-                clip, model.new_session().predict, model=name, posts=posts, max_frames=args.max_frames
-            )
-            print("\n".join(table(rows[-len(posts) :])[2:]), file=sys.stderr, flush=True)
+            for variant in variants:
+                label = name if variant == "default" else f"{name} ({variant})"
+                session = model.new_session(**VARIANTS[variant])
+                rows += score_clip(
+                    clip, session.predict, model=label, posts=posts, max_frames=args.max_frames
+                )
+                print("\n".join(table(rows[-len(posts) :])[2:]), file=sys.stderr, flush=True)
 
-    text = report(rows, argv, notes)
+    extra = ["Per-model defaults (`new_session()`):", ""]
+    extra += [f"- `{name}`: {model.post_defaults.describe()}" for name, model in models.items()]
+    if args.costs:
+        cost_clip = next((c for c in clips if c.name == "parkour"), clips[0])
+        extra += [
+            "",
+            "Post-processing cost per frame (this machine, single stream):",
+            "",
+            *post_costs(cost_clip),
+        ]
+    text = report(rows, argv, notes, extra)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -21,6 +21,10 @@ Shutdown (SIGTERM/SIGINT): health turns NOT_SERVING, the worker stops fetching a
 `drain_grace_s` to finish. After that `Deps.shutdown` is set: stage code checks it between frames and
 raises Transient, so the message is nak'ed (handed back to a replica) instead of failing the job. Then the
 gRPC server stops (in-flight streams get the rest of the grace) and the NATS connection drains.
+
+Metrics (`videobg.metrics`): every stage run is timed (`StageRun.measured`), frames are counted by the stage
+code (`StageRun.count_frames`), redeliveries by the worker, readiness by `Service`; with `metrics_port` set
+the process serves /metrics, and a worker refreshes the JetStream queue gauges (`services/common/metrics.py`).
 """
 
 from __future__ import annotations
@@ -45,9 +49,11 @@ from nats.js import JetStreamContext
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
 from services.common import bus, grpcutil
+from services.common import metrics as service_metrics
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
 from services.common.settings import ServiceSettings
+from videobg import metrics
 from videobg.errors import (
     ERROR_TABLE,
     Cancelled,
@@ -74,6 +80,7 @@ class StageSettings(ServiceSettings):
     backoff_s: tuple[float, ...] = (5.0, 30.0, 120.0)  # delays between retries of a failed attempt
     drain_grace_s: float = 25.0  # after SIGTERM: how long the job in hand may run before it is handed back
     grpc_workers: int = 8
+    queue_metrics_s: float = 5.0  # how often a worker refreshes the JetStream queue gauges (0: never)
 
     @classmethod
     def settings_customise_sources(
@@ -121,6 +128,8 @@ async def fail_job(deps: Deps, job_id: str, stage: str, code: str, message: str)
         return False
     if changed:
         log.warning("job %s: failed in %s: %s: %s", job_id, stage, code, message)
+        with contextlib.suppress(VideoBgError):  # the labels only; the failure is recorded already
+            metrics.count_job(await deps.jobs.get(job_id), "failed", code)
         event = {"stage": stage, "status": "failed", "error_code": code, "message": message}
         await bus.publish_event(deps.js, job_id, event, msg_id=f"{job_id}:failed")
     return changed
@@ -203,7 +212,8 @@ class Deps:
         run = self.stage_run(stage, job_id, **kw)
         run.log.info("%s started", stage)
         try:
-            result = fn(run)
+            with run.measured():
+                result = fn(run)
         except Exception as exc:
             if permanent(exc):
                 err = as_public(exc)
@@ -253,6 +263,21 @@ class StageRun:
     @property
     def store(self) -> ObjectStore:
         return self.deps.store
+
+    @contextlib.contextmanager
+    def measured(self) -> Iterator[None]:
+        """Around the whole stage: a success observes STAGE_DURATION, an error counts in STAGE_FAILURES
+        under its public code. A generator closed early by its consumer (GeneratorExit) counts as neither."""
+        try:
+            yield
+        except Exception as exc:
+            metrics.STAGE_FAILURES.labels(stage=self.stage, error_code=as_public(exc).code).inc()
+            raise
+        metrics.STAGE_DURATION.labels(stage=self.stage).observe(self.elapsed)
+
+    def count_frames(self, n: int = 1) -> None:
+        """Count frames this stage has processed (FRAMES{stage})."""
+        metrics.FRAMES.labels(stage=self.stage).inc(n)
 
     def check(self) -> None:
         """Between frames: stop when the process shuts down, the caller left or the deadline passed."""
@@ -363,6 +388,8 @@ def stage_worker(
     """A JetStream worker whose deliveries run `fn` through `Deps.run_stage` in a thread."""
 
     async def handle(d: bus.Delivery) -> None:
+        if d.redelivered:
+            metrics.REDELIVERIES.labels(stage=stage).inc()
         job_id = job_id_of(d.payload)
         try:
             await asyncio.to_thread(deps.run_stage, stage, job_id, fn)
@@ -437,13 +464,23 @@ class Service:
         self.worker: bus.Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self.stage = service_metrics.stage_of(name)
+        self.metrics: service_metrics.MetricsServer | None = None
+        self.queue_monitor: service_metrics.QueueMonitor | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
+        self._ready = False
 
     @property
     def target(self) -> str:
         return f"{self.settings.grpc_host}:{self.port}"
 
     async def start(self) -> None:
-        self.deps = deps = await connect(self.settings, self.name)
+        self.metrics = service_metrics.start_server(self.settings)
+        try:
+            self.deps = deps = await connect(self.settings, self.name)
+        except BaseException:
+            self._stop_metrics()
+            raise
         try:
             self.server, self.port = self._build_server(self.settings, deps)
             self.server.start()
@@ -451,11 +488,19 @@ class Service:
                 self.worker = self._build_worker(self.settings, deps)
                 await self.worker.start()
                 self._worker_task = asyncio.create_task(self.worker.run(), name=f"{self.name}-worker")
+                if self.settings.queue_metrics_s > 0:
+                    self.queue_monitor = service_metrics.QueueMonitor(
+                        deps.js, interval_s=self.settings.queue_metrics_s
+                    )
+                    self._monitor_task = self.queue_monitor.start()
         except BaseException:
+            await service_metrics.stop_task(self._monitor_task)
             if self.server is not None:
                 self.server.stop(None)
             await deps.close()
+            self._stop_metrics()
             raise
+        self._set_ready(True)
         if self._warmup is not None:
             asyncio.create_task(
                 asyncio.to_thread(self._warmup, self.settings, deps), name=f"{self.name}-warmup"
@@ -467,11 +512,22 @@ class Service:
             self.worker.durable if self.worker else "none",
         )
 
+    def _set_ready(self, ready: bool) -> None:
+        if ready != self._ready:
+            self._ready = ready
+            metrics.WORKER_READY.labels(stage=self.stage).inc(1 if ready else -1)
+
+    def _stop_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
+
     def request_stop(self) -> None:
         """Begin a graceful stop (signal-handler safe)."""
         if not self._stop.is_set():
             log.info("%s: stop requested; draining", self.name)
         self._stop.set()
+        self._set_ready(False)
         if self.worker is not None:
             self.worker.stop()
 
@@ -521,8 +577,11 @@ class Service:
             deps.shutdown.set()
             await asyncio.to_thread(stopped.wait, 5.0)
         deps.shutdown.set()
+        await service_metrics.stop_task(self._monitor_task)
+        self._monitor_task = None
         await deps.close()
         self.deps = None
+        self._stop_metrics()
         log.info("%s stopped", self.name)
 
     async def __aenter__(self) -> Service:

@@ -133,6 +133,11 @@ class MatteReader:
 
 def composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tuple[int, Composited]]:
     """(frame index, composited frame) for every frame of the job's span, in order."""
+    with run.measured():  # the composite stage has no run_stage around it: it is a stream
+        yield from _composite_frames(run, settings)
+
+
+def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tuple[int, Composited]]:
     job = run.live_job()
     source_key = job.get("source_key")
     if not source_key:
@@ -164,6 +169,7 @@ def composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tu
         try:
             for index, c in comps:
                 run.check()
+                run.count_frames()
                 yield index, c
                 n += 1
         finally:

@@ -26,7 +26,7 @@ from services.common.runtime import StageRun, StageSettings, close_all, stopped_
 from services.compositor.bands import StreamedFrame, assemble
 from services.ingest.stage import PROGRESS_DONE as INGESTED
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import keys
+from videobg import keys, metrics
 from videobg.errors import InvalidInput, Transient
 from videobg.media.encode import QUALITIES, VideoWriter
 from videobg.media.formats import DEFAULT_FORMAT, get_format
@@ -101,6 +101,7 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
                     for f in frames:
                         run.check()
                         writer.write(f.rgb, f.alpha, f.t)
+                        run.count_frames()
                         n += 1
                         if n == 1:
                             run.set(stage="encode")
@@ -154,6 +155,7 @@ def _complete(run: StageRun, result_key: str, frames: int, size: int, audio: boo
             run.log.info("completed meanwhile by another encoder; result %s", job.get("result_key"))
             return _completed(run, job)
         raise stopped_error(job) or Transient(f"job {run.job_id} left processing ({job.get('status')})")
+    metrics.count_job(job, "completed")  # once: only the encoder whose compare-and-set won gets here
     run.event(
         status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
         result_key=result_key, msg_id=f"{run.job_id}:completed",

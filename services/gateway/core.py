@@ -27,7 +27,7 @@ from services.common import bus, jobspec
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
 from services.gateway.settings import GatewaySettings
-from videobg import keys, subjects
+from videobg import keys, metrics, subjects
 from videobg.errors import Conflict, NotFound, Transient
 from videobg.media.formats import DEFAULT_FORMAT, get_format
 
@@ -99,6 +99,7 @@ class Gateway:
         }
         try:
             await self.jobs.create(record)
+            metrics.JOBS_SUBMITTED.labels(**metrics.job_labels(record)).inc()
         except Conflict:
             existing = await self.jobs.get(job_id)
             if existing.get("spec") != spec:
@@ -120,7 +121,8 @@ class Gateway:
                 self.js, subjects.WORK_INGEST, {"job_id": job_id}, msg_id=f"{job_id}:ingest"
             )
         except Transient as e:
-            await self.jobs.transition(job_id, ("queued",), "failed", error_code=e.code, error=e.message)
+            if await self.jobs.transition(job_id, ("queued",), "failed", error_code=e.code, error=e.message):
+                metrics.count_job(record, "failed", e.code)
             raise
         log.info("job %s queued (%s, owner %s)", job_id, record["dialect"], record["owner"])
         return await self.jobs.get(job_id)
@@ -161,6 +163,7 @@ class Gateway:
         job = await self.jobs.get(job_id)
         if changed:
             log.info("job %s cancelled", job_id)
+            metrics.count_job(job, "cancelled")
             with contextlib.suppress(Transient):
                 await bus.publish_event(
                     self.js,

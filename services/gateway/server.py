@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from services.common import bus
+from services.common import metrics as service_metrics
 from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
 from services.gateway.core import Gateway
@@ -90,7 +91,14 @@ async def _http(app: object, settings: GatewaySettings) -> AsyncIterator[int]:
 
 @contextlib.asynccontextmanager
 async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
-    nc = await bus.connect(settings.nats_url, name="gateway")
+    metrics_server = service_metrics.start_server(settings)  # None unless metrics_port is set
+    try:
+        nc = await bus.connect(settings.nats_url, name="gateway")
+    except BaseException:
+        if metrics_server is not None:
+            metrics_server.stop()
+        raise
+    queue_metrics = None
     try:
         js = nc.jetstream()
         await bus.ensure_streams(js)
@@ -103,6 +111,8 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             public_endpoint=settings.s3_public_endpoint or None,
         )
         gateway = Gateway(settings, nc, js, JobStore(js), objects)
+        # the gateway always runs: its queue gauges show the backlog of stages scaled to zero
+        queue_metrics = service_metrics.QueueMonitor(js).start()
         grpc_server, grpc_port = await start_grpc(gateway, settings.grpc_host, settings.grpc_port)
         try:
             async with _http(build_app(gateway), settings) as http_port:
@@ -110,8 +120,11 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         finally:
             await grpc_server.stop(grace=2.0)
     finally:
+        await service_metrics.stop_task(queue_metrics)
         with contextlib.suppress(Exception):
             await nc.drain()
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 async def serve(settings: GatewaySettings) -> None:

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,11 +36,11 @@ from services.common import jobspec
 from services.common.objstore import ObjectStore
 from services.common.runtime import StageRun, StageSettings, close_all
 from services.ingest.stage import PROGRESS_DONE as INGESTED
-from videobg import keys, subjects
+from videobg import keys, metrics, subjects
 from videobg.errors import InvalidInput, Transient
 from videobg.media.decode import iter_frames
 from videobg.media.probe import probe
-from videobg.models import get_model
+from videobg.models import MattingModel, get_model
 from videobg.pipeline import matte_one
 from videobg.stages import threaded
 from videobg.types import Frame
@@ -138,7 +139,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
     spec = job.get("spec") or {}
     trim = jobspec.trim_of(spec)
     model_name = settings.model_name(spec.get("model", ""))
-    model = get_model(model_name, settings.model_path(), settings.resolved_device())
+    model = load_model(settings, model_name)
     frames_total = int(job.get("frames_total") or 0)
     job = run.set(stage="segment")
     run.event(progress=job["progress"], frames_done=0, frames_total=frames_total)
@@ -155,11 +156,15 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         frames: Iterator[Frame] = threaded(
             iter_frames(src, info, trim), name="decode", maxsize=settings.core().queue_frames, stop=stop
         )
+        inference = metrics.INFERENCE.labels(model=model_name)
         n, alphas, times = 0, [], []
         try:
             for frame in frames:
                 run.check()
+                t0 = time.perf_counter()
                 alphas.append(matte_one(session, frame).alpha)  # [H, W] uint8
+                inference.observe(time.perf_counter() - t0)
+                run.count_frames()
                 times.append(frame.t)
                 n += 1
                 if len(alphas) == chunk_frames:
@@ -198,12 +203,33 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
     return SegmentResult(n, writer.chunks, manifest_key)
 
 
+_timed_loads: set[tuple[str, str]] = set()
+_timed_lock = threading.Lock()
+
+
+def load_model(settings: SegmenterSettings, name: str) -> MattingModel:
+    """get_model, timing the first call per (model, device) in this process: that call is the load (the
+    registry keeps the model loaded, so later calls return at once). A call that waited for a load running
+    in another thread (the warm-up) reports that wait, close to the load time."""
+    device = settings.resolved_device()
+    t0 = time.perf_counter()
+    model = get_model(name, settings.model_path(), device)
+    seconds = time.perf_counter() - t0
+    with _timed_lock:
+        first = (name, device) not in _timed_loads
+        _timed_loads.add((name, device))
+    if first:
+        metrics.MODEL_LOAD.labels(model=name, device=device).set(seconds)
+        log.info("model %s loaded on %s in %.2f s", name, device, seconds)
+    return model
+
+
 def warmup(settings: SegmenterSettings, deps: Any) -> None:
     """Load the default model once at start-up so the first job does not pay for it."""
     if not settings.preload:
         return
     name = settings.model_name("")
     try:
-        get_model(name, settings.model_path(), settings.resolved_device())
+        load_model(settings, name)
     except Exception as e:  # a job naming this model will report it; the service still serves others
         log.warning("could not preload model %s: %s", name, e)

@@ -30,11 +30,13 @@ from videobg.models.base import MatteSession, MattingModel
 from videobg.models.human import HumanModel
 from videobg.models.light import LightModel
 from videobg.models.original import OriginalModel
+from videobg.models.pro import ProModel
 
 MODELS: dict[str, type[MattingModel]] = {
     LightModel.name: LightModel,
     HumanModel.name: HumanModel,
     OriginalModel.name: OriginalModel,
+    ProModel.name: ProModel,
 }
 
 _cache: dict[tuple[str, Path, str], MattingModel] = {}

@@ -7,6 +7,7 @@ ordered stream of frames needs (RVM's recurrent state), so concurrent jobs never
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,11 @@ import torch
 from torch import nn
 
 from videobg.errors import InvalidInput, ModelUnavailable
+from videobg.matte.session import POST_OPTIONS, MattePost, PostConfig, split_post_options
+from videobg.matte.subject import Anchor
 from videobg.models.weights import sha256_file
+
+log = logging.getLogger(__name__)
 
 
 class MattingModel(abc.ABC):
@@ -28,6 +33,8 @@ class MattingModel(abc.ABC):
     source: ClassVar[str]  # where a user downloads the weight file
     licence: ClassVar[str]
     recurrent: ClassVar[bool]
+    # what new_session() applies unless the caller overrides it (subjects=, temporal=, guided=)
+    post_defaults: ClassVar[PostConfig] = PostConfig()
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", half: bool | None = None):
         self.model_dir = Path(model_dir).expanduser().resolve()
@@ -41,6 +48,9 @@ class MattingModel(abc.ABC):
         self.dtype = torch.float16 if self.half else torch.float32
         self.net: nn.Module | None = None
         self._lock = threading.Lock()
+        self._anchor: Anchor | None = None
+        self._anchor_tried = False
+        self._anchor_lock = threading.Lock()
 
     @property
     def weight_path(self) -> Path:
@@ -93,13 +103,43 @@ class MattingModel(abc.ABC):
 
     @abc.abstractmethod
     def new_session(self, **opts: Any) -> MatteSession:
-        """One session per job; loads the model if needed. Unknown options raise InvalidInput."""
+        """One session per job; loads the model if needed. Unknown options raise InvalidInput.
+
+        Every model also takes the post-processing options `subjects` ("main" | "all"), `temporal` and
+        `guided` (booleans), defaulting to `post_defaults`, and `text_prompt` (must be empty).
+        """
+
+    def split_options(self, opts: dict[str, Any], allowed: set[str]) -> tuple[PostConfig, dict[str, Any]]:
+        """(post configuration, model options); raises InvalidInput for unknown options or a text prompt."""
+        post, rest = split_post_options(self.name, self.post_defaults, opts)
+        check_opts(self.name, rest, allowed | POST_OPTIONS)
+        return post, rest
+
+    def saliency_anchor(self) -> Anchor | None:
+        """U²-Net small's saliency map of a frame, used to choose the main subject; None where its weight
+        file is not installed (the choice then falls back to the largest central component)."""
+        from videobg.models import get_model  # the registry imports this module
+
+        with self._anchor_lock:
+            if not self._anchor_tried:
+                try:
+                    saliency = get_model("original", self.model_dir, str(self.device))
+                except ModelUnavailable as exc:
+                    log.info(
+                        "model '%s': subject selection without a saliency anchor (%s)", self.name, exc.message
+                    )
+                else:
+                    # stateless: one raw session serves every stream of this model
+                    raw = saliency.new_session(subjects="all", temporal=False, guided=False)
+                    self._anchor = raw.saliency  # type: ignore[attr-defined]
+                self._anchor_tried = True
+        return self._anchor
 
 
 class MatteSession(abc.ABC):
     """Per-job inference state. Not thread-safe: one job is one ordered stream on one worker."""
 
-    def __init__(self, model: MattingModel, threads: int | None = None):
+    def __init__(self, model: MattingModel, threads: int | None = None, post: PostConfig | None = None):
         model.load()
         assert model.net is not None
         self.model = model
@@ -111,6 +151,15 @@ class MatteSession(abc.ABC):
             if threads < 1:
                 raise InvalidInput(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
+        post = post or PostConfig()
+        wants_anchor = post.subjects == "main" and (post.anchor or post.gate)
+        anchor = model.saliency_anchor() if wants_anchor else None
+        if wants_anchor and post.gate and anchor is None:
+            raise ModelUnavailable(
+                f"model '{model.name}' chooses its subject with U²-Net small: install u2netp.onnx in "
+                f"{model.model_dir} (scripts/setup_models.py), or pass subjects='all'"
+            )
+        self.post = MattePost(post, anchor)
 
     @abc.abstractmethod
     def predict(self, rgb: np.ndarray) -> np.ndarray:
@@ -120,8 +169,9 @@ class MatteSession(abc.ABC):
         """Several consecutive frames of the same stream, in order."""
         return [self.predict(f) for f in frames]
 
-    def reset(self) -> None:  # noqa: B027 - optional hook, a no-op for stateless models
-        """Forget temporal state (a scene cut, a new clip). No-op for stateless models."""
+    def reset(self) -> None:
+        """Forget temporal state (a scene cut, a new clip): the model's and the post-processing's."""
+        self.post.reset()
 
 
 def check_frame(rgb: np.ndarray) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from videobg.errors import InvalidInput, ModelUnavailable
-from videobg.models.weights import WEIGHTS, WeightFile, sha256_file
+from videobg.models.weights import ALSO_NEEDS, WEIGHTS, WeightFile, sha256_file
 
 SOURCE_ENV = "VIDEOBG_MODEL_SOURCE"  # local dir holding the files (CI: ../shared/models)
 URL_TIMEOUT_S = 60
@@ -37,6 +37,8 @@ def ensure_models(
     if source is None:
         source = os.environ.get(SOURCE_ENV) or None
     wanted = list(names) if names is not None else list(WEIGHTS)
+    wanted += [extra for n in wanted for extra in ALSO_NEEDS.get(n, ()) if extra in WEIGHTS]
+    wanted = list(dict.fromkeys(wanted))
     unknown = [n for n in wanted if n not in WEIGHTS]
     if unknown:
         raise InvalidInput(f"unknown model(s) {unknown}; valid models: {', '.join(sorted(WEIGHTS))}")

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videobg.errors import InvalidInput
-from videobg.models.base import MatteSession, MattingModel, check_frame, check_opts, resize_u8, to_tensor
+from videobg.matte.session import PostConfig
+from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
 from videobg.models.onnx_weights import graph_convs, load_convs
 from videobg.models.rvm_net import RVM
 from videobg.models.weights import WEIGHTS
@@ -30,6 +31,11 @@ class HumanModel(MattingModel):
     source = _W.source
     licence = _W.licence
     recurrent = True
+    # RVM is recurrent (steady on its own) and refines its alpha at full resolution with its own deep
+    # guided filter: only the choice of subject is added (docs/QUALITY.md)
+    post_defaults = PostConfig(subjects="main", anchor=True)
+    default_internal = DEFAULT_INTERNAL
+    default_area = False
 
     def build(self, proto: onnx.ModelProto) -> nn.Module:
         net = RVM()
@@ -37,8 +43,10 @@ class HumanModel(MattingModel):
         return net
 
     def new_session(self, **opts: Any) -> HumanSession:
-        check_opts(self.name, opts, {"threads", "internal_size", "downsample_ratio"})
-        return HumanSession(self, **opts)
+        post, rest = self.split_options(opts, {"threads", "internal_size", "downsample_ratio", "area"})
+        rest.setdefault("internal_size", self.default_internal)
+        rest.setdefault("area", self.default_area)
+        return HumanSession(self, post=post, **rest)
 
 
 def choose_ratio(height: int, width: int, internal_size: int = DEFAULT_INTERNAL) -> float:
@@ -55,15 +63,20 @@ class HumanSession(MatteSession):
         threads: int | None = None,
         internal_size: int = DEFAULT_INTERNAL,
         downsample_ratio: float | None = None,
+        area: bool = False,
+        post: PostConfig | None = None,
     ):
-        super().__init__(model, threads)
+        super().__init__(model, threads, post)
         self.rvm = cast(RVM, self.net)
         if not 32 <= internal_size <= 4096:
             raise InvalidInput(f"internal_size must be 32..4096 px, got {internal_size}")
         if downsample_ratio is not None and not 0.0 < downsample_ratio <= 1.0:
             raise InvalidInput(f"downsample_ratio must be in (0, 1], got {downsample_ratio}")
+        if not isinstance(area, bool):
+            raise InvalidInput(f"area must be a boolean, got {area!r}")
         self.internal_size = internal_size
         self.downsample_ratio = downsample_ratio
+        self.area = area  # average pixels when shrinking the frame (antialiased) instead of bilinear taps
         self._frame_shape: tuple[int, int] | None = None
         self._small_size = (0, 0)  # (w, h) the network runs at
         self.reset()
@@ -71,6 +84,7 @@ class HumanSession(MatteSession):
     def reset(self) -> None:
         zero = torch.zeros(1, 1, 1, 1, device=self.device, dtype=self.dtype)
         self._rec: list[Tensor] = [zero] * 4  # broadcast to each state's shape on the first frame
+        self.post.reset()
 
     def _configure(self, height: int, width: int) -> None:
         if self.downsample_ratio is not None:  # floor, like the export's Resize
@@ -91,15 +105,17 @@ class HumanSession(MatteSession):
         # other (the export samples with 1/ratio), so when size * ratio is not whole the sampling
         # grids differ by under a pixel; it also keeps the low-res grid aligned with the upsampling
         # of the guided-filter coefficients below, which the export does by size.
-        small = resize_u8(rgb, *self._small_size)
+        small = resize_u8(rgb, *self._small_size, area=self.area)
         with torch.inference_mode():
             src_sm = to_tensor([small], self.device, self.dtype)  # [1, 3, h, w] 0..1
             a, b, *rec = self.rvm.coarse(src_sm, *self._rec)  # a, b: [1, 4, h, w] guided-filter affine
             self._rec = rec
             # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
             if self.device.type == "cpu":
-                return _fine_alpha_cv2(a[0, 3].numpy(), b[0, 3].numpy(), rgb)
-            return _fine_alpha_torch(torch.cat([a[:, 3:], b[:, 3:]], dim=1), rgb, self.dtype)
+                alpha = _fine_alpha_cv2(a[0, 3].numpy(), b[0, 3].numpy(), rgb)
+            else:
+                alpha = _fine_alpha_torch(torch.cat([a[:, 3:], b[:, 3:]], dim=1), rgb, self.dtype)
+        return self.post.full_res(rgb, alpha)
 
 
 _GRAY = np.full((1, 3), 1.0 / 765.0, np.float32)  # mean over RGB of x / 255

@@ -9,15 +9,8 @@ import onnx
 import torch
 from torch import nn
 
-from videobg.models.base import (
-    MatteSession,
-    MattingModel,
-    check_frame,
-    check_opts,
-    resize_u8,
-    to_tensor,
-    upsample_alpha,
-)
+from videobg.matte.session import PostConfig
+from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
 from videobg.models.onnx_weights import graph_convs, initializers, load_convs
 from videobg.models.selfie_net import SIZE, SelfieSegmentation
 from videobg.models.weights import WEIGHTS
@@ -32,6 +25,8 @@ class LightModel(MattingModel):
     source = _W.source
     licence = _W.licence
     recurrent = False
+    # measured on the DAVIS clips (docs/QUALITY.md): see the README's Models table
+    post_defaults = PostConfig(subjects="all", temporal=True, guided=True)
 
     def build(self, proto: onnx.ModelProto) -> nn.Module:
         net = SelfieSegmentation()
@@ -43,8 +38,8 @@ class LightModel(MattingModel):
         return net
 
     def new_session(self, **opts: Any) -> LightSession:
-        check_opts(self.name, opts, {"threads"})
-        return LightSession(self, **opts)
+        post, rest = self.split_options(opts, {"threads"})
+        return LightSession(self, post=post, **rest)
 
 
 class LightSession(MatteSession):
@@ -60,4 +55,5 @@ class LightSession(MatteSession):
         with torch.inference_mode():
             x = to_tensor(small, self.device, self.dtype)  # [N, 3, 256, 256] 0..1
             prob = self.net(x)[:, 0].float().cpu().numpy()  # [N, 256, 256] float32 0..1
-        return [upsample_alpha(p, f.shape[1], f.shape[0]) for p, f in zip(prob, frames, strict=True)]
+        # in order: the temporal and subject steps carry state from frame to frame
+        return [self.post.finish_low_res(f, s, p) for f, s, p in zip(frames, small, prob, strict=True)]

@@ -10,15 +10,8 @@ import torch
 from torch import nn
 
 from videobg.errors import InvalidInput
-from videobg.models.base import (
-    MatteSession,
-    MattingModel,
-    check_frame,
-    check_opts,
-    resize_u8,
-    to_tensor,
-    upsample_alpha,
-)
+from videobg.matte.session import PostConfig
+from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
 from videobg.models.onnx_weights import graph_convs, load_convs
 from videobg.models.u2net_net import SIZE, U2NetP
 from videobg.models.weights import WEIGHTS
@@ -33,6 +26,8 @@ class OriginalModel(MattingModel):
     source = _W.source
     licence = _W.licence
     recurrent = False
+    # measured on the DAVIS clips (docs/QUALITY.md): see the README's Models table
+    post_defaults = PostConfig(subjects="all", temporal=True, guided=True)
 
     def build(self, proto: onnx.ModelProto) -> nn.Module:
         net = U2NetP()
@@ -40,13 +35,19 @@ class OriginalModel(MattingModel):
         return net
 
     def new_session(self, **opts: Any) -> OriginalSession:
-        check_opts(self.name, opts, {"threads", "minmax"})
-        return OriginalSession(self, **opts)
+        post, rest = self.split_options(opts, {"threads", "minmax"})
+        return OriginalSession(self, post=post, **rest)
 
 
 class OriginalSession(MatteSession):
-    def __init__(self, model: OriginalModel, threads: int | None = None, minmax: bool = True):
-        super().__init__(model, threads)
+    def __init__(
+        self,
+        model: OriginalModel,
+        threads: int | None = None,
+        minmax: bool = True,
+        post: PostConfig | None = None,
+    ):
+        super().__init__(model, threads, post)
         self.u2 = cast(U2NetP, self.net)
         if not isinstance(minmax, bool):
             raise InvalidInput(f"minmax must be a boolean, got {minmax!r}")
@@ -59,6 +60,15 @@ class OriginalSession(MatteSession):
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         if not frames:
             return []
+        small, maps = self._saliency(frames)
+        return [self.post.finish_low_res(f, s, m) for f, s, m in zip(frames, small, maps, strict=True)]
+
+    def saliency(self, rgb: np.ndarray) -> np.ndarray:
+        """[H, W, 3] uint8 -> [320, 320] float32 0..1: the network's own map (stretched to a square, no
+        post-processing). What other models use to choose the main subject."""
+        return self._saliency([rgb])[1][0]
+
+    def _saliency(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         for f in frames:
             check_frame(f)
         small = [resize_u8(f, SIZE, SIZE, area=True) for f in frames]  # N x [320, 320, 3] uint8
@@ -71,5 +81,5 @@ class OriginalSession(MatteSession):
                 lo = sal.amin(dim=(1, 2), keepdim=True)
                 hi = sal.amax(dim=(1, 2), keepdim=True)
                 sal = (sal - lo) / (hi - lo).clamp_min(1e-6)
-            maps = sal.cpu().numpy()
-        return [upsample_alpha(m, f.shape[1], f.shape[0]) for m, f in zip(maps, frames, strict=True)]
+            maps = sal.cpu().numpy()  # [N, 320, 320] float32 0..1
+        return small, maps

@@ -66,6 +66,10 @@ WEIGHTS: dict[str, WeightFile] = {
     ),
 }
 
+# `pro` is RVM (its primary file, above) plus U²-Net small, which picks its subject every frame
+WEIGHTS["pro"] = WEIGHTS["human"]
+ALSO_NEEDS: dict[str, tuple[str, ...]] = {"pro": ("original",)}
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
