@@ -45,8 +45,16 @@ def one_run(kind: str, clip: str, fmt: str, model_dir: str, seconds: float | Non
     if kind == "transcode":
         clock = StageClock()
         n = 0
-        with VideoWriter(out, get_format(fmt), info.width, info.height, transparent=False,
-                         fps=info.fps_nominal, audio_src=clip if info.audio else None, trim=trim) as w:
+        with VideoWriter(
+            out,
+            get_format(fmt),
+            info.width,
+            info.height,
+            transparent=False,
+            fps=info.fps_nominal,
+            audio_src=clip if info.audio else None,
+            trim=trim,
+        ) as w:
             for f in threaded(iter_frames(clip, info, trim), name="decode", clock=clock):
                 t1 = time.perf_counter()
                 w.write(f.rgb, None, f.t)
@@ -67,25 +75,50 @@ def one_run(kind: str, clip: str, fmt: str, model_dir: str, seconds: float | Non
         n = len(frames)
         busy = {"matte": time.perf_counter() - t0}
     else:
-        from videobg.pipeline import process
-
         # model load is counted apart: a service loads once and serves many jobs
         from videobg.models import get_model
+        from videobg.pipeline import process
 
         tl = time.perf_counter()
         get_model(kind, model_dir, "cpu")
         load_s = time.perf_counter() - tl
         t0 = time.perf_counter()
-        r = process(clip, out, model=kind, model_dir=model_dir, background=Background("color", (30, 144, 255)),
-                    fmt=fmt, trim=trim, limits=Limits(max_duration_s=3600, max_bytes=1 << 40))
+        r = process(
+            clip,
+            out,
+            model=kind,
+            model_dir=model_dir,
+            background=Background("color", (30, 144, 255)),
+            fmt=fmt,
+            trim=trim,
+            limits=Limits(max_duration_s=3600, max_bytes=1 << 40),
+        )
         n, busy = r.frames, dict(r.busy_s, model_load=load_s)
     wall = time.perf_counter() - t0
-    return {"kind": kind, "frames": n, "wall_s": wall, "fps": n / wall, "busy_s": busy,
-            "peak_rss_mb": _peak_rss_mb(), "size": f"{info.width}x{info.height}"}
+    return {
+        "kind": kind,
+        "frames": n,
+        "wall_s": wall,
+        "fps": n / wall,
+        "busy_s": busy,
+        "peak_rss_mb": _peak_rss_mb(),
+        "size": f"{info.width}x{info.height}",
+    }
 
 
 def run_child(kind: str, clip: str, fmt: str, model_dir: str, seconds: float | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--clip", clip, "--format", fmt, "--model-dir", model_dir]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--clip",
+        clip,
+        "--format",
+        fmt,
+        "--model-dir",
+        model_dir,
+    ]
     if seconds:
         cmd += ["--seconds", str(seconds)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -104,8 +137,9 @@ def make_long_clip(clip: str, seconds: float) -> str:
     info = probe(clip)
     out = Path(tempfile.mkdtemp()) / f"long_{int(seconds)}s.mp4"
     offset, n = 0.0, 0
-    with VideoWriter(out, get_format("mp4_h264"), info.width, info.height, transparent=False,
-                     fps=info.fps_nominal) as w:
+    with VideoWriter(
+        out, get_format("mp4_h264"), info.width, info.height, transparent=False, fps=info.fps_nominal
+    ) as w:
         while offset < seconds:
             last = 0.0
             for f in iter_frames(clip, info):
@@ -125,21 +159,27 @@ def main() -> None:
     ap.add_argument("--format", default="mp4_h264")
     ap.add_argument("--model-dir", default=os.environ.get("VIDEOBG_MODEL_DIR", str(REPO / "models")))
     ap.add_argument("--seconds", type=float, default=None)
-    ap.add_argument("--long", type=float, default=60.0, help="length of the looped clip for the RSS check (0: skip)")
+    ap.add_argument(
+        "--long", type=float, default=60.0, help="length of the looped clip for the RSS check (0: skip)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(one_run(a.child, a.clip, a.format, a.model_dir, a.seconds)))
         return
 
-    print(f"# machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"# machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"# clip: {a.clip}, format {a.format}\n")
     rows = [run_child("transcode", a.clip, a.format, a.model_dir, a.seconds)]
     for m in a.models.split(","):
         rows.append(run_child(f"matte:{m}", a.clip, a.format, a.model_dir, a.seconds))
         rows.append(run_child(m, a.clip, a.format, a.model_dir, a.seconds))
     floor = rows[0].get("fps")
-    print("| run | size | frames | end-to-end frames/s | vs transcode floor | busy s per stage | peak RSS MB |")
+    print(
+        "| run | size | frames | end-to-end frames/s | vs transcode floor | busy s per stage | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
@@ -147,7 +187,9 @@ def main() -> None:
             continue
         ratio = f"{r['fps'] / floor:.2f}" if floor else ""
         busy = ", ".join(f"{k} {v:.1f}" for k, v in r["busy_s"].items())
-        print(f"| {r['kind']} | {r['size']} | {r['frames']} | {r['fps']:.1f} | {ratio} | {busy} | {r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {r['kind']} | {r['size']} | {r['frames']} | {r['fps']:.1f} | {ratio} | {busy} | {r['peak_rss_mb']:.0f} |"
+        )
     if a.long:
         long_clip = make_long_clip(a.clip, a.long)
         print(f"\nflat memory: the clip looped to {a.long:.0f} s vs its first 10 s (model light)")

@@ -56,6 +56,10 @@ class StackConfig:
     ack_wait_s: float | None = None  # None: the services' default
     log_level: str = "INFO"
     ready_timeout_s: float = 120.0
+    # The local stack is a single-user developer box: no API keys unless asked for (keys are still checked
+    # when sent), and loopback URLs may be fetched (the demo's file server, tests' fixtures).
+    auth_required: bool = False
+    fetch_allow: str = "127.0.0.0/8,::1/128"
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     services: tuple[str, ...] = SERVICES  # a subset runs a partial stack (e.g. the gateway alone)
 
@@ -137,7 +141,10 @@ class Stack:
             env["VIDEOBG_DEFAULT_MODEL"] = c.default_model
         if c.ack_wait_s is not None:
             env[p + "ACK_WAIT_S"] = str(c.ack_wait_s)
+        if name in ("gateway", "ingest"):
+            env[p + "FETCH_ALLOW"] = c.fetch_allow
         if name == "gateway":
+            env[p + "AUTH_REQUIRED"] = "true" if c.auth_required else "false"
             env[p + "HTTP_HOST"] = LOOPBACK
             env[p + "HTTP_PORT"] = str(self.http_port)
         if name == "encoder":
@@ -168,7 +175,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches the stack, which stops children in order
-                preexec_fn=procs._die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=procs.die_with_parent if sys.platform.startswith("linux") else None,
             )
         ports = {"grpc": self.grpc_ports[name]} | ({"http": self.http_port} if name == "gateway" else {})
         proc = ServerProc(

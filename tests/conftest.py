@@ -81,7 +81,9 @@ def make_clip(
             while t < total:
                 k = min(n, total - t)
                 s = (0.2 * np.sin(2 * np.pi * 440 * (np.arange(t, t + k) / sr))).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(np.stack([s, s]).reshape(1, -1), format="flt", layout="stereo")
+                af = av.AudioFrame.from_ndarray(
+                    np.stack([s, s]).reshape(1, -1), format="flt", layout="stereo"
+                )
                 af.sample_rate, af.pts, af.time_base = sr, t, Fraction(1, sr)
                 for p in a_stream.encode(af):
                     out.mux(p)

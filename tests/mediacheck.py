@@ -105,4 +105,3 @@ def first_frame_rgb(path: str | Path) -> np.ndarray:
         for f in c.decode(c.streams.video[0]):
             return f.to_ndarray(format="rgb24")
     raise AssertionError(f"{path} has no video frame")
-

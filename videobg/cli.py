@@ -78,9 +78,18 @@ def _cmd_process(args: argparse.Namespace, settings: CoreSettings) -> int:
     cancel = threading.Event()
     try:
         result = process(
-            inp, out, model=model, model_dir=settings.model_dir, device=settings.resolved_device(),
-            background=background, fmt=fmt, trim=trim, limits=settings.limits(),
-            queue_frames=settings.queue_frames, progress=progress, cancel=cancel,
+            inp,
+            out,
+            model=model,
+            model_dir=settings.model_dir,
+            device=settings.resolved_device(),
+            background=background,
+            fmt=fmt,
+            trim=trim,
+            limits=settings.limits(),
+            queue_frames=settings.queue_frames,
+            progress=progress,
+            cancel=cancel,
         )
     except KeyboardInterrupt:
         cancel.set()
@@ -114,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input", help="input video (MP4, MOV, WebM, MKV, GIF)")
     pr.add_argument("-o", "--output", required=True, help="output file; its extension picks the format")
     pr.add_argument(
-        "--background", "-b", help="white (default), black, green, blue, #RRGGBB, #RGB, R,G,B, or an image file"
+        "--background",
+        "-b",
+        help="white (default), black, green, blue, #RRGGBB, #RGB, R,G,B, or an image file",
     )
     pr.add_argument("--transparent", action="store_true", help="keep alpha (webm, mov, gif, webp, zip)")
     pr.add_argument("--start", help="trim start: seconds or hh:mm:ss(.fff)")
@@ -131,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     settings = CoreSettings()
     t0 = time.perf_counter()
     try:

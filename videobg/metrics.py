@@ -22,8 +22,8 @@ Who updates what:
     WORKER_READY               runtime.Service (1 while a process serves its stage, 0 while draining)
     MODEL_LOAD, INFERENCE      services/segmenter/stage.py
     GPU_MEMORY                 `sample_gpu_memory`, called by the QueueMonitor loop in every worker
-    WEBHOOK_DELIVERIES         reserved for the webhook sender (gateway): not incremented yet
-    CREDITS_CHARGED            reserved for credits accounting (gateway): not incremented yet
+    WEBHOOK_DELIVERIES         services/gateway/webhooks.py, per delivery attempt (delivered / failed)
+    CREDITS_CHARGED            services/gateway/credits.py, when a finished job's reservation is settled
 """
 
 from __future__ import annotations

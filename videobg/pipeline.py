@@ -115,18 +115,33 @@ def process(
     clock = StageClock()
     stop = cancel or threading.Event()
 
-    frames = threaded(iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop)
-    mattes = threaded(frames, lambda f: matte_one(session, f), name="matte", maxsize=queue_frames, clock=clock)
+    frames = threaded(
+        iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop
+    )
+    mattes = threaded(
+        frames, lambda f: matte_one(session, f), name="matte", maxsize=queue_frames, clock=clock
+    )
     comps = threaded(
-        mattes, lambda m: refine_and_composite(m, plate), name="refine_composite", maxsize=queue_frames, clock=clock
+        mattes,
+        lambda m: refine_and_composite(m, plate),
+        name="refine_composite",
+        maxsize=queue_frames,
+        clock=clock,
     )
 
     audio_index = info.audio[0].index if info.audio else None
     fps = info.fps_nominal or info.fps_avg
     n = 0
     with VideoWriter(
-        output_path, out_format, info.width, info.height, transparent=background.transparent, fps=fps,
-        audio_src=input_path if audio_index is not None else None, audio_stream_index=audio_index, trim=trim,
+        output_path,
+        out_format,
+        info.width,
+        info.height,
+        transparent=background.transparent,
+        fps=fps,
+        audio_src=input_path if audio_index is not None else None,
+        audio_stream_index=audio_index,
+        trim=trim,
     ) as writer:
         for c in comps:
             if cancel is not None and cancel.is_set():
@@ -150,5 +165,7 @@ def process(
         duration_s=max(0.0, end - trim.start),
         wall_s=wall,
         busy_s=dict(clock.busy),
-        audio=bool(getattr(writer, "audio_written", audio_index is not None and out_format.audio_codec is not None)),
+        audio=bool(
+            getattr(writer, "audio_written", audio_index is not None and out_format.audio_codec is not None)
+        ),
     )

@@ -62,10 +62,17 @@ NATS_DOWN = (
 
 
 async def connect(
-    url: str, *, name: str | None = None, connect_timeout_s: float = 5.0, initial_attempts: int = 5
+    url: str,
+    *,
+    name: str | None = None,
+    connect_timeout_s: float = 5.0,
+    initial_attempts: int = 5,
+    pending_size: int = 2 * 1024 * 1024,
 ) -> NatsClient:
     """Connect, trying `initial_attempts` times (1 s apart) before raising Transient; once connected,
-    reconnect forever (a restarted nats-server is waited for, not fatal)."""
+    reconnect forever (a restarted nats-server is waited for, not fatal). `pending_size` bytes of
+    publishes are buffered while reconnecting; 0 makes a publish during an outage fail at once
+    (OutboundBufferLimitError, a Transient), which the gateway wants: a client gets 503, not a hang."""
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error: %s", e)
@@ -85,6 +92,7 @@ async def connect(
                 initial_attempts - 1, 1
             ),  # nats.py counts them for the first connect too
             reconnect_time_wait=1.0,
+            pending_size=pending_size,
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
@@ -426,11 +434,17 @@ class Worker:
             await self._ack(msg)
             return
         if action is NatsAction.NAK and d.num_delivered < self.max_deliver:
-            await msg.nak(delay=self._retry_delay(d.num_delivered, exc))
-            self.stats.naked += 1
+            try:
+                await msg.nak(delay=self._retry_delay(d.num_delivered, exc))
+                self.stats.naked += 1
+            except Exception as e:  # NATS away: the message is redelivered after ack_wait anyway
+                log.warning("%s: nak failed (%r); redelivery after ack_wait", self.durable, e)
             return
         # TERM, or the last attempt failed: terminate so the message does not linger in the work queue.
-        await msg.term()
+        try:
+            await msg.term()
+        except Exception as e:
+            log.warning("%s: term failed (%r); the message may be delivered again", self.durable, e)
         self.stats.termed += 1
         self.stats.gave_up += 1
         if self.on_give_up is not None:

@@ -1,12 +1,15 @@
 """Download a user-given URL to a file: streamed, with a size cap and a time limit, errors typed.
 
-Every URL, the first and each redirect target, passes `check_url` before a request is made to it. For now
-that only admits http and https; the SSRF guards (private, loopback and link-local addresses, DNS
-rebinding) will live in that one function.
+Every URL, the first and each redirect target (at most 5, followed by hand), passes `check_url` before a
+request is made to it: the SSRF guard (services/common/ssrf.py) resolves the host once and refuses
+loopback, private, link-local, metadata and other non-public addresses unless the operator's allow-list
+names them. The request then goes to the vetted address itself, with the original host as Host header
+and TLS server name, so the name is never resolved a second time (no DNS rebinding), and no connection
+is ever reused across hops.
 
 Status mapping: 404/410 -> NotFound; 408, 429 and 5xx -> Transient (retried); other non-2xx ->
 InvalidInput; more than `max_bytes` (declared or streamed) -> TooLarge; connect/read failures and a
-download slower than `timeout_s` -> Transient; a host name that does not resolve -> InvalidInput.
+download slower than `timeout_s` -> Transient; a refused or unresolvable host -> InvalidInput.
 Proxies from the environment are ignored (trust_env=False): what is fetched is what `check_url` saw.
 """
 
@@ -15,15 +18,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from services.common import ssrf
+from services.common.ssrf import AllowList, Target
 from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
 
 log = logging.getLogger(__name__)
@@ -41,21 +46,17 @@ class Fetched:
     url: str  # the final URL, after redirects
 
 
-def check_url(url: str) -> str:
-    """The SSRF hook: raise InvalidInput for a URL the service must not fetch. Today: http(s) with a host."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as e:
-        raise InvalidInput(f"not a valid URL: {e}") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("only http:// and https:// URLs can be fetched")
-    return url
+def check_url(url: str, allow: AllowList | str | None = None, *, what: str = "file") -> Target:
+    """The SSRF hook: raise InvalidInput (invalid_parameter) for a URL the service must not fetch, else
+    return its vetted addresses. Opens no connection; resolves a host name once."""
+    return ssrf.guard(url, allow, what=f"{what} URL")
 
 
 def _redact(url: str) -> str:
     """scheme://host/path, without the query (it may hold a signature) for logs and messages."""
     p = urlsplit(url)
-    return f"{p.scheme}://{p.hostname}{p.path}"
+    host = f"[{p.hostname}]" if p.hostname and ":" in p.hostname else p.hostname
+    return f"{p.scheme}://{host}{p.path}"
 
 
 def fetch_to_file(
@@ -66,10 +67,12 @@ def fetch_to_file(
     timeout_s: float = 300.0,
     connect_timeout_s: float = 10.0,
     what: str = "file",
+    allow: AllowList | str | None = None,
     client: httpx.Client | None = None,
 ) -> Fetched:
     """GET `url` into `dest` (written as dest.part, renamed when complete). `what` names the thing in
-    error messages ("source video", "background image")."""
+    error messages ("source video", "background image"); `allow` is the operator's allow-list (a CIDR and
+    host-name string as in the settings, or an AllowList)."""
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + timeout_s
@@ -77,29 +80,83 @@ def fetch_to_file(
         connect=connect_timeout_s, read=min(60.0, timeout_s), write=30.0, pool=connect_timeout_s
     )
     own = client is None
-    http = client or httpx.Client(timeout=timeout, trust_env=False, headers={"User-Agent": USER_AGENT})
+    # No keep-alive: a pooled connection is keyed by address, and one made for another host name (its
+    # TLS certificate checked against that name) must never carry this request.
+    http = client or httpx.Client(
+        timeout=timeout,
+        trust_env=False,
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
     try:
         for _ in range(_MAX_REDIRECTS + 1):
-            check_url(url)
-            with _errors(what, url):
-                with http.stream("GET", url, follow_redirects=False) as resp:
-                    if resp.is_redirect and "location" in resp.headers:
-                        url = urljoin(url, resp.headers["location"])
-                        continue
-                    _check_status(resp, what, url)
-                    declared = resp.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise TooLarge(
-                            f"The {what} is {int(declared) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB"
-                        )
-                    size = _stream_to(resp, part, max_bytes, deadline, what)
-                    os.replace(part, dest)
-                    return Fetched(dest, size, resp.headers.get("content-type", ""), url)
+            target = check_url(url, allow, what=what)
+            with _errors(what, url), contextlib.closing(send_pinned(http, "GET", target)) as resp:
+                if resp.is_redirect and "location" in resp.headers:
+                    url = urljoin(url, resp.headers["location"])
+                    continue
+                _check_status(resp, what, url)
+                declared = resp.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise TooLarge(
+                        f"The {what} is {int(declared) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB"
+                    )
+                size = _stream_to(resp, part, max_bytes, deadline, what)
+                os.replace(part, dest)
+                return Fetched(dest, size, resp.headers.get("content-type", ""), url)
         raise InvalidInput(f"The {what} URL redirects more than {_MAX_REDIRECTS} times")
     finally:
         part.unlink(missing_ok=True)
         if own:
             http.close()
+
+
+def pinned_request(
+    http: httpx.Client | httpx.AsyncClient,
+    method: str,
+    target: Target,
+    address: ssrf.IPAddress,
+    *,
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request to `address` itself, carrying the URL's host as Host header and TLS server name."""
+    extensions = {"sni_hostname": target.sni} if target.sni else None
+    return http.build_request(
+        method,
+        target.url_for(address),
+        headers={**(headers or {}), "Host": target.host_header},
+        content=content,
+        extensions=extensions,
+    )
+
+
+def send_pinned(http: httpx.Client, method: str, target: Target, **kw: Any) -> httpx.Response:
+    """Send to the target's vetted addresses in turn until one accepts the connection (a refused or
+    unreachable address has received nothing, so trying the next is safe). Returns a streamed response:
+    close it. `kw`: headers, content."""
+    last: httpx.ConnectError | None = None
+    for address in target.addresses:
+        try:
+            return http.send(pinned_request(http, method, target, address, **kw), stream=True)
+        except httpx.ConnectError as e:
+            last = e
+    assert last is not None  # a Target has at least one address
+    raise last
+
+
+async def send_pinned_async(
+    http: httpx.AsyncClient, method: str, target: Target, **kw: Any
+) -> httpx.Response:
+    """`send_pinned` for async callers (webhook delivery). Returns a streamed response: `aclose` it."""
+    last: httpx.ConnectError | None = None
+    for address in target.addresses:
+        try:
+            return await http.send(pinned_request(http, method, target, address, **kw), stream=True)
+        except httpx.ConnectError as e:
+            last = e
+    assert last is not None
+    raise last
 
 
 def _check_status(resp: httpx.Response, what: str, url: str) -> None:
@@ -136,20 +193,6 @@ def _errors(what: str, url: str) -> Iterator[None]:
         where = _redact(url)
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
             raise InvalidInput(f"The {what} URL is not valid") from exc
-        if isinstance(exc, httpx.ConnectError) and _caused_by(exc, socket.gaierror):
-            host = urlsplit(url).hostname
-            raise InvalidInput(f"The host of the {what} URL ({host}) does not resolve") from exc
         if isinstance(exc, httpx.TimeoutException):
             raise Transient(f"Downloading the {what} from {where} timed out") from exc
         raise Transient(f"Downloading the {what} from {where} failed: {type(exc).__name__}") from exc
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

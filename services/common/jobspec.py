@@ -58,7 +58,9 @@ def from_proto(p: common_pb2.JobSpec) -> Spec:
         "model": p.model,
         "background": {
             "kind": bg_kind,
-            "rgb": [(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255] if bg_kind == "color" else [255, 255, 255],
+            "rgb": [(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255]
+            if bg_kind == "color"
+            else [255, 255, 255],
             "image": _source_to_dict(p.background.image) if p.background.HasField("image") else None,
         },
         "output_format": p.output_format or DEFAULT_FORMAT,
@@ -78,7 +80,9 @@ def to_proto(spec: Spec) -> common_pb2.JobSpec:
         source=_source_to_proto(spec.get("source")),
         trim=common_pb2.Trim(start_s=trim.get("start") or 0.0, end_s=trim.get("end") or 0.0),
         model=spec.get("model", ""),
-        background=common_pb2.Background(kind=_KIND_TO_PROTO[bg.get("kind", "white")], rgb=(r << 16) | (g << 8) | b),
+        background=common_pb2.Background(
+            kind=_KIND_TO_PROTO[bg.get("kind", "white")], rgb=(r << 16) | (g << 8) | b
+        ),
         output_format=spec.get("output_format", DEFAULT_FORMAT),
         webhook_url=spec.get("webhook_url", ""),
         owner=spec.get("owner", ""),

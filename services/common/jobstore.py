@@ -20,7 +20,7 @@ import contextlib
 import copy
 import json
 import random
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,40 @@ def _nats_errors(what: str) -> Iterator[None]:
         yield
     except NATS_DOWN as e:
         raise Transient(f"job store unavailable ({what}): {e!r}") from e
+
+
+async def iter_docs(
+    js: JetStreamContext, bucket: str, prefix: str = "", *, timeout_s: float = 30.0
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Every live document of `bucket` whose key starts with `prefix` ('key.', 'account.'; '' for all).
+
+    Not through nats-py's end-of-values marker (the None a watcher yields first when the server
+    reported nothing pending): that report races with delivery, so on a busy bucket the marker can come
+    before every value and a listing reads as empty. Instead: ask the stream whether any key matches at
+    all, then read the last value of each until the one with nothing pending after it."""
+    filter_ = f"$KV.{bucket}.{prefix}>" if prefix else f"$KV.{bucket}.>"
+    with _nats_errors(f"list {bucket}"):
+        try:
+            info = await js.stream_info(f"KV_{bucket}", subjects_filter=filter_)
+        except nats.js.errors.NotFoundError:
+            return
+        if not info.state.subjects:
+            return
+        watcher = await (await js.key_value(bucket)).watch(f"{prefix}>" if prefix else ">")
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                entry = await watcher.updates(timeout=timeout_s)
+                if entry is None:  # the racy end-of-values marker: keep reading (see above)
+                    continue
+                if entry.operation not in (KV_DEL, KV_PURGE) and entry.value:
+                    yield entry.key, json.loads(entry.value)
+                if entry.delta == 0:
+                    return
+    except TimeoutError as e:
+        raise Transient(f"listing {bucket}/{prefix}* timed out after {timeout_s:g} s") from e
+    finally:
+        await watcher.stop()
 
 
 class _Unchanged(Exception):
@@ -156,22 +190,10 @@ class JobStore:
 
     async def list(self, owner: str | None = None, limit: int = 100) -> list[Job]:
         """Newest first (by `created`), optionally only one owner's. Reads every live record."""
-        kv = await self._bucket()
-        with _nats_errors("list"):
-            watcher = await kv.watchall()
-        jobs: list[Job] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # end of the current values
-                    break
-                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                    continue
-                job = json.loads(entry.value)
-                if owner is None or job.get("owner") == owner:
-                    jobs.append(job)
-                if entry.delta == 0:
-                    break
-        finally:
-            await watcher.stop()
+        jobs = [
+            j
+            async for _, j in iter_docs(self._js, self._bucket_name)
+            if owner is None or j.get("owner") == owner
+        ]
         jobs.sort(key=lambda j: (j.get("created", ""), j.get("id", "")), reverse=True)
         return jobs[:limit]

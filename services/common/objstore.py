@@ -15,9 +15,10 @@ import io
 import mimetypes
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import minio
@@ -38,6 +39,7 @@ class ObjectStat:
     size: int  # bytes
     etag: str
     content_type: str | None
+    metadata: dict[str, str] = field(default_factory=dict)  # user metadata (x-amz-meta-*), names lower case
 
 
 def _split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
@@ -133,6 +135,31 @@ class ObjectStore:
             )
             return result.etag or ""
 
+    def put_stream(
+        self,
+        key: str,
+        reader: BinaryIO,
+        content_type: str = "application/octet-stream",
+        *,
+        metadata: dict[str, str] | None = None,
+        part_size: int = 5 * 1024 * 1024,
+    ) -> str:
+        """Upload from a reader of unknown length, one `part_size` part in memory at a time (5 MiB is S3's
+        smallest part). An exception raised by `reader.read` aborts the upload: no object is left, and
+        the exception propagates. Returns the etag."""
+        with self._errors(key):
+            result = self._client.put_object(
+                self.bucket,
+                key,
+                reader,
+                length=-1,
+                part_size=part_size,
+                content_type=content_type,
+                metadata=metadata,  # type: ignore[arg-type]
+                num_parallel_uploads=1,
+            )
+            return result.etag or ""
+
     def get_file(self, key: str, path: str | Path) -> Path:
         """Download to `path` (via a temporary file beside it, renamed when complete)."""
         with self._errors(key):
@@ -151,7 +178,14 @@ class ObjectStore:
     def stat(self, key: str) -> ObjectStat:
         with self._errors(key):
             o = self._client.stat_object(self.bucket, key)
-        return ObjectStat(key=key, size=o.size or 0, etag=o.etag or "", content_type=o.content_type)
+        meta = {
+            k.lower().removeprefix("x-amz-meta-"): v
+            for k, v in (o.metadata or {}).items()
+            if k.lower().startswith("x-amz-meta-")
+        }
+        return ObjectStat(
+            key=key, size=o.size or 0, etag=o.etag or "", content_type=o.content_type, metadata=meta
+        )
 
     def exists(self, key: str) -> bool:
         try:

@@ -1,19 +1,37 @@
-"""Who is calling: the one hook where authentication, credits and rate limits will plug in.
+"""Who is calling: API keys, then the per-key rate limit.
 
-Every route takes `caller: Caller = Depends(resolve_caller)`. Today `app.state.authenticator` is
-`Anonymous`, so every request belongs to the anonymous owner. A later issue swaps in an authenticator
-that reads `X-API-Key`, looks the key up and raises `Unauthenticated` (401 invalid_auth_token),
-`InsufficientCredits` (403) or `RateLimited` (429); the error table turns those into responses, so no
-route changes.
+Every route takes `caller: Caller = Depends(resolve_caller)`, which asks `app.state.authenticator`.
+`ApiKeyAuth` reads the key from `X-API-Key` (the Pixelcut and removebgvideo header; header names are
+case-insensitive, so `X-Api-Key` and `X-API-KEY` are the same) or from `Authorization: Bearer <key>`,
+verifies it against the key store and takes a token from the key's bucket. Errors are typed:
+`Unauthenticated` (401 invalid_auth_token) and `RateLimited` (429 with Retry-After); the one error
+handler in rest.py writes them in the route's dialect. Credits are checked where a job is created
+(services/gateway/core.py), since only the job knows what it will cost.
+
+With `auth_required` false a request without a key is the anonymous owner: unmetered, not rate limited,
+and it sees every job (the local demo stack). A key that is sent is checked all the same.
+Keys are logged by id only.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from services.gateway.core import ANONYMOUS, Caller
+from services.gateway.keys import NOT_FOUND_MESSAGE, KeyStore
+from services.gateway.ratelimit import TokenBuckets
+from videobg.errors import Unauthenticated
+
+API_KEY_HEADER = "X-API-Key"
+
+# Declared for OpenAPI (/docs shows both schemes and an Authorize button); the value is read below.
+_api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="`X-API-Key: vbg_<id>_<secret>` (any letter case)"
+)
+_bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer vbg_<id>_<secret>`")
 
 
 class Authenticator(Protocol):
@@ -25,6 +43,36 @@ class Anonymous:
         return ANONYMOUS
 
 
-async def resolve_caller(request: Request) -> Caller:
+def presented_key(request: Request) -> str:
+    key = request.headers.get(API_KEY_HEADER, "").strip()
+    if key:
+        return key
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+class ApiKeyAuth:
+    def __init__(self, keys: KeyStore, limiter: TokenBuckets, *, required: bool = True):
+        self.keys = keys
+        self.limiter = limiter
+        self.required = required
+
+    async def __call__(self, request: Request) -> Caller:
+        key = presented_key(request)
+        if not key:
+            if self.required:
+                raise Unauthenticated(NOT_FOUND_MESSAGE)
+            return ANONYMOUS
+        record = await self.keys.verify(key)
+        request.state.key_id = record.id  # for logs: the id, never the key
+        self.limiter.check(record.id)
+        return Caller(owner=record.owner, key_id=record.id)
+
+
+async def resolve_caller(
+    request: Request,
+    _key: Annotated[str | None, Security(_api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)] = None,
+) -> Caller:
     authenticator: Authenticator = getattr(request.app.state, "authenticator", None) or Anonymous()
     return await authenticator(request)

@@ -1,46 +1,61 @@
-"""What the gateway does, whatever the dialect: submit, get, cancel and watch jobs.
+"""What the gateway does, whatever the dialect: create, start, get, cancel and watch jobs, and bill them.
 
 Every public dialect (REST, gRPC) translates its request into a `jobspec` dict and calls these methods;
 none of them touches NATS or S3 directly. A job is born here:
 
-    jobspec.validate(spec) -> JobStore.create({id, status: queued, spec, ...})
+    jobspec.validate(spec) -> [metered caller: reserve credits] -> JobStore.create({id, status, spec, ...})
         -> publish vbg.work.ingest {"job_id"} with Nats-Msg-Id "{id}:ingest" -> event {status: queued}
 
-Stages move it on (processing, completed / failed); `cancel` moves it to cancelled and the stages see that
-on the record.
+A draft (`draft=True`) stops after the record; `start` reserves and publishes later. Stages move a job on
+(processing, completed / failed); `cancel` moves it to cancelled and the stages see that on the record.
+Once a job has ended its reservation is settled (charged or released, services/gateway/credits.py): on
+its last event, which every gateway replica's queue-group subscription to `vbg.events.*` shares out,
+and in a periodic sweep that catches anything missed.
+
+Every record keeps, besides the spec, what the seeds' checklists ask to persist per job: `input` (the
+source reference), `model`, `format`, `background`, `credits` (charged; 0 until then), `key_id`, and
+the final status with `error_code` / `error`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from services.common import bus, jobspec
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
-from services.gateway.settings import GatewaySettings
+from services.gateway.credits import Billing, Ledger, Rates
+from services.gateway.keys import KeyStore
+from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
 from videobg import keys, metrics, subjects
-from videobg.errors import Conflict, NotFound, Transient
+from videobg.errors import Conflict, NotFound, Transient, VideoBgError
 from videobg.media.formats import DEFAULT_FORMAT, get_format
 
 log = logging.getLogger(__name__)
 
 CANCELLABLE = ("draft", "queued", "processing")
+STARTED = ("queued", "processing", "completed")
 _IDEMPOTENCY_NS = uuid.UUID("5d3f0b8e-9a41-4c52-8f0e-6b7a4e1c2d90")  # fixed: same key -> same job id
+_SETTLE_QUEUE = "vbg-gateway-billing"  # queue group: each job-ending event is settled by one replica
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling. Authentication (API keys), credits and rate limits will resolve a real owner; until
-    then every caller is the anonymous owner (see services/gateway/auth.py)."""
+    """Who is calling (services/gateway/auth.py). A caller with a key is metered: credits are reserved
+    and charged, and it sees only its owner's jobs. The anonymous owner (no key, auth off) is neither."""
 
     owner: str
     key_id: str | None = None
@@ -51,6 +66,12 @@ class Caller:
 
 
 ANONYMOUS = Caller(owner="anonymous")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    replayed: bool  # an Idempotency-Key retry: the job the first request made
 
 
 def is_terminal(event_or_job: dict[str, Any]) -> bool:
@@ -78,37 +99,159 @@ class Gateway:
         self.js = js
         self.jobs = jobs
         self.objects = objects
+        self.default_model = settings.core().default_model
+        self.keys = KeyStore(js, cache_s=settings.key_cache_s)
+        self.ledger = Ledger(js)
+        # configured rates override the defaults model by model, so every installed model has one
+        per_minute = {**DEFAULT_CREDITS_PER_MINUTE, **settings.credits_per_minute}
+        rates = Rates(per_minute, self.default_model, settings.credits_reserve_s)
+        self.billing = Billing(self.ledger, jobs, rates)
+        self._sub: Subscription | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def healthy(self) -> bool:
         """Serving needs NATS at once (records, work); S3 is only signed for, not called."""
         return bool(self.nc.is_connected)
 
+    # --- background: settling credits of ended jobs ---------------------------------------------------
+
+    async def start_background(self) -> None:
+        """Settle jobs as their last event arrives, and sweep periodically (see credits.py)."""
+        self._sub = await self.nc.subscribe(subjects.EVENTS_WILDCARD, queue=_SETTLE_QUEUE, cb=self._on_event)
+        if self.settings.settle_sweep_s > 0:
+            self._spawn(self._sweep_forever())
+
+    async def stop_background(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_event(self, msg: Msg) -> None:
+        try:
+            event = json.loads(msg.data)
+        except ValueError:
+            return
+        if isinstance(event, dict) and is_terminal(event) and isinstance(event.get("job_id"), str):
+            self._spawn(self._settle_quietly(event["job_id"]))
+
+    async def _settle_quietly(self, job_id: str) -> None:
+        try:
+            await self.billing.settle(job_id)
+        except Exception as e:  # the sweep retries it
+            log.warning("job %s: settling credits failed (%r); the sweep will retry", job_id, e)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.settle_sweep_s)
+            try:
+                await self.billing.sweep(self.settings.orphan_reservation_s)
+            except Exception as e:
+                log.warning("credit sweep failed: %r", e)
+
     # --- submit ------------------------------------------------------------------------------------
 
     async def submit(self, spec: jobspec.Spec, *, idempotency_key: str = "") -> Job:
+        """Trusted internal callers (gRPC): no key, no credits."""
+        return (await self.create(spec, idempotency_key=idempotency_key)).job
+
+    async def create(
+        self,
+        spec: jobspec.Spec,
+        *,
+        caller: Caller | None = None,
+        idempotency_key: str = "",
+        fingerprint: str = "",
+        draft: bool = False,
+    ) -> Submitted:
+        """Create a job (queued and published; or a draft) for `caller`. A caller with a key pays:
+        InsufficientCredits (403) before anything is created if the reservation is not covered. With an
+        `idempotency_key`, a retry returns the first job (`fingerprint` must match, else Conflict)."""
         spec = jobspec.validate(spec)
-        job_id = job_id_for(spec.get("owner", ""), idempotency_key)
+        owner = spec.get("owner", "")
+        job_id = job_id_for(owner, idempotency_key)
+        if idempotency_key:
+            with contextlib.suppress(NotFound):
+                return await self._replay(await self.jobs.get(job_id), spec, fingerprint)
+        if spec.get("webhook_url"):
+            from services.gateway import webhooks  # it imports the REST deps, which import this module
+
+            await webhooks.check_spec(spec, self.settings)  # the SSRF guard, before anything is held
+        model = spec.get("model") or self.default_model
         record: Job = {
             "id": job_id,
-            "owner": spec.get("owner", ""),
+            "owner": owner,
             "dialect": spec.get("dialect", ""),
             "spec": spec,
-            "status": "queued",
+            "status": "draft" if draft else "queued",
             "progress": 0,
-            "stage": "ingest",
+            "stage": "" if draft else "ingest",
+            "input": spec.get("source"),
+            "model": model,
+            "format": spec.get("output_format") or DEFAULT_FORMAT,
+            "background": spec.get("background"),
+            "credits": 0.0,
         }
+        if fingerprint:
+            record["request_fingerprint"] = fingerprint
+        metered = caller is not None and not caller.anonymous
+        if metered:
+            assert caller is not None
+            record["key_id"] = caller.key_id
+            record["billing"] = await self.billing.hold(job_id, self.billing.plan(spec, model), draft=draft)
         try:
             await self.jobs.create(record)
             metrics.JOBS_SUBMITTED.labels(**metrics.job_labels(record)).inc()
         except Conflict:
-            existing = await self.jobs.get(job_id)
-            if existing.get("spec") != spec:
-                raise Conflict("this idempotency key was already used for a different job") from None
-            if existing.get("status") != "queued":
-                return existing
+            # A concurrent retry with the same key created it first. Its reservation is this one (they
+            # are keyed by job id), so nothing is released here.
+            return await self._replay(await self.jobs.get(job_id), spec, fingerprint)
+        except BaseException:
+            if metered and record["billing"]["state"] != "estimated":
+                with contextlib.suppress(Exception):
+                    await self.billing.release(record["billing"], job_id)
+            raise
+        if draft:
+            log.info(
+                "job %s drafted (%s, owner %s, key %s)",
+                job_id,
+                record["dialect"],
+                owner,
+                record.get("key_id"),
+            )
+            return Submitted(record, replayed=False)
+        await self._enqueue(record)
+        log.info(
+            "job %s queued (%s, owner %s, key %s)", job_id, record["dialect"], owner, record.get("key_id")
+        )
+        return Submitted(await self.jobs.get(job_id), replayed=False)
+
+    async def _replay(self, existing: Job, spec: jobspec.Spec, fingerprint: str) -> Submitted:
+        if fingerprint and existing.get("request_fingerprint"):
+            same = existing["request_fingerprint"] == fingerprint
+        else:
+            same = existing.get("spec") == spec
+        if not same:
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request; use a new key for a new job"
+            )
+        if existing.get("status") == "queued":
             # Queued but perhaps never published (a crash between create and publish): publish again;
             # within the duplicate window JetStream drops the copy.
-        # The job's first event goes out before its work. Events inform; the record is the truth.
+            await self._enqueue(existing)
+        return Submitted(existing, replayed=True)
+
+    async def _enqueue(self, record: Job) -> None:
+        """The job's first event, then its work. Events inform; the record is the truth."""
+        job_id = record["id"]
         with contextlib.suppress(Transient):
             await bus.publish_event(
                 self.js,
@@ -123,8 +266,30 @@ class Gateway:
         except Transient as e:
             if await self.jobs.transition(job_id, ("queued",), "failed", error_code=e.code, error=e.message):
                 metrics.count_job(record, "failed", e.code)
+                with contextlib.suppress(VideoBgError):
+                    await self.billing.settle(job_id)
             raise
-        log.info("job %s queued (%s, owner %s)", job_id, record["dialect"], record["owner"])
+
+    async def start(self, job_id: str, caller: Caller | None = None) -> Job:
+        """Start a draft: reserve its credits (403 if they are not there now), queue it. Starting a job
+        that has started already returns it; a failed or cancelled one cannot start (Conflict)."""
+        job = await self.get(job_id, caller)
+        if job.get("status") != "draft":
+            if job.get("status") in STARTED:
+                return job
+            raise Conflict(f"job {job_id} is {job.get('status')} and cannot be started")
+        fields: dict[str, Any] = {"stage": "ingest", "progress": 0}
+        if job.get("billing"):
+            fields["billing"] = await self.billing.hold(job_id, job["billing"], draft=False)
+        if not await self.jobs.transition(job_id, ("draft",), "queued", **fields):
+            await self.billing.settle(job_id)  # cancelled meanwhile: release what was just reserved
+            job = await self.jobs.get(job_id)
+            if job.get("status") in STARTED:  # another start won; the reservation is the same one
+                return job
+            raise Conflict(f"job {job_id} is {job.get('status')} and cannot be started")
+        job = await self.jobs.get(job_id)
+        await self._enqueue(job)
+        log.info("job %s started (owner %s, key %s)", job_id, job.get("owner"), job.get("key_id"))
         return await self.jobs.get(job_id)
 
     # --- read ----------------------------------------------------------------------------------------
@@ -164,6 +329,8 @@ class Gateway:
         if changed:
             log.info("job %s cancelled", job_id)
             metrics.count_job(job, "cancelled")
+            with contextlib.suppress(VideoBgError):
+                job = await self.billing.settle(job_id) or job
             with contextlib.suppress(Transient):
                 await bus.publish_event(
                     self.js,
@@ -174,6 +341,29 @@ class Gateway:
         elif job.get("status") != "cancelled":
             raise Conflict(f"job {job_id} is already {job.get('status')} and cannot be cancelled")
         return job
+
+    # --- usage ---------------------------------------------------------------------------------------
+
+    async def usage(self, caller: Caller) -> dict[str, Any]:
+        """The caller's credits (after settling its ended jobs) and its jobs by status."""
+        credits = None
+        if not caller.anonymous:
+            for job_id in await self.ledger.reservations(caller.owner):
+                await self.billing.settle(job_id)
+            credits = (await self.ledger.account(caller.owner)).view()
+        jobs = await self.jobs.list(owner=caller.owner, limit=1_000_000)
+        by_status = Counter(str(j.get("status")) for j in jobs)
+        billed = sum(float(j.get("billed_seconds") or 0) for j in jobs if j.get("status") == "completed")
+        return {
+            "owner": caller.owner,
+            "key_id": caller.key_id,
+            "metered": not caller.anonymous,
+            "credits": credits,
+            "credits_per_minute": {m: float(r) for m, r in self.billing.rates.per_minute.items()},
+            "default_model": self.default_model,
+            "jobs": {"total": len(jobs), "by_status": dict(sorted(by_status.items()))},
+            "billed_seconds": round(billed, 3),
+        }
 
     # --- watch ---------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""The REST app: the dialect routers, health, an internal job view, and the one error translation.
+"""The REST app: the dialect routers, usage, health, an internal job view, and the one error translation.
 
-Errors leave as `{"error": message, "error_code": code}` with the HTTP status `videobg.errors.ERROR_TABLE`
-names for the code; nothing here picks a status by hand.
+Errors leave with the HTTP status `videobg.errors.ERROR_TABLE` names for the code (nothing here picks a
+status by hand), in the body shape of the dialect whose route raised it (`dialects.error_body`; the house
+shape `{"error": message, "error_code": code}` elsewhere), plus `Retry-After` on 429.
 """
 
 from __future__ import annotations
@@ -11,27 +12,53 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.gateway.auth import Anonymous
+from services.gateway import uploads, usage, webhooks
+from services.gateway.auth import ApiKeyAuth
 from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
-from services.gateway.dialects import ROUTERS
-from videobg.errors import ERROR_TABLE, VideoBgError, as_public
+from services.gateway.dialects import ROUTERS, error_body
+from services.gateway.ratelimit import TokenBuckets, retry_after_header
+from videobg.errors import InvalidRequestBody, RateLimited, VideoBgError, as_public
 
 log = logging.getLogger(__name__)
 
+OPENAPI_TAGS = [
+    {"name": "pixelcut", "description": "Pixelcut's Remove Video Background API. Header `X-API-KEY`."},
+    {
+        "name": "studio-background",
+        "description": "Remove (subject over white) or replace (hex color, image) the background, with "
+        "optional trim; MP4 out. Header `X-API-Key` or `Authorization: Bearer`.",
+    },
+    {
+        "name": "removebgvideo",
+        "description": "removebgvideo's jobs API: create (or draft, then start) and poll. Header `X-Api-Key`.",
+    },
+    {"name": "account", "description": "Credits and usage of the calling key's owner."},
+    {"name": "internal", "description": "Health and operator views; not a public contract."},
+]
+DESCRIPTION = """Self-hosted video background removal, speaking three vendors' contracts over one job engine.
 
-def error_response(exc: BaseException) -> JSONResponse:
+Every submit accepts an optional `Idempotency-Key` header: a retry with the same key and body returns the
+same job (`Idempotent-Replayed: true`); the same key with another body is refused with 409 `conflict`.
+Jobs of a key's owner are billed per second of (trimmed) source at the model's rate (`GET /v1/usage`);
+each key has a request rate limit (429 with `Retry-After`)."""
+
+
+def error_response(exc: BaseException, request: Request | None = None) -> JSONResponse:
     err = as_public(exc)
-    return JSONResponse(err.to_dict(), status_code=err.spec.http_status)
+    body = error_body(request, err) if request is not None else err.to_dict()
+    headers = {"Retry-After": retry_after_header(err.retry_after_s)} if isinstance(err, RateLimited) else None
+    return JSONResponse(body, status_code=err.spec.http_status, headers=headers)
 
 
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, VideoBgError):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(exc)
+    return error_response(exc, request)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -45,36 +72,64 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"error": "The request could not be parsed", "error_code": "invalid_request_body"},
-        status_code=ERROR_TABLE["invalid_request_body"].http_status,
-    )
+    return error_response(InvalidRequestBody("The request could not be parsed"), request)
 
 
 def build_app(gateway: Gateway) -> FastAPI:
-    app = FastAPI(title="videobg gateway", version="1", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="videobg gateway", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None
+    )
     app.state.gateway = gateway
-    app.state.authenticator = Anonymous()
+    settings = gateway.settings
+    app.state.authenticator = ApiKeyAuth(
+        gateway.keys,
+        TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
+        required=settings.auth_required,
+    )
     app.add_exception_handler(VideoBgError, _on_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_error)
     for router in ROUTERS.values():
         app.include_router(router)
+    app.include_router(usage.router)
+    for router in (uploads.router, webhooks.router):  # POST /v1/uploads, GET /v1/webhooks/secret
+        app.include_router(router)
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["internal"])
     async def healthz(gw: GatewayDep) -> JSONResponse:
         ok = gw.healthy()
         return JSONResponse({"status": "ok" if ok else "nats disconnected"}, status_code=200 if ok else 503)
 
     # Internal views (not a public dialect: /v1/jobs belongs to the removebgvideo contract).
-    @app.get("/internal/jobs/{job_id}")
+    @app.get("/internal/jobs/{job_id}", tags=["internal"])
     async def job_record(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
         job = await gw.get(job_id, caller)
         return {**job, "result_url": gw.result_url(job)}
 
-    @app.post("/internal/jobs/{job_id}/cancel")
+    @app.post("/internal/jobs/{job_id}/cancel", tags=["internal"])
     async def cancel(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
         return await gw.cancel(job_id, caller)
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema without its 422 validation responses: bodies are parsed by hand, and a bad
+    request is a 400 with the dialect's error code."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=OPENAPI_TAGS,
+        )
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                op.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -22,6 +22,7 @@ from services.common import bus
 from services.common import metrics as service_metrics
 from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
+from services.gateway import webhooks
 from services.gateway.core import Gateway
 from services.gateway.grpc_api import start_grpc
 from services.gateway.rest import build_app
@@ -57,6 +58,9 @@ class RunningGateway:
 def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it. Without it a keep-alive client waits ~40 ms per response: uvicorn
+    # writes headers and body separately, and Nagle holds the body until the client's delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(128)
     sock.setblocking(False)
@@ -93,7 +97,7 @@ async def _http(app: object, settings: GatewaySettings) -> AsyncIterator[int]:
 async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     metrics_server = service_metrics.start_server(settings)  # None unless metrics_port is set
     try:
-        nc = await bus.connect(settings.nats_url, name="gateway")
+        nc = await bus.connect(settings.nats_url, name="gateway", pending_size=0)
     except BaseException:
         if metrics_server is not None:
             metrics_server.stop()
@@ -113,12 +117,16 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         gateway = Gateway(settings, nc, js, JobStore(js), objects)
         # the gateway always runs: its queue gauges show the backlog of stages scaled to zero
         queue_metrics = service_metrics.QueueMonitor(js).start()
-        grpc_server, grpc_port = await start_grpc(gateway, settings.grpc_host, settings.grpc_port)
+        await gateway.start_background()  # settles the credits of jobs that ended
         try:
-            async with _http(build_app(gateway), settings) as http_port:
-                yield RunningGateway(gateway, settings.http_host, http_port, grpc_port)
+            grpc_server, grpc_port = await start_grpc(gateway, settings.grpc_host, settings.grpc_port)
+            try:
+                async with webhooks.dispatching(gateway), _http(build_app(gateway), settings) as http_port:
+                    yield RunningGateway(gateway, settings.http_host, http_port, grpc_port)
+            finally:
+                await grpc_server.stop(grace=2.0)
         finally:
-            await grpc_server.stop(grace=2.0)
+            await gateway.stop_background()
     finally:
         await service_metrics.stop_task(queue_metrics)
         with contextlib.suppress(Exception):

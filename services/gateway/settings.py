@@ -1,10 +1,16 @@
-"""Gateway settings (env prefix VBG_GATEWAY_): the shared service fields plus the REST listener."""
+"""Gateway settings (env prefix VBG_GATEWAY_): the shared service fields, the REST listener, and the public
+API's guards: API keys, credits, rate limits (see services/gateway/auth.py, credits.py, ratelimit.py)."""
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.ssrf import AllowSetting
+
+# removebgvideo's published rates, credits per minute of (trimmed) source video
+DEFAULT_CREDITS_PER_MINUTE = {"original": 60.0, "light": 45.0, "human": 45.0, "pro": 180.0}
 
 
 class GatewaySettings(ServiceSettings):
@@ -16,3 +22,30 @@ class GatewaySettings(ServiceSettings):
     result_url_ttl_s: float = 3600.0  # lifetime of a presigned result URL handed to a client
     max_body_bytes: int = 1024 * 1024  # request bodies are small JSON / form fields, never video
     watch_poll_s: float = 1.0  # Watch re-reads the record this often, in case a stage ends without an event
+
+    # API keys. false: a request without a key is the anonymous owner (unmetered, not rate limited); a
+    # key that is sent is still checked. The local demo stack runs with false.
+    auth_required: bool = True
+    key_cache_s: float = 5.0  # a verified key is trusted this long per replica (revocation takes as long)
+
+    # Per-key token bucket, per gateway replica (N replicas admit up to N times this).
+    rate_limit_per_s: float = 10.0  # sustained requests per second per key; 0 turns rate limiting off
+    rate_limit_burst: int = 20  # requests a key may make at once after being idle
+
+    # Credits: per second of trimmed source, at the model's rate. A job is refused (403) when the caller's
+    # available credits do not cover its reservation: the trimmed span when `end` is given, else this.
+    credits_per_minute: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CREDITS_PER_MINUTE))
+    credits_reserve_s: float = 60.0  # reservation for a job of unknown length: the longest input accepted
+    settle_sweep_s: float = 30.0  # how often reservations of finished (or never created) jobs are settled
+    orphan_reservation_s: float = 300.0  # a reservation whose job does not exist is released after this
+
+    # Uploads (services/gateway/uploads.py), webhooks (webhooks.py), and the SSRF allow-list for webhook URLs
+    upload_max_bytes: int = 100 * 1024 * 1024  # past this an upload is refused while it streams
+    upload_timeout_s: float = 600.0  # one upload may take this long
+    fetch_allow: AllowSetting = ""  # CIDRs / host names webhook URLs may reach although not public
+    webhooks_enabled: bool = True  # run the webhook dispatcher in this gateway
+    webhook_secret: str = ""  # signs webhooks (per-owner secrets derive from it); "" = random per process
+    webhook_timeout_s: float = 10.0  # one delivery attempt
+    webhook_max_attempts: int = 8  # then the delivery is given up and recorded so
+    webhook_backoff_s: float = 2.0  # delay after the first failed attempt; doubles each time
+    webhook_backoff_max_s: float = 600.0

@@ -26,6 +26,7 @@ from services.common import jobspec
 from services.common.fetch import fetch_to_file
 from services.common.objstore import ObjectStore
 from services.common.runtime import StageRun, StageSettings, stopped_error
+from services.common.ssrf import AllowSetting
 from videobg import keys, subjects
 from videobg.composite import load_image_rgb
 from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
@@ -52,6 +53,9 @@ class IngestSettings(StageSettings):
 
     fetch_timeout_s: float = 300.0  # a URL download may take at most this long (within the stage deadline)
     max_image_bytes: int = 25 * 1024 * 1024  # background images
+    # CIDRs and host names URL fetches may reach although not public (services/common/ssrf.py), e.g.
+    # "127.0.0.0/8,::1/128" for a local stack serving clips on loopback; "" admits public addresses only
+    fetch_allow: AllowSetting = ""
 
 
 @dataclass
@@ -145,7 +149,9 @@ def _bring(
     """A URL or an uploaded asset -> a local file at `dest`."""
     if source.get("url"):
         timeout = min(settings.fetch_timeout_s, max(run.remaining, 1.0))
-        return fetch_to_file(source["url"], dest, max_bytes=max_bytes, timeout_s=timeout, what=what).path
+        return fetch_to_file(
+            source["url"], dest, max_bytes=max_bytes, timeout_s=timeout, what=what, allow=settings.fetch_allow
+        ).path
     if source.get("asset_id"):
         return copy_asset(run.store, source["asset_id"], dest, max_bytes, what)
     raise InvalidInput(f"the job names no {what} (URL or uploaded asset)")

@@ -150,7 +150,8 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
         threads = settings.core().torch_threads
         # one session per job: a recurrent model's state lives in it
-        session = model.new_session(threads=threads) if threads > 0 else model.new_session()
+        opts = {"text_prompt": spec.get("text_prompt", "")} | ({"threads": threads} if threads > 0 else {})
+        session = model.new_session(**opts)
         stop = threading.Event()
         writer = ChunkWriter(run.store, run.job_id)
         frames: Iterator[Frame] = threaded(

@@ -43,6 +43,7 @@ def settings(nats_url: str, s3_endpoint: str, object_store: ObjectStore) -> Gate
         grpc_port=0,
         result_url_ttl_s=120,
         watch_poll_s=0.2,
+        auth_required=False,  # these tests are about jobs, not keys: the anonymous owner
     )
 
 

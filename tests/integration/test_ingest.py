@@ -54,7 +54,8 @@ def http_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 @pytest.fixture
 def settings(nats_url, s3_endpoint, object_store) -> IngestSettings:
-    return kit.stage_settings(IngestSettings, nats_url, s3_endpoint, object_store)
+    # the clips are served on loopback, which the SSRF guard admits only through the allow-list
+    return kit.stage_settings(IngestSettings, nats_url, s3_endpoint, object_store, fetch_allow="127.0.0.0/8")
 
 
 async def test_uploaded_asset_via_worker(settings, jetstream, object_store, uid):
@@ -148,13 +149,16 @@ async def test_grpc_ingest_url_trim_and_image_background(settings, jetstream, ob
 
 def test_fetch_limits(http_files, tmp_path):
     base, root = http_files
-    got = fetch_to_file(f"{base}/clip.mov", tmp_path / "a", max_bytes=10**7)
+    loop = "127.0.0.0/8"  # the allow-list entry that admits the loopback server
+    got = fetch_to_file(f"{base}/clip.mov", tmp_path / "a", max_bytes=10**7, allow=loop)
     assert got.size == kit.CLIP.stat().st_size and (tmp_path / "a").read_bytes() == kit.CLIP.read_bytes()
     with pytest.raises(TooLarge):
-        fetch_to_file(f"{base}/clip.mov", tmp_path / "b", max_bytes=1000)
+        fetch_to_file(f"{base}/clip.mov", tmp_path / "b", max_bytes=1000, allow=loop)
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.part").exists()
     with pytest.raises(NotFound):
-        fetch_to_file(f"{base}/nothing.mp4", tmp_path / "c", max_bytes=1000)
+        fetch_to_file(f"{base}/nothing.mp4", tmp_path / "c", max_bytes=1000, allow=loop)
+    with pytest.raises(InvalidInput):  # without the allow-list, loopback is refused
+        fetch_to_file(f"{base}/clip.mov", tmp_path / "d", max_bytes=10**7)
     for bad in ("file:///etc/passwd", "ftp://127.0.0.1/x", "http:///nohost", "gopher://x"):
         with pytest.raises(InvalidInput):
             check_url(bad)

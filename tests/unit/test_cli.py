@@ -24,7 +24,9 @@ def _model_dir(monkeypatch, models_path):
 
 def test_success_and_quiet_when_piped(clip, tmp_path, capsys):
     out = tmp_path / "o.mp4"
-    assert main(["process", str(clip), "-o", str(out), "--model", "light", "--background", "#00FF00"]) == EXIT_OK
+    assert (
+        main(["process", str(clip), "-o", str(out), "--model", "light", "--background", "#00FF00"]) == EXIT_OK
+    )
     captured = capsys.readouterr()
     assert out.exists() and out.stat().st_size > 0
     assert "wrote" in captured.out and "frames/s" in captured.out
@@ -71,9 +73,16 @@ def test_missing_weights_say_where(clip, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize(
     "name,transparent,fmt",
-    [("a.mp4", False, "mp4_h264"), ("a.webm", True, "webm_vp9"), ("a.mov", True, "mov_proresks"),
-     ("a.mov", False, "mov_h265"), ("a.gif", True, "gif"), ("a.zip", True, "png_sequence"),
-     ("a.mkv", True, "mkv_vp9"), ("a.bin", False, "mp4_h264")],
+    [
+        ("a.mp4", False, "mp4_h264"),
+        ("a.webm", True, "webm_vp9"),
+        ("a.mov", True, "mov_proresks"),
+        ("a.mov", False, "mov_h265"),
+        ("a.gif", True, "gif"),
+        ("a.zip", True, "png_sequence"),
+        ("a.mkv", True, "mkv_vp9"),
+        ("a.bin", False, "mp4_h264"),
+    ],
 )
 def test_infer_format(name, transparent, fmt):
     assert infer_format(Path(name), transparent) == fmt

@@ -33,5 +33,7 @@ def test_matte_iou_above_floor(media, models_path, clip, model):
         scorer.add(session.predict(rgb), mask)
     score = scorer.result()
     j_floor, f_floor = FLOORS[clip][model]
-    print(f"{clip} {model}: J {score.j:.3f} F {score.f:.3f} flicker {score.flicker:.2f} over {score.frames} frames")
+    print(
+        f"{clip} {model}: J {score.j:.3f} F {score.f:.3f} flicker {score.flicker:.2f} over {score.frames} frames"
+    )
     assert score.j >= j_floor and score.f >= f_floor, score

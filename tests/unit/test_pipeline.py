@@ -41,12 +41,18 @@ def test_audio_present_and_in_sync(media, models_path, tmp_path, name):
     assert s.audio == r.info.has_audio
     if r.info.has_audio:
         assert s.audio_channels == r.info.audio[0].channels
-        assert abs(s.audio_duration_s - s.duration_s) <= max(step, 0.05) + 0.03, (s.audio_duration_s, s.duration_s)
+        assert abs(s.audio_duration_s - s.duration_s) <= max(step, 0.05) + 0.03, (
+            s.audio_duration_s,
+            s.duration_s,
+        )
 
 
 @pytest.mark.parametrize(
     "name,display",
-    [("odd/androidx_portrait_4k60_rot90.mp4", (2160, 3840)), ("odd/moviepy_fire2_phone_rot180_vfr.mp4", (1280, 720))],
+    [
+        ("odd/androidx_portrait_4k60_rot90.mp4", (2160, 3840)),
+        ("odd/moviepy_fire2_phone_rot180_vfr.mp4", (1280, 720)),
+    ],
 )
 def test_rotated_clips_come_out_upright(media, models_path, tmp_path, name, display):
     r = run(media / name, tmp_path / "out.mp4", models_path, trim=Trim(0, 0.2))
@@ -92,8 +98,15 @@ def test_alpha_outputs_carry_a_real_matte(media, models_path, tmp_path, fmt):
     from videobg.media.formats import get_format
 
     out = tmp_path / f"out{get_format(fmt).extension}"
-    r = run(media / "people/androidx_bt601.mov", out, models_path, fmt=fmt, model="human",
-            background=Background(kind="transparent"), trim=Trim(0, 0.5))
+    r = run(
+        media / "people/androidx_bt601.mov",
+        out,
+        models_path,
+        fmt=fmt,
+        model="human",
+        background=Background(kind="transparent"),
+        trim=Trim(0, 0.5),
+    )
     frames = rgba_frames(r.output, limit=5)
     assert frames, "no frames decoded"
     a = frames[-1][:, :, 3].astype(int)
@@ -106,8 +119,14 @@ def test_alpha_outputs_carry_a_real_matte(media, models_path, tmp_path, fmt):
 
 
 def test_hex_background_fills_corners(media, models_path, tmp_path):
-    r = run(media / "people/androidx_bt601.mov", tmp_path / "out.mp4", models_path, model="human",
-            background=Background(kind="color", rgb=(30, 144, 255)), trim=Trim(0, 0.3))
+    r = run(
+        media / "people/androidx_bt601.mov",
+        tmp_path / "out.mp4",
+        models_path,
+        model="human",
+        background=Background(kind="color", rgb=(30, 144, 255)),
+        trim=Trim(0, 0.3),
+    )
     img = first_frame_rgb(r.output).astype(int)
     for corner in (img[:6, :6], img[:6, -6:]):
         assert np.abs(corner.reshape(-1, 3).mean(0) - (30, 144, 255)).max() <= 8
@@ -123,13 +142,20 @@ def test_synthetic_clip_white_default(tmp_path, models_path):
 
 def test_transparent_in_mp4_is_refused_before_any_work(tmp_path, models_path):
     with pytest.raises(VideoBgError) as e:
-        run(tmp_path / "does-not-matter.mp4", tmp_path / "out.mp4", models_path, background=Background("transparent"))
+        run(
+            tmp_path / "does-not-matter.mp4",
+            tmp_path / "out.mp4",
+            models_path,
+            background=Background("transparent"),
+        )
     assert e.value.code == "invalid_parameter"
 
 
 def test_limits_are_enforced(media, models_path, tmp_path):
     with pytest.raises(VideoBgError) as e:
-        run(media / "people/sam2_01_dog.mp4", tmp_path / "o.mp4", models_path, limits=Limits(max_duration_s=5))
+        run(
+            media / "people/sam2_01_dog.mp4", tmp_path / "o.mp4", models_path, limits=Limits(max_duration_s=5)
+        )
     assert e.value.code == "invalid_parameter"
     with pytest.raises(VideoBgError) as e:
         run(media / "people/sam2_01_dog.mp4", tmp_path / "o.mp4", models_path, limits=Limits(max_bytes=1000))
@@ -151,8 +177,13 @@ def test_every_odd_file_processes_or_fails_typed(media, models_path, tmp_path, n
     try:
         r = run(media / "odd" / name, tmp_path / "out.mp4", models_path, trim=Trim(0, 1.0))
     except VideoBgError as e:
-        assert e.code in ("malformed_image", "unsupported_image_format", "invalid_parameter",
-                          "file_size_too_large", "resolution_too_high"), e.code
+        assert e.code in (
+            "malformed_image",
+            "unsupported_image_format",
+            "invalid_parameter",
+            "file_size_too_large",
+            "resolution_too_high",
+        ), e.code
         assert e.message
         return
     s = summarize(r.output)

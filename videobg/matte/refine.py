@@ -24,9 +24,7 @@ def _blur(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.blur(x, (r, r), borderType=cv2.BORDER_REFLECT)
 
 
-def _means(
-    fg: np.ndarray, bg: np.ndarray, a3: np.ndarray, r: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _means(fg: np.ndarray, bg: np.ndarray, a3: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """Local means F_hat, B_hat. fg/bg [H, W, 3] float32 0..1, a3 [H, W, 3] float32 0..1."""
     blur_a = _blur(a3, r)
     fg_hat = _blur(fg * a3, r) / (blur_a + _EPS)

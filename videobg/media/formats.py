@@ -27,14 +27,25 @@ FORMATS: dict[str, OutputFormat] = {
     for f in (
         OutputFormat("mp4_h264", "mp4", ".mp4", "libx264", "yuv420p", None, "aac", "video/mp4"),
         OutputFormat("mp4_h265", "mp4", ".mp4", "libx265", "yuv420p", None, "aac", "video/mp4"),
-        OutputFormat("webm_vp9", "webm", ".webm", "libvpx-vp9", "yuv420p", "yuva420p", "libopus", "video/webm"),
+        OutputFormat(
+            "webm_vp9", "webm", ".webm", "libvpx-vp9", "yuv420p", "yuva420p", "libopus", "video/webm"
+        ),
         OutputFormat("mov_h265", "mov", ".mov", "libx265", "yuv420p", None, "aac", "video/quicktime"),
         OutputFormat(
-            "mov_proresks", "mov", ".mov", "prores_ks", "yuv422p10le", "yuva444p10le", "aac", "video/quicktime"
+            "mov_proresks",
+            "mov",
+            ".mov",
+            "prores_ks",
+            "yuv422p10le",
+            "yuva444p10le",
+            "aac",
+            "video/quicktime",
         ),
         OutputFormat("mkv_h264", "matroska", ".mkv", "libx264", "yuv420p", None, "aac", "video/x-matroska"),
         OutputFormat("mkv_h265", "matroska", ".mkv", "libx265", "yuv420p", None, "aac", "video/x-matroska"),
-        OutputFormat("mkv_vp9", "matroska", ".mkv", "libvpx-vp9", "yuv420p", "yuva420p", "libopus", "video/x-matroska"),
+        OutputFormat(
+            "mkv_vp9", "matroska", ".mkv", "libvpx-vp9", "yuv420p", "yuva420p", "libopus", "video/x-matroska"
+        ),
         OutputFormat("gif", "gif", ".gif", "gif", "pal8", "pal8", None, "image/gif"),
         # bgra: libwebp converts to YUV itself, with the BT.601 matrix every WebP decoder assumes
         OutputFormat("webp", "webp", ".webp", "libwebp_anim", "bgra", "bgra", None, "image/webp"),

@@ -2,7 +2,11 @@
 
 Usage: `model = get_model("human", "models/")` (loaded once per name, dir and device), then per job
 `session = model.new_session()` (holds the recurrent state) and per frame `alpha = session.predict(rgb)`
-([H, W, 3] uint8 -> [H, W] float32 0..1).
+([H, W, 3] uint8 -> [H, W] float32 0..1). `new_session()` applies the model's post-processing defaults
+(`post_defaults`: temporal smoothing, guided upsampling, main-subject selection; see
+videobg/matte/session.py) and takes `subjects=`, `temporal=`, `guided=` and `text_prompt=` (which must be
+empty: no prompt-capable model is installed; `check_text_prompt` is the one check, torch-free in
+videobg.matte.session for front ends that validate a request before any model loads).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from videobg.errors import InvalidInput  # noqa: E402
+from videobg.matte.session import check_text_prompt
 from videobg.models.base import MatteSession, MattingModel
 from videobg.models.human import HumanModel
 from videobg.models.light import LightModel
@@ -57,4 +62,4 @@ def get_model(name: str, model_dir: str | Path, device: str = "cpu") -> MattingM
     return model
 
 
-__all__ = ["MODELS", "MatteSession", "MattingModel", "get_model"]
+__all__ = ["MODELS", "MatteSession", "MattingModel", "check_text_prompt", "get_model"]

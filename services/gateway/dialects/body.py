@@ -1,23 +1,48 @@
-"""Reading a dialect's request parameters: JSON object or multipart form, with the public error codes.
+"""What every dialect shares: reading request parameters (JSON object or multipart form) with the public
+error codes, checking common fields, and the route class that tells the error handler a route's dialect.
 
-Checked in this order:
+Reading is checked in this order:
 
     empty body                                  -> invalid_request_body
     Content-Type not JSON or multipart/form-data -> unsupported_content_type
     JSON that does not parse, or is not an object -> invalid_request_body
+
+then each dialect checks its fields: a required one absent, null or "" -> missing_parameter; a field of
+the wrong type or value -> invalid_parameter.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 
-from videobg.errors import InvalidRequestBody, VideoBgError
+from services.gateway import uploads
+from videobg.errors import InvalidInput, InvalidRequestBody, MissingParameter, VideoBgError
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
+HEX_COLOR = re.compile(r"#?([0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})")
+
+
+class DialectRoute(APIRoute):
+    """A route of one public dialect; `rest.py` writes errors raised under it in that dialect's shape
+    (FastAPI puts the matched route in `request.scope["route"]` before dependencies run)."""
+
+    dialect = ""
+
+
+def route_class(dialect: str) -> type[APIRoute]:
+    return type(f"{dialect.title().replace('-', '')}Route", (DialectRoute,), {"dialect": dialect})
+
+
+def dialect_of(request: Request) -> str:
+    return getattr(request.scope.get("route"), "dialect", "")
 
 
 def media_type(request: Request) -> str:
@@ -52,3 +77,135 @@ async def read_params(request: Request, max_bytes: int) -> dict[str, Any]:
         f"Unsupported Content-Type {kind or '(none)'!r}: send {JSON} or {MULTIPART}",
         code="unsupported_content_type",
     )
+
+
+# --- fields ----------------------------------------------------------------------------------------------
+
+
+def absent(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def optional_str(params: dict[str, Any], name: str, default: str) -> str:
+    value = params.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    return value
+
+
+def required_source(params: dict[str, Any], name: str) -> dict[str, str]:
+    """A source video or background image field: an http(s) URL -> {"url"}, or `asset://<id>` from
+    POST /v1/uploads -> {"asset_id"} (services/gateway/uploads.py)."""
+    if absent(params.get(name)):
+        raise MissingParameter(f"{name} is required")
+    return uploads.source_of(params[name], name)
+
+
+def optional_source(params: dict[str, Any], name: str) -> dict[str, str] | None:
+    return None if absent(params.get(name)) else uploads.source_of(params[name], name)
+
+
+def check_url(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"{name} must be an http(s) URL")
+    return url
+
+
+def required_url(params: dict[str, Any], name: str) -> str:
+    if absent(params.get(name)):
+        raise MissingParameter(f"{name} is required")
+    return check_url(params[name], name)
+
+
+def optional_url(params: dict[str, Any], name: str) -> str | None:
+    return None if absent(params.get(name)) else check_url(params[name], name)
+
+
+def optional_bool(params: dict[str, Any], name: str, default: bool) -> bool:
+    """A JSON boolean, or "true"/"false" (form fields are strings)."""
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidInput(f"{name} must be true or false")
+
+
+def hex_rgb(value: Any, name: str, *, hash_required: bool = True) -> list[int]:
+    """'#RGB' or '#RRGGBB' (the '#' optional where `hash_required` is false) -> [r, g, b]."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a hex color string such as '#1E90FF'")
+    m = HEX_COLOR.fullmatch(value)
+    if m is None or (hash_required and not value.startswith("#")):
+        raise InvalidInput(f"{name} {value!r} must be a hex color: '#RGB' or '#RRGGBB'")
+    digits = m.group(1)
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return [int(digits[i : i + 2], 16) for i in (0, 2, 4)]
+
+
+def color_background(rgb: list[int]) -> dict[str, Any]:
+    return {"kind": "color", "rgb": rgb, "image": None}
+
+
+def image_background(source: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "image", "rgb": [255, 255, 255], "image": source}
+
+
+WHITE = {"kind": "white", "rgb": [255, 255, 255], "image": None}
+TRANSPARENT = {"kind": "transparent", "rgb": [255, 255, 255], "image": None}
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """The error object of the studio-background and removebgvideo shapes."""
+
+    code: str = Field(description="The public error code", examples=["invalid_parameter"])
+    message: str
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The request (or, for a job, its input) could not be processed",
+    401: "The API key is missing or invalid",
+    403: "Not enough credits for this job",
+    404: "No such job (or not the caller's)",
+    409: "The Idempotency-Key was used with a different request, or the job cannot make this move",
+    429: "Too many requests for this key; retry after `Retry-After` seconds",
+    500: "Internal service error",
+}
+RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+
+def error_responses(model: type, examples: dict[int, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status with the dialect's error model and an example body."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, example in examples.items():
+        entry: dict[str, Any] = {
+            "model": model,
+            "description": ERROR_DESCRIPTIONS.get(status, "Error"),
+            "content": {JSON: {"example": example}},
+        }
+        if status == 429:
+            entry["headers"] = RETRY_AFTER_HEADER
+        out[status] = entry
+    return out
+
+
+def request_body(schema: dict[str, Any], examples: dict[str, Any], *, form: bool = True) -> dict[str, Any]:
+    """`openapi_extra=` documenting a body the route parses by hand (for the contract's error codes)."""
+    content: dict[str, Any] = {JSON: {"schema": schema, "examples": examples}}
+    if form:
+        content[MULTIPART] = {"schema": schema}
+    return {"requestBody": {"required": True, "content": content}}

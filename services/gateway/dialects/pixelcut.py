@@ -1,28 +1,45 @@
 """The Pixelcut dialect: `POST /v1/video/remove-background` and its job status endpoint.
 
-Request (application/json or multipart/form-data fields):
+Request (application/json or multipart/form-data fields), header `X-API-KEY`, optional `Idempotency-Key`:
     video_url         required, http(s) URL
     background_color  "transparent" | "#RGB" | "#RRGGBB", default "#000000"
     output_format     mp4_h264 | mp4_h265 | webm_vp9 | mov_h265 | mov_proresks | mkv_h264 | mkv_h265 |
                       mkv_vp9 | gif, default mp4_h264; "transparent" needs webm_vp9, mov_proresks or gif
-Responses: 202 {"job_id"} + Location; 400 {"error", "error_code"}; status JSON below.
+Responses: 202 {"job_id"} + Location; errors {"error", "error_code"}: 400 (invalid_request_body,
+missing_parameter, invalid_parameter, unsupported_content_type), 401 invalid_auth_token, 403
+insufficient_api_credits, 409 conflict (Idempotency-Key reuse), 429 rate_limit_exceeded + Retry-After.
+
+Input limits (100 MB, 60 s, 64..4096 px, the containers and codecs listed) are checked at ingest, where
+the video is first seen: the job then fails with file_size_too_large, resolution_too_high,
+invalid_parameter (too long, too small), malformed_image or unsupported_image_format, which the status
+endpoint reports as `error_code`.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from services.common import jobspec
 from services.common.jobstore import Job
+from services.gateway import idempotency, results
 from services.gateway.core import Caller
 from services.gateway.deps import CallerDep, GatewayDep
-from services.gateway.dialects.body import read_params
-from videobg.errors import InvalidInput, MissingParameter
+from services.gateway.dialects.body import (
+    TRANSPARENT,
+    color_background,
+    error_responses,
+    optional_str,
+    read_params,
+    request_body,
+    required_source,
+    route_class,
+)
+from videobg.errors import InvalidInput, VideoBgError
 
 NAME = "pixelcut"
 PREFIX = "/v1/video/remove-background"
@@ -45,46 +62,33 @@ STATUS = {
     "cancelled": "failed",
 }
 
-router = APIRouter(tags=[NAME])
+router = APIRouter(tags=[NAME], route_class=route_class(NAME))
+
+
+def error_body(err: VideoBgError) -> dict[str, Any]:
+    return err.to_dict()
 
 
 def job_location(job_id: str) -> str:
     return f"{PREFIX}/job/{job_id}"
 
 
-def _optional_str(params: dict[str, Any], name: str, default: str) -> str:
-    value = params.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string")
-    return value
-
-
 def parse_background(value: str) -> dict[str, Any]:
     if not COLOR.fullmatch(value):
         raise InvalidInput(f"background_color {value!r} must be 'transparent', '#RGB' or '#RRGGBB'")
     if value == "transparent":
-        return {"kind": "transparent", "rgb": [255, 255, 255], "image": None}
+        return dict(TRANSPARENT)
     hexes = value[1:]
     if len(hexes) == 3:
         hexes = "".join(c * 2 for c in hexes)
-    rgb = [int(hexes[i : i + 2], 16) for i in (0, 2, 4)]
-    return {"kind": "color", "rgb": rgb, "image": None}
+    return color_background([int(hexes[i : i + 2], 16) for i in (0, 2, 4)])
 
 
 def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
     """Pixelcut request parameters -> the internal job spec (raises the contract's 400 errors)."""
-    url = params.get("video_url")
-    if url is None or url == "":
-        raise MissingParameter("video_url is required")
-    if not isinstance(url, str):
-        raise InvalidInput("video_url must be a string")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("video_url must be an http(s) URL")
-    background = parse_background(_optional_str(params, "background_color", DEFAULT_COLOR))
-    fmt = _optional_str(params, "output_format", DEFAULT_FORMAT)
+    source = required_source(params, "video_url")
+    background = parse_background(optional_str(params, "background_color", DEFAULT_COLOR))
+    fmt = optional_str(params, "output_format", DEFAULT_FORMAT)
     if fmt not in FORMATS:
         raise InvalidInput(f"output_format {fmt!r} must be one of {', '.join(FORMATS)}")
     if background["kind"] == "transparent" and fmt not in TRANSPARENT_FORMATS:
@@ -92,7 +96,7 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
             f"background_color 'transparent' requires output_format {', '.join(TRANSPARENT_FORMATS)}; got {fmt}"
         )
     return {
-        "source": {"url": url.strip()},
+        "source": source,
         "trim": {"start": 0.0, "end": None},
         "model": "",
         "background": background,
@@ -104,7 +108,8 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
     }
 
 
-def status_view(job: Job, result_url: str | None) -> dict[str, Any]:
+def status_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    """`result`: results.result_view of the job ({} unless completed)."""
     view: dict[str, Any] = {
         "job_id": job["id"],
         "status": STATUS.get(job.get("status", ""), "queued"),
@@ -112,43 +117,120 @@ def status_view(job: Job, result_url: str | None) -> dict[str, Any]:
     }
     if view["status"] == "completed":
         view["progress"] = 100.0
-        view["result_url"] = result_url
+        view.update(result)
     if view["status"] == "failed":
         view["error"] = job.get("error") or "The job failed"
         view["error_code"] = job.get("error_code") or "internal_error"
     return view
 
 
+# --- OpenAPI ---------------------------------------------------------------------------------------------
+
+JOB_ID_EXAMPLE = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+
+class PixelcutJobAccepted(BaseModel):
+    job_id: str = Field(description="Identifies the job for status checks", examples=[JOB_ID_EXAMPLE])
+
+
+class PixelcutJobStatus(BaseModel):
+    job_id: str = Field(examples=[JOB_ID_EXAMPLE])
+    status: str = Field(description="queued | processing | completed | failed", examples=["completed"])
+    progress: float = Field(description="0..100", examples=[100.0])
+    result_url: str | None = Field(None, description="Expiring download URL; when completed")
+    result_url_expires_at: str | None = Field(None, description="When result_url stops working")
+    result_expired: bool | None = Field(None, description="true once retention deleted the result")
+    error: str | None = Field(None, description="When failed")
+    error_code: str | None = Field(None, description="When failed", examples=["file_size_too_large"])
+
+
+class PixelcutError(BaseModel):
+    error: str = Field(description="A description of the error", examples=["File size too large"])
+    error_code: str = Field(examples=["file_size_too_large"])
+
+
 _PARAMS = {
     "type": "object",
     "required": ["video_url"],
     "properties": {
-        "video_url": {"type": "string", "format": "url"},
+        "video_url": {
+            "type": "string",
+            "format": "url",
+            "description": "URL of the video to be processed. Must be a publicly accessible URL.",
+        },
         "background_color": {
             "type": "string",
             "pattern": f"^({COLOR.pattern})$",
             "default": DEFAULT_COLOR,
+            "description": '"transparent" (needs webm_vp9, mov_proresks or gif) or a hex code',
         },
         "output_format": {"type": "string", "enum": list(FORMATS), "default": DEFAULT_FORMAT},
     },
 }
-# Parsed by hand (read_params) for the contract's error codes; this only documents the body in /docs.
-_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _PARAMS}, "multipart/form-data": {"schema": _PARAMS}},
-    }
+_EXAMPLES = {
+    "color": {"value": {"video_url": "https://example.com/video.mp4", "background_color": "#FF5733"}},
+    "transparent": {
+        "value": {
+            "video_url": "https://example.com/video.mp4",
+            "background_color": "transparent",
+            "output_format": "webm_vp9",
+        }
+    },
 }
+_ERRORS = error_responses(
+    PixelcutError,
+    {
+        400: {"error": "File size too large", "error_code": "file_size_too_large"},
+        401: {"error": "API Token not found", "error_code": "invalid_auth_token"},
+        403: {"error": "Insufficient credits available", "error_code": "insufficient_api_credits"},
+        404: {"error": f"job {JOB_ID_EXAMPLE} not found", "error_code": "not_found"},
+        409: {
+            "error": "This Idempotency-Key was already used with a different request",
+            "error_code": "conflict",
+        },
+        429: {"error": "Too many requests", "error_code": "rate_limit_exceeded"},
+        500: {"error": "Internal service error", "error_code": "internal_error"},
+    },
+)
 
 
-@router.post(PREFIX, status_code=202, openapi_extra=_OPENAPI)
+@router.post(
+    PREFIX,
+    status_code=202,
+    summary="Remove Video Background",
+    description="Removes the background from a video and optionally replaces it with a solid color or "
+    "makes it transparent. Input limits: 100 MB, 60 s, 64x64 to 4096x4096 px; MP4, MOV, WebM, MKV, GIF.",
+    openapi_extra=request_body(_PARAMS, _EXAMPLES),
+    responses={
+        202: {
+            "model": PixelcutJobAccepted,
+            "description": "Accepted - processing has started",
+            "headers": {
+                "Location": {"description": "Endpoint to poll for job status", "schema": {"type": "string"}}
+            },
+        },
+        **{k: v for k, v in _ERRORS.items() if k != 404},
+    },
+)
 async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONResponse:
+    key = idempotency.key_from(request)
     params = await read_params(request, gw.settings.max_body_bytes)
-    job = await gw.submit(to_spec(params, caller))
-    return JSONResponse({"job_id": job["id"]}, status_code=202, headers={"Location": job_location(job["id"])})
+    spec = to_spec(params, caller)
+    done = await gw.create(
+        spec, caller=caller, idempotency_key=key, fingerprint=idempotency.fingerprint(NAME, params)
+    )
+    job_id = done.job["id"]
+    headers = {"Location": job_location(job_id), **idempotency.replay_headers(done.replayed)}
+    return JSONResponse({"job_id": job_id}, status_code=202, headers=headers)
 
 
-@router.get(PREFIX + "/job/{job_id}")
+@router.get(
+    PREFIX + "/job/{job_id}",
+    summary="Remove Video Background job status",
+    response_model=PixelcutJobStatus,
+    response_model_exclude_none=True,
+    responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429)},
+)
 async def status(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
     job = await gw.get(job_id, caller)
-    return status_view(job, gw.result_url(job))
+    return status_view(job, await results.result_view(gw, job))

@@ -1,0 +1,499 @@
+"""Webhooks: job.started, job.completed and job.failed POSTed to a job's `webhook_url`, signed, retried.
+
+What a receiver gets (one JSON object per request, Content-Type application/json):
+
+    {"event": "job.completed", "delivery_id": "...", "job_id": "...", "status": "completed",
+     "created_at": "2026-05-01T12:00:00Z",              # when the job changed, not when this was sent
+     "result": {"url": "...", "expires_at": "...", "output_format": "mp4_h264"} | null,
+     "error": {"code": "...", "message": "..."} | null}
+
+    X-Videobg-Event: job.completed
+    X-Videobg-Delivery: <delivery_id>         the same on every retry of this event: dedupe on it
+    X-Videobg-Timestamp: <unix seconds>       when this attempt was signed
+    X-Videobg-Signature: v1=<hex>             HMAC-SHA256(secret, f"{timestamp}.{raw body}")
+
+job.started goes out when the job enters processing, job.completed / job.failed when it ends (a
+cancelled job ends as job.failed, status "cancelled", error code "cancelled"). The secret is per owner,
+derived from the `webhook_secret` setting (`owner_secret`); a caller reads its own from
+GET /v1/webhooks/secret. `verify` is the receiver's side, also spelled out in docs/API.md.
+
+Delivery never holds up a job: the stages only publish events (vbg.events.{job_id}); this dispatcher, run
+by the gateway, reads them from a durable JetStream consumer shared by all gateway replicas. A job's
+events are handled in order, different jobs' concurrently. An attempt that fails (connection error,
+timeout, any non-2xx) is retried by nak-ing the event with an exponential delay (`webhook_backoff_s`,
+doubling, capped), up to `webhook_max_attempts`; then it is given up. Each attempt is written to the
+job record:
+
+    record["webhook"] = {"event", "attempts", "last_status", "delivered",      # the latest event's
+                         "events": {"job.started": {"delivery_id", "attempts", "last_status",
+                                                    "delivered", "gave_up", "last_error", ...}, ...}}
+
+The record also makes delivery at-least-once rather than more-than-once-per-progress-event: the first
+event message of a kind claims it (`seq`), later ones of the same kind are acked at once, and a
+redelivered message whose event was delivered is acked without a request. A crash between a receiver's
+2xx and the record update sends that event again, with the same delivery id.
+
+Webhook URLs pass the SSRF guard (services/common/ssrf.py) at submit (`check_webhook_url`) and again at
+every attempt, against the gateway's `fetch_allow`; a refused URL is given up at once. Requests go to the
+vetted address only, no redirects are followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import nats.errors
+import nats.js.errors
+from fastapi import APIRouter
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from services.common import ssrf
+from services.common.fetch import USER_AGENT, send_pinned_async
+from services.common.jobstore import Job, now_iso
+from services.gateway import results
+from services.gateway.deps import CallerDep, GatewayDep
+from services.gateway.settings import GatewaySettings
+from videobg import metrics, subjects
+from videobg.errors import InvalidInput, NotFound, Transient
+
+if TYPE_CHECKING:
+    from services.gateway.core import Gateway
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "webhooks"  # durable consumer on VBG_EVENTS, shared by every gateway replica
+EVENT_OF_STATUS = {
+    "processing": "job.started",
+    "completed": "job.completed",
+    "failed": "job.failed",
+    "cancelled": "job.failed",
+}
+EVENT_HEADER = "X-Videobg-Event"
+DELIVERY_HEADER = "X-Videobg-Delivery"
+TIMESTAMP_HEADER = "X-Videobg-Timestamp"
+SIGNATURE_HEADER = "X-Videobg-Signature"
+TOLERANCE_S = 300  # receivers reject a timestamp further than this from their clock
+MAX_IN_FLIGHT = 64  # event messages handled at once per gateway
+_DELIVERY_NS = uuid.UUID("0c6f8d0e-2b7a-4f57-9f0e-7d1c5b3a9e21")  # fixed: same job+event -> same id
+_PROCESS_SECRET = secrets.token_hex(32)  # only when no webhook_secret is configured (see master_secret)
+_REMEMBER = 10_000  # handled (job, event) pairs and webhook-less jobs kept per process, to skip reads
+
+router = APIRouter(tags=["webhooks"])
+
+
+# --- signing -------------------------------------------------------------------------------------------
+
+
+def master_secret(settings: GatewaySettings) -> str:
+    """The configured secret; without one, a random one per process (signatures then change when the
+    gateway restarts and differ between replicas: set VBG_GATEWAY_WEBHOOK_SECRET in production)."""
+    return settings.webhook_secret or _PROCESS_SECRET
+
+
+def owner_secret(master: str, owner: str) -> str:
+    """The signing secret of one owner: an owner cannot compute another's, the operator keeps one."""
+    digest = hmac.new(master.encode(), f"videobg-webhook-v1\x00{owner}".encode(), hashlib.sha256)
+    return "whsec_" + digest.hexdigest()
+
+
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """hex HMAC-SHA256 of f"{timestamp}.{body}" under `secret` (its UTF-8 bytes)."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    *,
+    tolerance_s: float = TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """The receiver's check: a fresh timestamp and one `v1=` signature that matches (constant time)."""
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - ts) > tolerance_s:
+        return False
+    expected = sign(secret, ts, body)
+    given = [p.strip()[3:] for p in signature.split(",") if p.strip().startswith("v1=")]
+    return any(hmac.compare_digest(expected, g) for g in given)
+
+
+def delivery_id(job_id: str, event: str) -> str:
+    return str(uuid.uuid5(_DELIVERY_NS, f"{job_id}:{event}"))
+
+
+# --- submit time ---------------------------------------------------------------------------------------
+
+
+async def check_webhook_url(url: str, allow: ssrf.AllowList | str | None) -> None:
+    """Refuse at submit what delivery would refuse: InvalidInput (400 invalid_parameter) for a URL that
+    is not http(s) or whose host is (or resolves to) a non-public address outside `allow`. Resolves the
+    host once, in a thread; opens no connection."""
+    if url:
+        await asyncio.to_thread(ssrf.guard, url, allow, what="webhook URL")
+
+
+async def check_spec(spec: dict[str, Any], settings: GatewaySettings) -> None:
+    """The submit-time hook for Gateway.create: the spec's webhook URL, if any."""
+    await check_webhook_url(str(spec.get("webhook_url") or ""), settings.fetch_allow)
+
+
+@router.get("/v1/webhooks/secret")
+async def webhook_secret(gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
+    """The caller's webhook signing secret and how signatures are made."""
+    return {
+        "secret": owner_secret(master_secret(gw.settings), caller.owner),
+        "algorithm": "HMAC-SHA256",
+        "signed_payload": "{timestamp}.{body}",
+        "signature_header": SIGNATURE_HEADER,
+        "timestamp_header": TIMESTAMP_HEADER,
+        "delivery_header": DELIVERY_HEADER,
+        "tolerance_s": TOLERANCE_S,
+    }
+
+
+# --- the payload ---------------------------------------------------------------------------------------
+
+
+def _iso_from_ts(ts: Any) -> str:
+    try:
+        return results.iso(datetime.fromtimestamp(float(ts), UTC))
+    except (TypeError, ValueError, OverflowError):
+        return now_iso()
+
+
+async def payload(gateway: Gateway, job: Job, event_name: str, event: dict[str, Any]) -> dict[str, Any]:
+    status = str(event.get("status") or job.get("status") or "")
+    body: dict[str, Any] = {
+        "event": event_name,
+        "delivery_id": delivery_id(job["id"], event_name),
+        "job_id": job["id"],
+        "status": status,
+        "created_at": _iso_from_ts(event.get("ts")),
+        "result": None,
+        "error": None,
+    }
+    if event_name == "job.completed":
+        view = await results.result_view(gateway, job)
+        if view:
+            body["result"] = {
+                "url": view["result_url"],
+                "expires_at": view["result_url_expires_at"],
+                "output_format": (job.get("spec") or {}).get("output_format", ""),
+            }
+    elif event_name == "job.failed":
+        body["error"] = {
+            "code": job.get("error_code") or event.get("error_code") or status,
+            "message": job.get("error") or event.get("message") or f"The job {status}",
+        }
+    return body
+
+
+# --- the dispatcher ------------------------------------------------------------------------------------
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per key while anyone holds or waits for it (FIFO, so a job's events keep their
+    order)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def _remember(seen: OrderedDict[Hashable, None], key: Hashable) -> None:
+    seen[key] = None
+    seen.move_to_end(key)
+    while len(seen) > _REMEMBER:
+        seen.popitem(last=False)
+
+
+class Dispatcher:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.jobs = gateway.jobs
+        self._locks = _KeyedLocks()
+        self._done: OrderedDict[Hashable, None] = OrderedDict()  # (job_id, event) handled for good
+        self._quiet: OrderedDict[Hashable, None] = OrderedDict()  # jobs without a webhook
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http = httpx.AsyncClient(
+            timeout=self.settings.webhook_timeout_s,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+            # no keep-alive: connections are keyed by address, and a vetted address is per URL
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+
+    def backoff(self, attempts: int) -> float:
+        """Delay after `attempts` failed attempts: webhook_backoff_s, doubling, capped."""
+        s = self.settings
+        return float(min(s.webhook_backoff_s * 2 ** max(attempts - 1, 0), s.webhook_backoff_max_s))
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=CONSUMER,
+            name=CONSUMER,
+            filter_subject=subjects.EVENTS_WILDCARD,
+            deliver_policy=DeliverPolicy.NEW,  # on first creation; afterwards the durable's position
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=max(30.0, 4 * self.settings.webhook_timeout_s),
+            max_deliver=-1,  # attempts are bounded by the record, not by the server
+            # events waiting for a retry count as pending: room for many failing receivers at once
+            max_ack_pending=10_000,
+        )
+
+    async def subscribe(self) -> JetStreamContext.PullSubscription:
+        """Create (or update) the durable consumer and bind to it: errors surface at start-up."""
+        js = self.gateway.js
+        await js.add_consumer(subjects.EVENTS_STREAM, self.consumer_config())
+        return await js.pull_subscribe_bind(durable=CONSUMER, stream=subjects.EVENTS_STREAM)
+
+    async def run(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch event messages and handle each in a task, at most MAX_IN_FLIGHT at once. Cancel to stop."""
+        try:
+            while True:
+                free = MAX_IN_FLIGHT - len(self._tasks)
+                if free <= 0:
+                    await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await sub.fetch(free, timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue
+                except (nats.errors.Error, nats.js.errors.Error) as e:
+                    log.warning("webhooks: fetch failed (%r); retrying", e)
+                    await asyncio.sleep(1.0)
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self._handle(msg))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def close(self, grace_s: float) -> None:
+        """Let attempts in flight finish for `grace_s`, then cancel them (their events are redelivered)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._http.aclose()
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            delay = await self.process(msg.data, msg.metadata.sequence.stream)
+        except Exception as e:  # the record or NATS failed us: try this event again later
+            log.warning("webhooks: event seq %s failed (%r); retrying", msg.metadata.sequence.stream, e)
+            delay = self.settings.webhook_backoff_s
+        try:
+            if delay is None:
+                await msg.ack()
+            else:
+                await msg.nak(delay=delay)
+        except Exception as e:  # at worst the event comes again, and the record says what was done
+            log.warning("webhooks: ack/nak failed (%r)", e)
+
+    async def process(self, data: bytes, seq: int) -> float | None:
+        """Handle one event message: None when it is done with, else the delay before trying again."""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(event, dict):
+            return None
+        name = EVENT_OF_STATUS.get(str(event.get("status")))
+        job_id = event.get("job_id")
+        if name is None or not isinstance(job_id, str) or event.get("synthetic"):
+            return None
+        if job_id in self._quiet or (job_id, name) in self._done:
+            return None
+        async with self._locks.hold(job_id):
+            try:
+                job = await self.jobs.get(job_id)
+            except NotFound:
+                return None
+            url = str((job.get("spec") or {}).get("webhook_url") or "")
+            if not url:
+                _remember(self._quiet, job_id)
+                return None
+            state = await self._claim(job_id, name, seq)
+            if state is None:  # another message of this kind owns the delivery (and may be retrying)
+                return None
+            if state.get("delivered") or state.get("gave_up"):
+                _remember(self._done, (job_id, name))
+                return None
+            return await self._attempt(job, name, event, url, int(state.get("attempts") or 0) + 1)
+
+    async def _claim(self, job_id: str, name: str, seq: int) -> dict[str, Any] | None:
+        """The event's delivery state if this message (stream seq) owns it, claiming it if nobody has;
+        None if another message of the same kind owns it."""
+        state: dict[str, Any] | None = None
+
+        def claim(job: Job) -> Job | None:
+            nonlocal state
+            hook = job.get("webhook") or {}
+            events = hook.get("events") or {}
+            current = events.get(name)
+            if current is not None:
+                finished = current.get("delivered") or current.get("gave_up")
+                state = current if current.get("seq") == seq or finished else None
+                return None
+            state = {
+                "delivery_id": delivery_id(job_id, name),
+                "seq": seq,
+                "attempts": 0,
+                "last_status": None,
+                "delivered": False,
+                "gave_up": False,
+            }
+            return {**job, "webhook": {**hook, "events": {**events, name: state}}}
+
+        await self.jobs.update(job_id, claim)
+        return state
+
+    async def _attempt(
+        self, job: Job, name: str, event: dict[str, Any], url: str, attempt: int
+    ) -> float | None:
+        status, error, permanent = await self._post(job, name, event, url, attempt)
+        delivered = status is not None and 200 <= status < 300
+        gave_up = not delivered and (permanent or attempt >= self.settings.webhook_max_attempts)
+        metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered" if delivered else "failed").inc()
+        await self._record(job["id"], name, status, error, delivered, gave_up)
+        if delivered or gave_up:
+            _remember(self._done, (job["id"], name))
+            (log.info if delivered else log.warning)(
+                "job %s: %s %s after %d attempt(s)%s",
+                job["id"], name, "delivered" if delivered else "given up", attempt, f": {error}" if error else "",
+            )  # fmt: skip
+            return None
+        delay = self.backoff(attempt)
+        log.info("job %s: %s attempt %d failed (%s); next in %.1f s", job["id"], name, attempt, error, delay)
+        return delay
+
+    async def _post(
+        self, job: Job, name: str, event: dict[str, Any], url: str, attempt: int
+    ) -> tuple[int | None, str, bool]:
+        """One attempt: (HTTP status or None, error text, permanent failure)."""
+        try:
+            target = await asyncio.to_thread(ssrf.guard, url, self.settings.fetch_allow, what="webhook URL")
+        except Transient as e:
+            return None, e.message, False
+        except InvalidInput as e:
+            return None, e.message, True
+        body = json.dumps(await payload(self.gateway, job, name, event), separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        secret = owner_secret(master_secret(self.settings), str(job.get("owner") or ""))
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_HEADER: name,
+            DELIVERY_HEADER: delivery_id(job["id"], name),
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: f"v1={sign(secret, timestamp, body)}",
+            "X-Videobg-Attempt": str(attempt),
+        }
+        try:
+            resp = await send_pinned_async(self._http, "POST", target, headers=headers, content=body)
+            await resp.aclose()  # the receiver's body is not read: it could be anything, of any size
+        except httpx.HTTPError as e:
+            return None, f"{type(e).__name__}: {e}"[:300], False
+        return resp.status_code, "" if resp.is_success else f"HTTP {resp.status_code}", False
+
+    async def _record(
+        self, job_id: str, name: str, status: int | None, error: str, delivered: bool, gave_up: bool
+    ) -> None:
+        at = now_iso()
+
+        def record(job: Job) -> Job:
+            hook = job.get("webhook") or {}
+            events = dict(hook.get("events") or {})
+            state = dict(events.get(name) or {"delivery_id": delivery_id(job_id, name)})
+            state.update(
+                attempts=int(state.get("attempts") or 0) + 1,
+                last_status=status,
+                last_error=error,
+                last_attempt_at=at,
+                delivered=delivered,
+                gave_up=gave_up,
+            )
+            if delivered:
+                state["delivered_at"] = at
+            events[name] = state
+            summary = {
+                "event": name,
+                "attempts": state["attempts"],
+                "last_status": status,
+                "delivered": delivered,
+            }
+            return {**job, "webhook": {**hook, **summary, "events": events}}
+
+        await self.jobs.update(job_id, record)
+
+
+_RUNNING: weakref.WeakKeyDictionary[Gateway, Dispatcher] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def dispatching(gateway: Gateway) -> AsyncIterator[Dispatcher | None]:
+    """Run the webhook dispatcher beside the gateway (unless `webhooks_enabled` is false):
+
+        async with webhooks.dispatching(gateway):
+            ...serve...
+
+    Re-entrant: inside a block already running one for this gateway, it yields that one (so a test can
+    ask for a dispatcher whether or not the server started one)."""
+    if not gateway.settings.webhooks_enabled:
+        yield None
+        return
+    running = _RUNNING.get(gateway)
+    if running is not None:
+        yield running
+        return
+    if not gateway.settings.webhook_secret:
+        log.warning("no webhook_secret set: webhooks are signed with a random per-process secret")
+    dispatcher = Dispatcher(gateway)
+    task = asyncio.create_task(dispatcher.run(await dispatcher.subscribe()), name="webhooks")
+    _RUNNING[gateway] = dispatcher
+    try:
+        yield dispatcher
+    finally:
+        _RUNNING.pop(gateway, None)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await dispatcher.close(grace_s=min(5.0, gateway.settings.webhook_timeout_s))

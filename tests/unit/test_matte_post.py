@@ -1,0 +1,248 @@
+"""Matte post-processing (videobg/matte/subject.py, temporal.py, guided.py, session.py) on synthetic data
+with known answers, and the per-model defaults that `new_session()` applies."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from videobg.errors import InvalidInput
+from videobg.matte import guided
+from videobg.matte.session import MattePost, PostConfig, check_text_prompt, split_post_options
+from videobg.matte.subject import SubjectSelector
+from videobg.matte.temporal import TemporalSmoother
+
+pytestmark = pytest.mark.unit
+
+H, W = 360, 640
+
+
+def textured_background(seed: int = 0) -> np.ndarray:
+    """[H, W, 3] uint8: smooth random texture, so optical flow has something to lock on to."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (H // 8, W // 8, 3), dtype=np.uint8)
+    return cv2.resize(noise, (W, H), interpolation=cv2.INTER_CUBIC) // 2 + 40
+
+
+def disc(cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return ((xx - cx) ** 2 + (yy - cy) ** 2) <= r * r  # [H, W] bool
+
+
+def paint(bg: np.ndarray, masks_colours: list[tuple[np.ndarray, tuple[int, int, int]]]) -> np.ndarray:
+    img = bg.copy()
+    for mask, colour in masks_colours:
+        stripes = (np.indices((H, W)).sum(axis=0) // 6 % 2 * 40).astype(np.uint8)  # texture that moves along
+        img[mask] = np.clip(np.array(colour, np.int16) + stripes[mask, None], 0, 255).astype(np.uint8)
+    return img
+
+
+def soft(mask: np.ndarray) -> np.ndarray:
+    """[H, W] bool -> [H, W] float32 alpha with a 2-3 px soft edge."""
+    return cv2.GaussianBlur(mask.astype(np.float32), (7, 7), 0)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+# -- main-subject selection ------------------------------------------------------------------------------
+
+
+def test_keeps_the_big_central_blob_and_drops_a_small_corner_blob():
+    subject, corner = disc(W / 2, H / 2, 80), disc(40, 40, 25)
+    rgb = paint(textured_background(), [(subject, (200, 60, 60)), (corner, (60, 200, 60))])
+    out = SubjectSelector("main")(rgb, soft(subject | corner))
+    assert out[subject].mean() > 0.97  # the subject's alpha is untouched
+    assert out[corner].max() < 0.05  # the bystander is gone, soft edge included
+    assert out[disc(40, 40, 32)].max() < 0.05
+
+
+def test_all_keeps_everybody():
+    subject, corner = disc(W / 2, H / 2, 80), disc(40, 40, 25)
+    rgb = paint(textured_background(), [(subject, (200, 60, 60)), (corner, (60, 200, 60))])
+    alpha = soft(subject | corner)
+    out = SubjectSelector("all")(rgb, alpha)
+    np.testing.assert_array_equal(out, alpha)
+
+
+def test_keeps_a_fast_moving_subject_and_drops_the_bystander_every_frame():
+    bg = textured_background(1)
+    bystander = disc(W - 90, H / 2 + 40, 45)
+    selector = SubjectSelector("main")
+    for t in range(12):
+        subject = disc(150 + 28 * t, H / 2, 70)  # 28 px a frame: a fast move at this size
+        rgb = paint(bg, [(bystander, (60, 200, 60)), (subject, (200, 60, 60))])
+        out = selector(rgb, soft(subject | bystander))
+        kept = out > 0.5
+        assert iou(kept, subject & ~bystander) > 0.9, t  # no lag, no ghost
+        assert out[bystander & ~disc(150 + 28 * t, H / 2, 80)].max() < 0.05, t
+
+
+def test_a_piece_attached_to_the_subject_is_kept():
+    # a held object: a separate blob a few px from the subject's hand, present from the first frame
+    subject, board = disc(W / 2, H / 2, 80), disc(W / 2 + 100, H / 2 + 40, 15)
+    rgb = paint(textured_background(2), [(subject, (200, 60, 60)), (board, (90, 90, 220))])
+    selector = SubjectSelector("main")
+    for _ in range(3):
+        out = selector(rgb, soft(subject | board))
+    assert out[board].mean() > 0.9
+
+
+def test_anchor_splits_a_bystander_merged_with_the_subject():
+    # the two people's alphas touch (one blob); only the saliency anchor says which one the video is about
+    subject, bystander = disc(W / 2 - 60, H / 2, 75), disc(W / 2 + 70, H / 2, 70)
+    assert (subject & bystander).any()
+    rgb = paint(textured_background(3), [(bystander, (60, 200, 60)), (subject, (200, 60, 60))])
+    saliency = cv2.GaussianBlur(disc(W / 2 - 60, H / 2, 50).astype(np.float32), (31, 31), 0)
+    out = SubjectSelector("main", anchor=lambda _rgb: saliency)(rgb, soft(subject | bystander))
+    assert iou(out > 0.5, subject) > 0.85
+    assert out[bystander & ~disc(W / 2 - 60, H / 2, 90)].max() < 0.05
+
+
+def test_selection_options_are_checked():
+    with pytest.raises(InvalidInput, match="subjects"):
+        SubjectSelector("everyone")
+    with pytest.raises(InvalidInput, match="subjects"):
+        split_post_options("human", PostConfig(), {"subjects": "crowd"})
+    with pytest.raises(InvalidInput, match="temporal"):
+        split_post_options("light", PostConfig(), {"temporal": "yes"})
+    post, rest = split_post_options("human", PostConfig(subjects="main"), {"subjects": "all", "threads": 2})
+    assert post.subjects == "all" and rest == {"threads": 2}
+
+
+# -- temporal smoothing ----------------------------------------------------------------------------------
+
+
+def small_frames(n: int, edge_at=None, seed: int = 4) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # a dim textured background, so the bright object's edge is visible in every frame
+    noise = rng.integers(0, 120, (32, 32, 3), dtype=np.uint8)
+    base = cv2.resize(noise, (256, 256), interpolation=cv2.INTER_CUBIC)
+    frames = []
+    for t in range(n):
+        img = base.copy()
+        if edge_at is not None:
+            img[:, : edge_at(t)] = (230, 200, 180)  # a bright object whose edge moves right
+        frames.append(img)
+    return frames
+
+
+def test_temporal_smoothing_reduces_flicker_on_a_static_noisy_matte():
+    rng = np.random.default_rng(5)
+    truth = np.zeros((256, 256), np.float32)
+    truth[64:192, 64:192] = 1.0
+    frames = small_frames(30)  # nothing moves
+    smoother = TemporalSmoother()
+    raw_prev = out_prev = None
+    raw_flicker, out_flicker = [], []
+    for rgb in frames:
+        raw = np.clip(truth + rng.normal(0, 0.15, truth.shape).astype(np.float32), 0, 1)
+        out = smoother(rgb, raw)
+        if raw_prev is not None:
+            raw_flicker.append(np.abs(raw - raw_prev).mean())
+            out_flicker.append(np.abs(out - out_prev).mean())
+        raw_prev, out_prev = raw, out
+    assert np.mean(out_flicker[5:]) < 0.4 * np.mean(raw_flicker[5:])
+
+
+def test_temporal_smoothing_does_not_lag_a_moving_edge():
+    def edge_at(t: int) -> int:
+        return 60 + 4 * t  # 4 px a frame at 256 px
+
+    frames = small_frames(25, edge_at)
+    smoother = TemporalSmoother()
+    for t, rgb in enumerate(frames):
+        matte = np.zeros((256, 256), np.float32)
+        matte[:, : edge_at(t)] = 1.0
+        out = smoother(rgb, matte)
+        crossing = int((out[128] > 0.5).sum())  # where the smoothed matte's row crosses 0.5
+        assert abs(crossing - edge_at(t)) <= 2, (t, crossing, edge_at(t))
+
+
+def test_temporal_first_frame_and_reset_pass_the_matte_through():
+    frames = small_frames(2)
+    p = np.full((256, 256), 0.3, np.float32)
+    smoother = TemporalSmoother()
+    np.testing.assert_allclose(smoother(frames[0], p), p)
+    smoother.reset()
+    np.testing.assert_allclose(smoother(frames[1], np.ones_like(p)), 1.0)
+
+
+# -- guided upsampling -----------------------------------------------------------------------------------
+
+
+def test_guided_upsampling_puts_the_edge_where_the_full_res_image_has_it():
+    # a vertical edge at x = 403 of 1280: between two pixels of the 256 px grid (1 low-res px = 5 px)
+    full_w, full_h, small = 1280, 720, 256
+    truth = (np.mgrid[0:full_h, 0:full_w][1] < 403).astype(np.float32)  # [H, W] 0/1
+    rgb = np.ascontiguousarray(np.where(truth[..., None] > 0, np.uint8(210), np.uint8(40)).repeat(3, axis=2))
+    small_rgb = cv2.resize(rgb, (small, small), interpolation=cv2.INTER_AREA)
+    p = cv2.resize(truth, (small, small), interpolation=cv2.INTER_AREA)  # the best a 256 px model can say
+    up_bilinear = guided.bilinear_upsample(p, full_w, full_h)
+    up_guided = guided.guided_upsample(rgb, small_rgb, p)
+    assert up_guided.shape == (full_h, full_w) and up_guided.dtype == np.float32
+    assert 0.0 <= up_guided.min() and up_guided.max() <= 1.0
+    err_bilinear = np.abs(up_bilinear - truth).mean()
+    err_guided = np.abs(up_guided - truth).mean()
+    assert err_guided < 0.2 * err_bilinear, (err_guided, err_bilinear)
+
+    def ramp(row: np.ndarray) -> int:  # px of the row in the 0.1..0.9 transition
+        return int(((row > 0.1) & (row < 0.9)).sum())
+
+    assert ramp(up_guided[360]) <= 1 < 6 <= ramp(up_bilinear[360])  # crisp at full res vs a 5-8 px ramp
+    assert abs(int((up_guided[360] > 0.5).sum()) - 403) <= 1  # and in the right place
+
+
+def test_guided_upsampling_needs_the_matte_on_the_guide_grid():
+    rgb = np.zeros((72, 128, 3), np.uint8)
+    with pytest.raises(ValueError):
+        guided.guided_upsample(rgb, np.zeros((32, 32, 3), np.uint8), np.zeros((16, 16), np.float32))
+
+
+# -- the session wiring ----------------------------------------------------------------------------------
+
+
+def test_post_runs_the_steps_in_order_for_a_low_res_model():
+    post = MattePost(PostConfig(temporal=True, guided=True))
+    rgb = np.full((90, 160, 3), 128, np.uint8)
+    small = cv2.resize(rgb, (32, 32))
+    out = post.finish_low_res(rgb, small, np.full((32, 32), 0.8, np.float32))
+    assert out.shape == (90, 160) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.8, atol=1e-3)  # flat guide: guided upsampling keeps a flat matte
+    assert "temporal" in post.config.describe() and "guided" in post.config.describe()
+
+
+def test_text_prompt_is_refused_not_ignored():
+    check_text_prompt("human", "")
+    check_text_prompt("human", None)
+    check_text_prompt("human", "   ")
+    with pytest.raises(InvalidInput, match="no prompt-capable model is installed"):
+        check_text_prompt("human", "the man in the red hoodie")
+    with pytest.raises(InvalidInput, match="no prompt-capable model is installed"):
+        split_post_options("light", PostConfig(), {"text_prompt": "a dog"})
+
+
+def test_every_model_refuses_a_text_prompt_at_session_creation(models_path):
+    from videobg.models import MODELS, get_model
+    from videobg.models.weights import WEIGHTS
+
+    for name in MODELS:
+        if not (models_path / WEIGHTS[name].file).is_file():
+            pytest.skip(f"weights for {name} absent")
+        model = get_model(name, models_path)
+        with pytest.raises(InvalidInput, match="no prompt-capable model is installed") as err:
+            model.new_session(text_prompt="person")
+        assert err.value.code == "invalid_parameter"
+        model.new_session(text_prompt="")  # an empty prompt is the normal case
+
+
+def test_per_model_defaults(models_path):
+    from videobg.models import MODELS
+
+    d = {name: cls.post_defaults for name, cls in MODELS.items()}
+    assert d["light"].temporal and d["light"].guided and d["light"].subjects == "all"
+    assert d["original"].temporal and d["original"].guided and d["original"].subjects == "all"
+    assert d["human"].subjects == "main" and d["human"].anchor and not d["human"].temporal
+    assert d["pro"].subjects == "main" and d["pro"].gate

@@ -1,0 +1,140 @@
+"""Per-model matte post-processing: one configuration type, one per-stream runner, one option parser.
+
+Every model's `new_session(**opts)` splits the post-processing options off with `split_post_options`,
+starting from that model's `post_defaults`, and its session runs a `MattePost` around the network:
+
+    low-res matte --temporal--> --guided upsampling (or bilinear)--> full-res alpha --subject--> alpha
+
+so the pipeline, the segmenter service and the benchmarks all get the same defaults from the one call
+`get_model(name, dir).new_session()`; nobody assembles steps by hand. Torch-free, like the rest of
+`videobg.matte`, so front ends can validate options (`check_text_prompt`) without loading a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from videobg.errors import InvalidInput
+from videobg.matte import guided as gf
+from videobg.matte.subject import SUBJECT_MODES, Anchor, SaliencyGate, SubjectSelector
+from videobg.matte.temporal import DEFAULT_LEVELS, DEFAULT_STILL, TemporalSmoother
+
+# session options every model accepts on top of its own (threads, internal_size, ...)
+POST_OPTIONS = frozenset({"subjects", "temporal", "guided", "text_prompt"})
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    subjects: str = "all"  # "main": keep the subject the video is about; "all": everybody the model finds
+    temporal: bool = False  # motion-gated smoothing of the low-res matte (per-frame models only)
+    guided: bool = False  # guided upsampling of the low-res matte (models that output at low res)
+    guided_radius: int = gf.DEFAULT_RADIUS
+    guided_eps: float = gf.DEFAULT_EPS
+    temporal_still: float = DEFAULT_STILL  # new-frame weight where nothing moved
+    temporal_levels: tuple[float, float] = DEFAULT_LEVELS
+    anchor: bool = False  # choose the main subject with a saliency model (U²-Net small) where installed
+    anchor_every: int = 0  # re-read the saliency every N frames (0: only when choosing the subject)
+    gate: bool = False  # main subject = the salient region, every frame (needs the saliency model)
+
+    def describe(self) -> str:
+        steps = []
+        if self.temporal:
+            steps.append("motion-gated temporal smoothing")
+        if self.guided:
+            steps.append(f"guided upsampling (r={self.guided_radius}, eps={self.guided_eps:g})")
+        if self.subjects == "main" and self.gate:
+            steps.append("main subject by per-frame saliency gate (U²-Net small)")
+        elif self.subjects == "main":
+            anchored = " (first frame anchored by U²-Net small saliency)" if self.anchor else ""
+            steps.append(f"main-subject selection and tracking{anchored}")
+        return ", ".join(steps) or "none"
+
+
+def check_text_prompt(model: str, text_prompt: Any) -> None:
+    """Refuse a non-empty text prompt: no prompt-capable (text-conditioned) model is installed here.
+
+    The one check the pipeline, the session factory and every service reach; never ignore a prompt.
+    """
+    if text_prompt is None or text_prompt == "":
+        return
+    if not isinstance(text_prompt, str):
+        raise InvalidInput(f"text_prompt must be a string, got {type(text_prompt).__name__}")
+    if text_prompt.strip() == "":
+        return
+    raise InvalidInput(
+        f"text_prompt is not supported: no prompt-capable model is installed (model '{model}' segments "
+        f"without prompts); send an empty text_prompt, or pick the subject with subjects='main'/'all'"
+    )
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a boolean, got {value!r}")
+    return value
+
+
+def split_post_options(
+    model: str, defaults: PostConfig, opts: dict[str, Any]
+) -> tuple[PostConfig, dict[str, Any]]:
+    """(post configuration, the remaining model options). Checks the prompt and the option values."""
+    rest = dict(opts)
+    check_text_prompt(model, rest.pop("text_prompt", None))
+    changes: dict[str, Any] = {}
+    if "subjects" in rest:
+        subjects = rest.pop("subjects")
+        if subjects not in SUBJECT_MODES:
+            raise InvalidInput(f"subjects must be one of {', '.join(SUBJECT_MODES)}, got {subjects!r}")
+        changes["subjects"] = subjects
+    for name in ("temporal", "guided"):
+        if name in rest:
+            changes[name] = _bool(name, rest.pop(name))
+    return replace(defaults, **changes), rest
+
+
+class MattePost:
+    """The post-processing state of one stream (one job). Not thread-safe, like the session."""
+
+    def __init__(self, config: PostConfig, anchor: Anchor | None = None):
+        self.config = config
+        self._scratch = gf.Scratch()
+        self.temporal = (
+            TemporalSmoother(config.temporal_still, config.temporal_levels) if config.temporal else None
+        )
+        self.subject: SubjectSelector | SaliencyGate | None = None
+        if config.subjects == "main":
+            if config.gate:
+                if anchor is None:
+                    raise ValueError("a saliency gate needs a saliency anchor")
+                self.subject = SaliencyGate(anchor)
+            else:
+                self.subject = SubjectSelector(
+                    "main", anchor=anchor if config.anchor else None, anchor_every=config.anchor_every
+                )
+
+    def reset(self) -> None:
+        if self.temporal is not None:
+            self.temporal.reset()
+        if self.subject is not None:
+            self.subject.reset()
+
+    def low_res(self, small_rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """small_rgb [h, w, 3] uint8 (the network's input grid), p [h, w] float32 0..1 -> [h, w] float32."""
+        return self.temporal(small_rgb, p) if self.temporal is not None else p
+
+    def upsample(self, rgb: np.ndarray, small_rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """-> [H, W] float32 0..1 at the size of rgb [H, W, 3] uint8."""
+        c = self.config
+        if c.guided:
+            return gf.guided_upsample(rgb, small_rgb, p, c.guided_radius, c.guided_eps, self._scratch)
+        return gf.bilinear_upsample(p, rgb.shape[1], rgb.shape[0])
+
+    def full_res(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1."""
+        return self.subject(rgb, alpha) if self.subject is not None else alpha
+
+    def finish_low_res(self, rgb: np.ndarray, small_rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """All three steps for a model whose output is a low-res matte on the grid of `small_rgb`."""
+        return self.full_res(rgb, self.upsample(rgb, small_rgb, self.low_res(small_rgb, p)))

@@ -1,0 +1,30 @@
+"""`pro`: the best matte this CPU machine gives, at a few frames per second.
+
+Robust Video Matting at a 512 px internal size (the `human` model runs it at 320: finer edges, steadier
+limbs; docs/QUALITY.md), with the main subject chosen EVERY frame by U²-Net small's saliency (a gate,
+temporally smoothed), which holds the subject better than flow tracking when a crowd touches it (DAVIS
+breakdance). Person matting like `human`: a non-person subject (a dog) is mostly lost at this size; use
+`original` for objects and animals. Needs both weight files: rvm_mobilenetv3_fp32.onnx and u2netp.onnx.
+"""
+
+from __future__ import annotations
+
+from videobg.errors import ModelUnavailable
+from videobg.matte.session import PostConfig
+from videobg.models.human import HumanModel
+
+
+class ProModel(HumanModel):
+    name = "pro"
+    licence = "GPL-3.0 (Robust Video Matting) + Apache-2.0 (U²-Net small)"
+    post_defaults = PostConfig(subjects="main", gate=True)
+    default_internal = 512
+
+    def load(self) -> None:
+        super().load()
+        # the saliency model is part of this one: fail at load, with where to get it, not mid-job
+        if self.saliency_anchor() is None:
+            raise ModelUnavailable(
+                f"Model '{self.name}' is unavailable: it also needs U²-Net small (u2netp.onnx) in "
+                f"{self.model_dir}. Run `python scripts/setup_models.py --dest {self.model_dir}`."
+            )
