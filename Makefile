@@ -61,8 +61,10 @@ fmt: venv ## apply ruff format and fixes
 	$(BIN)/ruff format videobg services tests bench scripts deploy
 	$(BIN)/ruff check --fix videobg services tests bench scripts deploy
 
-bench: setup ## print per-stage and end-to-end frames/s and peak RSS (figures go to docs/BENCHMARKS.md)
+bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)
+	$(BIN)/python bench/bench_stack.py --clip $(SAMPLE) --model human
+	$(BIN)/python bench/bench_stack.py --clip $(SAMPLE) --model light
 
 quality: setup ## score each model on a DAVIS-layout folder: make quality DIR=path
 	$(BIN)/python bench/quality.py $(DIR)

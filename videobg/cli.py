@@ -88,6 +88,7 @@ def _cmd_process(args: argparse.Namespace, settings: CoreSettings) -> int:
             trim=trim,
             limits=settings.limits(),
             queue_frames=settings.queue_frames,
+            threads=settings.resolved_threads(),
             progress=progress,
             cancel=cancel,
         )

@@ -99,6 +99,7 @@ def process(
     trim: Trim = Trim(),
     limits: Limits | None = None,
     queue_frames: int = 8,
+    threads: int | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
 ) -> JobResult:
@@ -110,7 +111,7 @@ def process(
     from videobg.models import get_model
 
     matting = get_model(model, model_dir, device)
-    session = matting.new_session()
+    session = matting.new_session(**({} if threads is None else {"threads": threads}))
     total = expected_frames(info, trim)
     clock = StageClock()
     stop = cancel or threading.Event()

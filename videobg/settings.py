@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,7 +16,7 @@ class CoreSettings(BaseSettings):
     model_dir: Path = Path("models")  # weight files (scripts/setup_models.py fills it)
     default_model: str = "human"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    torch_threads: int = 0  # 0: PyTorch's default
+    torch_threads: int = 0  # 0: auto, one fewer than the usable cores (see resolved_threads)
     max_bytes: int = 100 * 1024 * 1024
     max_duration_s: float = 60.0
     min_side: int = 64
@@ -36,3 +37,19 @@ class CoreSettings(BaseSettings):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolved_threads(self) -> int:
+        """PyTorch intra-op threads. Auto leaves one core to the stages that run beside inference (decode,
+        refine, encode): on the 2-core benchmark machine 1 thread gives 39.6 frames/s for `light` end to
+        end against 33.7 with 2 (docs/BENCHMARKS.md)."""
+        if self.torch_threads > 0:
+            return self.torch_threads
+        return max(1, usable_cpus() - 1)
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a container's cpuset), not the host's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

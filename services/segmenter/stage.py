@@ -148,10 +148,9 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         info = probe(src)
         chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
-        threads = settings.core().torch_threads
+        threads = settings.core().resolved_threads()
         # one session per job: a recurrent model's state lives in it
-        opts = {"text_prompt": spec.get("text_prompt", "")} | ({"threads": threads} if threads > 0 else {})
-        session = model.new_session(**opts)
+        session = model.new_session(threads=threads, text_prompt=spec.get("text_prompt", ""))
         stop = threading.Event()
         writer = ChunkWriter(run.store, run.job_id)
         frames: Iterator[Frame] = threaded(

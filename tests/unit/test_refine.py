@@ -58,3 +58,26 @@ def test_no_fractional_alpha_is_identity():
     a8 = np.zeros((64, 80), np.uint8)
     a8[:, 40:] = 255
     assert np.array_equal(estimate_foreground(img, a8), img)
+
+
+@pytest.mark.parametrize(("h", "w", "k"), [(720, 1280, 4), (721, 1283, 4), (100, 67, 3)])
+def test_window_upsampling_matches_a_full_resize(h, w, k):
+    """Pass 1's means are upsampled only inside each band; the values must be the full resize's."""
+    from videobg.matte.refine import _upsample_window
+
+    small = np.random.default_rng(1).random((h // k, w // k, 3), dtype=np.float32)
+    full = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    for y0, y1, x0, x1 in [(0, h, 0, w), (10, 70, 3, 50), (h - 30, h, w - 40, w)]:
+        got = _upsample_window(small, (h, w), (y0, y1, x0, x1))
+        assert got.shape == (y1 - y0, x1 - x0, 3)
+        np.testing.assert_allclose(got, full[y0:y1, x0:x1], atol=1e-4)
+
+
+def test_auto_torch_threads_leave_a_core_for_the_other_stages(monkeypatch):
+    from videobg import settings as core_settings
+
+    monkeypatch.setattr(core_settings, "usable_cpus", lambda: 2)
+    assert core_settings.CoreSettings(torch_threads=0).resolved_threads() == 1
+    assert core_settings.CoreSettings(torch_threads=3).resolved_threads() == 3
+    monkeypatch.setattr(core_settings, "usable_cpus", lambda: 1)
+    assert core_settings.CoreSettings().resolved_threads() == 1

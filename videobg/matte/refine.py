@@ -38,6 +38,24 @@ def _correct(image: np.ndarray, a3: np.ndarray, fg_hat: np.ndarray, bg_hat: np.n
     return f
 
 
+def _upsample_window(
+    small: np.ndarray, full: tuple[int, int], window: tuple[int, int, int, int]
+) -> np.ndarray:
+    """The window (y0, y1, x0, x1) of `small` [h, w, C] resized bilinearly to `full` (H, W): the same values
+    as cv2.resize(small, (W, H))[y0:y1, x0:x1] (half-pixel centres, edges clamped), without computing the
+    rest of the frame."""
+    (hh, ww), (y0, y1, x0, x1) = full, window
+    sy, sx = small.shape[0] / hh, small.shape[1] / ww
+    m = np.array([[sx, 0.0, (x0 + 0.5) * sx - 0.5], [0.0, sy, (y0 + 0.5) * sy - 0.5]], np.float64)
+    return cv2.warpAffine(
+        small,
+        m,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
 def radii_for(height: int, width: int) -> tuple[int, int]:
     """Box radii scaled from the paper's (90, 6) at 1080p to this frame size."""
     s = min(height, width) / 1080.0
@@ -97,8 +115,6 @@ def estimate_foreground(
     small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
     small_a3 = cv2.merge([small_a, small_a, small_a])
     f_small, b_small = _means(small_img, small_img, small_a3, max(3, r1 // k))
-    f_hat = cv2.resize(f_small, (w, h), interpolation=cv2.INTER_LINEAR)  # [H, W, 3] float32
-    b_hat = cv2.resize(b_small, (w, h), interpolation=cv2.INTER_LINEAR)
 
     halo = r2 // 2 + 2
     for y0, y1, x0, x1 in rects:
@@ -106,8 +122,10 @@ def estimate_foreground(
         img = rgb[ya:yb, xa:xb].astype(np.float32) * (1.0 / 255.0)
         a1 = alpha[ya:yb, xa:xb].astype(np.float32) * (1.0 / 255.0)
         a3 = cv2.merge([a1, a1, a1])
-        b1 = b_hat[ya:yb, xa:xb]
-        f1 = _correct(img, a3, f_hat[ya:yb, xa:xb], b1)  # pass 1's correction, at full resolution
+        # pass 1's means upsampled only inside this rectangle: [yb-ya, xb-xa, 3] float32
+        f_hat = _upsample_window(f_small, (h, w), (ya, yb, xa, xb))
+        b1 = _upsample_window(b_small, (h, w), (ya, yb, xa, xb))
+        f1 = _correct(img, a3, f_hat, b1)  # pass 1's correction, at full resolution
         fh2, bh2 = _means(f1, b1, a3, r2)
         f2 = _correct(img, a3, fh2, bh2)
         cy, cx = y0 - ya, x0 - xa
