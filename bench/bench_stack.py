@@ -61,7 +61,13 @@ def run_inprocess(clip: Path, args: argparse.Namespace, work: Path) -> dict:
     out = work / f"inprocess{get_format(args.format).extension}"
     t0 = time.perf_counter()
     result = process(
-        clip, out, model=args.model, model_dir=args.model_dir, background=background, fmt=args.format
+        clip,
+        out,
+        model=args.model,
+        model_dir=args.model_dir,
+        background=background,
+        fmt=args.format,
+        threads=CoreSettings().resolved_threads(),  # what the CLI and the segmenter use
     )
     return {"wall_s": time.perf_counter() - t0, "frames": result.frames, "busy_s": result.busy_s,
             "bytes": out.stat().st_size}  # fmt: skip
