@@ -376,6 +376,14 @@ def _demo(stack: Stack, args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         job_id = submit(stack.url, files.url_for(sample), args.background, args.format)
         print(f"job {job_id}: {sample.name} -> {args.format} over {args.background}", flush=True)
+        print(
+            "  submitted as:\n"
+            f"  curl -si {stack.url}/v1/video/remove-background -H 'Content-Type: application/json' \\\n"
+            f'    -d \'{{"video_url": "{files.url_for(sample)}", "background_color": "{args.background}", '
+            f'"output_format": "{args.format}"}}\'\n'
+            f"  status: curl -s {stack.url}/v1/video/remove-background/job/{job_id}",
+            flush=True,
+        )
         status = wait_job(stack.url, job_id, echo=True)
     if status["status"] != "completed":
         print(f"job failed: {status.get('error_code')}: {status.get('error')}", file=sys.stderr)
