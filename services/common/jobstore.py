@@ -48,11 +48,12 @@ def _encode(job: Job) -> bytes:
 
 
 @contextlib.contextmanager
-def _nats_errors(what: str) -> Iterator[None]:
+def nats_errors(what: str, store: str = "job store") -> Iterator[None]:
+    """NATS being away, inside the block, becomes Transient ("<store> unavailable (<what>)")."""
     try:
         yield
     except NATS_DOWN as e:
-        raise Transient(f"job store unavailable ({what}): {e!r}") from e
+        raise Transient(f"{store} unavailable ({what}): {e!r}") from e
 
 
 async def iter_docs(
@@ -65,7 +66,7 @@ async def iter_docs(
     before every value and a listing reads as empty. Instead: ask the stream whether any key matches at
     all, then read the last value of each until the one with nothing pending after it."""
     filter_ = f"$KV.{bucket}.{prefix}>" if prefix else f"$KV.{bucket}.>"
-    with _nats_errors(f"list {bucket}"):
+    with nats_errors(f"list {bucket}"):
         try:
             info = await js.stream_info(f"KV_{bucket}", subjects_filter=filter_)
         except nats.js.errors.NotFoundError:
@@ -103,7 +104,7 @@ class JobStore:
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
             try:
-                with _nats_errors("open bucket"):
+                with nats_errors("open bucket"):
                     self._kv = await self._js.key_value(self._bucket_name)
             except nats.js.errors.BucketNotFoundError as e:
                 raise Transient(f"KV bucket {self._bucket_name} missing: run bus.ensure_streams") from e
@@ -120,7 +121,7 @@ class JobStore:
         record["updated"] = record["created"]
         kv = await self._bucket()
         try:
-            with _nats_errors(f"create {job_id}"):
+            with nats_errors(f"create {job_id}"):
                 return await kv.create(job_id, _encode(record))
         except nats.js.errors.KeyWrongLastSequenceError as e:
             raise Conflict(f"job {job_id} already exists") from e
@@ -128,7 +129,7 @@ class JobStore:
     async def get_with_revision(self, job_id: str) -> tuple[Job, int]:
         kv = await self._bucket()
         try:
-            with _nats_errors(f"get {job_id}"):
+            with nats_errors(f"get {job_id}"):
                 entry = await kv.get(check_id("job id", job_id))
         except nats.js.errors.KeyNotFoundError as e:
             raise NotFound(f"job {job_id} not found") from e
@@ -154,7 +155,7 @@ class JobStore:
                 raise ValueError("an update may not change the job id")
             new["updated"] = now_iso()
             try:
-                with _nats_errors(f"update {job_id}"):
+                with nats_errors(f"update {job_id}"):
                     await kv.update(job_id, _encode(new), last=revision)
                 return new
             except nats.js.errors.KeyWrongLastSequenceError:
@@ -185,7 +186,7 @@ class JobStore:
 
     async def delete(self, job_id: str) -> None:
         kv = await self._bucket()
-        with _nats_errors(f"delete {job_id}"):
+        with nats_errors(f"delete {job_id}"):
             await kv.delete(check_id("job id", job_id))
 
     async def list(self, owner: str | None = None, limit: int = 100) -> list[Job]:

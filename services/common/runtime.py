@@ -358,14 +358,7 @@ async def connect(settings: StageSettings, name: str) -> Deps:
     try:
         js = nc.jetstream()
         await bus.ensure_streams(js)
-        store = ObjectStore(
-            settings.s3_endpoint,
-            settings.s3_access_key,
-            settings.s3_secret_key,
-            settings.s3_bucket,
-            settings.s3_secure,
-            public_endpoint=settings.s3_public_endpoint or None,
-        )
+        store = settings.object_store()
         await asyncio.to_thread(store.ensure_bucket)
     except BaseException:
         await nc.close()

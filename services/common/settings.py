@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.objstore import ObjectStore
 from videobg.settings import CoreSettings
 
 
@@ -28,3 +29,14 @@ class ServiceSettings(BaseSettings):
 
     def core(self) -> CoreSettings:
         return CoreSettings()
+
+    def object_store(self) -> ObjectStore:
+        """The bucket these settings name (no request is sent until it is used)."""
+        return ObjectStore(
+            self.s3_endpoint,
+            self.s3_access_key,
+            self.s3_secret_key,
+            self.s3_bucket,
+            self.s3_secure,
+            public_endpoint=self.s3_public_endpoint or None,
+        )

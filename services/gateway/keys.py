@@ -19,7 +19,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from services.common.bus import NATS_DOWN
+from services.common import jobstore
 from services.common.jobstore import iter_docs, now_iso
 from videobg.errors import Conflict, InvalidInput, NotFound, Transient, Unauthenticated
 
@@ -44,12 +44,8 @@ NOT_FOUND_MESSAGE = "API Token not found"  # the Pixelcut contract's wording, fo
 # --- documents in the bucket, changed by compare-and-set ------------------------------------------------
 
 
-@contextlib.contextmanager
-def nats_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except NATS_DOWN as e:
-        raise Transient(f"key store unavailable ({what}): {e!r}") from e
+def nats_errors(what: str) -> contextlib.AbstractContextManager[None]:
+    return jobstore.nats_errors(what, store="key store")
 
 
 async def open_bucket(js: JetStreamContext, bucket: str = BUCKET) -> KeyValue:

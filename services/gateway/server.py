@@ -21,7 +21,6 @@ import uvicorn
 from services.common import bus
 from services.common import metrics as service_metrics
 from services.common.jobstore import JobStore
-from services.common.objstore import ObjectStore
 from services.gateway import webhooks
 from services.gateway.core import Gateway
 from services.gateway.grpc_api import start_grpc
@@ -106,14 +105,7 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     try:
         js = nc.jetstream()
         await bus.ensure_streams(js)
-        objects = ObjectStore(
-            settings.s3_endpoint,
-            settings.s3_access_key,
-            settings.s3_secret_key,
-            settings.s3_bucket,
-            settings.s3_secure,
-            public_endpoint=settings.s3_public_endpoint or None,
-        )
+        objects = settings.object_store()
         gateway = Gateway(settings, nc, js, JobStore(js), objects)
         # the gateway always runs: its queue gauges show the backlog of stages scaled to zero
         queue_metrics = service_metrics.QueueMonitor(js).start()
