@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from videobg.composite import parse_background
 from videobg.errors import InvalidInput, ModelUnavailable, VideoBgError
@@ -44,7 +45,7 @@ class _Progress:
     """tqdm bar (frames, fps, ETA) on a terminal; silent when stderr is piped."""
 
     def __init__(self, enabled: bool):
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar once the first frame is counted
         self.enabled = enabled
 
     def __call__(self, done: int, total: int) -> None:

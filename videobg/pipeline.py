@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,7 +116,7 @@ def process(
     clock = StageClock()
     stop = cancel or threading.Event()
 
-    frames = threaded(
+    frames: Iterator[Frame] = threaded(
         iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop
     )
     mattes = threaded(

@@ -70,11 +70,10 @@ def threaded(
                     item = next(it)
                 except StopIteration:
                     break
+                out: Any = item
                 if fn is not None:  # time only this stage's own work, not the wait on upstream
                     t0 = time.perf_counter()
                     out = fn(item)
-                else:
-                    out = item
                 if clock is not None:
                     clock.add(name, time.perf_counter() - t0)
                 if not put(out):
