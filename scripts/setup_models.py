@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from videobg.errors import VideoBgError  # noqa: E402
 from videobg.models.files import SOURCE_ENV, ensure_models  # noqa: E402
-from videobg.models.weights import WEIGHTS  # noqa: E402
+from videobg.models.weights import OPTIONAL, WEIGHTS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", action="append", choices=sorted(WEIGHTS), help="only this model (repeatable)"
     )
+    parser.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        default=[],
+        choices=sorted(OPTIONAL),
+        help="also this optional model (repeatable), e.g. original-full: U²-Net full, 176 MB",
+    )
     args = parser.parse_args(argv)
+    names = args.model
+    if args.extra:
+        names = [*(names or [n for n in WEIGHTS if n not in OPTIONAL]), *args.extra]
     try:
-        ensure_models(args.dest, source=args.source, names=args.model)
+        ensure_models(args.dest, source=args.source, names=names)
     except VideoBgError as exc:
         print(f"setup_models: {exc.message}", file=sys.stderr)
         return 1

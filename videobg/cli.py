@@ -112,7 +112,7 @@ def _cmd_models(args: argparse.Namespace, settings: CoreSettings) -> int:
     for name, cls in MODELS.items():
         path = Path(settings.model_dir) / cls.weight_file
         state = "ok" if path.exists() else "missing"
-        print(f"{name:10s} {cls.weight_file:32s} {cls.licence:12s} {state}")
+        print(f"{name:14s} {cls.weight_file:28s} {cls.licence:12s} {state}")
     return EXIT_OK
 
 

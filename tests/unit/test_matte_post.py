@@ -228,14 +228,18 @@ def test_every_model_refuses_a_text_prompt_at_session_creation(models_path):
     from videobg.models import MODELS, get_model
     from videobg.models.weights import WEIGHTS
 
+    checked = 0
     for name in MODELS:
         if not (models_path / WEIGHTS[name].file).is_file():
-            pytest.skip(f"weights for {name} absent")
+            continue  # an optional model that is not installed
+        checked += 1
         model = get_model(name, models_path)
         with pytest.raises(InvalidInput, match="no prompt-capable model is installed") as err:
             model.new_session(text_prompt="person")
         assert err.value.code == "invalid_parameter"
         model.new_session(text_prompt="")  # an empty prompt is the normal case
+    if checked == 0:
+        pytest.skip("no model weights installed")
 
 
 def test_per_model_defaults(models_path):

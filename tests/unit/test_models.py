@@ -80,11 +80,21 @@ def test_light_matches_onnxruntime():
     assert _max_diff(want[..., 0], got[:, 0]) < PARITY_ATOL
 
 
-def test_original_matches_onnxruntime_all_outputs():
+def test_u2net_sizes_are_the_papers():
+    """The channel tables give the published sizes: U²-Net 44.0 M parameters (176.3 MB), U2NETP 1.13 M."""
+    from videobg.models.u2net_net import U2Net
+
+    count = {full: sum(p.numel() for p in U2Net(full=full).parameters()) for full in (False, True)}
+    assert abs(count[True] / 1e6 - 44.0) < 0.05, count
+    assert abs(count[False] / 1e6 - 1.13) < 0.01, count
+
+
+@pytest.mark.parametrize("name", ["original", "original-full"])  # original-full: optional weights
+def test_original_matches_onnxruntime_all_outputs(name):
     import torch
 
-    sess = _ort(_need_weights("original"))
-    net = get_model("original", MODEL_DIR).net
+    sess = _ort(_need_weights(name))
+    net = get_model(name, MODEL_DIR).net
     x = cv2.resize(_frame(0), (U2_SIZE, U2_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     x = (x - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])
     x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)  # [1, 3, 320, 320]

@@ -48,6 +48,15 @@ def test_copies_then_keeps(fake_weights, tmp_path):
     assert all(v.startswith("already present") for v in again.values())
 
 
+def test_optional_models_only_when_named(fake_weights, tmp_path, monkeypatch):
+    source, _ = fake_weights
+    monkeypatch.setattr(files, "OPTIONAL", frozenset({"beta"}))
+    done = files.ensure_models(tmp_path / "dest", source=source, log=lambda _: None)
+    assert list(done) == ["alpha"] and not (tmp_path / "dest" / "beta.onnx").exists()
+    done = files.ensure_models(tmp_path / "dest", source=source, names=["alpha", "beta"], log=lambda _: None)
+    assert set(done) == {"alpha", "beta"} and (tmp_path / "dest" / "beta.onnx").is_file()
+
+
 def test_source_from_environment(fake_weights, tmp_path, monkeypatch):
     source, _ = fake_weights
     monkeypatch.setenv(files.SOURCE_ENV, str(source))

@@ -34,7 +34,7 @@ from videobg.matte.session import check_text_prompt
 from videobg.models.base import MatteSession, MattingModel
 from videobg.models.human import HumanModel
 from videobg.models.light import LightModel
-from videobg.models.original import OriginalModel
+from videobg.models.original import OriginalFullModel, OriginalModel
 from videobg.models.pro import ProModel
 
 MODELS: dict[str, type[MattingModel]] = {
@@ -42,6 +42,7 @@ MODELS: dict[str, type[MattingModel]] = {
     HumanModel.name: HumanModel,
     OriginalModel.name: OriginalModel,
     ProModel.name: ProModel,
+    OriginalFullModel.name: OriginalFullModel,  # optional weights (see weights.OPTIONAL)
 }
 
 _cache: dict[tuple[str, Path, str], MattingModel] = {}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from videobg.errors import InvalidInput, ModelUnavailable
-from videobg.models.weights import ALSO_NEEDS, WEIGHTS, WeightFile, sha256_file
+from videobg.models.weights import ALSO_NEEDS, OPTIONAL, WEIGHTS, WeightFile, sha256_file
 
 SOURCE_ENV = "VIDEOBG_MODEL_SOURCE"  # local dir holding the files (CI: ../shared/models)
 URL_TIMEOUT_S = 60
@@ -31,12 +31,12 @@ def ensure_models(
 ) -> dict[str, str]:
     """Make `dest` hold a verified copy of each model's weights; returns {model name: what was done}.
 
-    `source` defaults to $VIDEOBG_MODEL_SOURCE. Raises ModelUnavailable if some file cannot be had.
+    `names` defaults to every model but the OPTIONAL ones. `source` defaults to $VIDEOBG_MODEL_SOURCE. Raises ModelUnavailable if some file cannot be had.
     """
     dest = Path(dest).expanduser().resolve()
     if source is None:
         source = os.environ.get(SOURCE_ENV) or None
-    wanted = list(names) if names is not None else list(WEIGHTS)
+    wanted = list(names) if names is not None else [n for n in WEIGHTS if n not in OPTIONAL]
     wanted += [extra for n in wanted for extra in ALSO_NEEDS.get(n, ()) if extra in WEIGHTS]
     wanted = list(dict.fromkeys(wanted))
     unknown = [n for n in wanted if n not in WEIGHTS]

