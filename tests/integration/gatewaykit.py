@@ -22,8 +22,9 @@ VIDEO = "http://127.0.0.1:9/clip.mp4"  # never fetched: no stage runs in these t
 JSON_CT = {"content-type": "application/json"}
 
 
-def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> GatewaySettings:
-    base: dict[str, Any] = dict(
+def server_settings(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> GatewaySettings:
+    """A gateway on the session's NATS and S3, REST and gRPC on free ports; `kw` sets the rest."""
+    return GatewaySettings(
         nats_url=nats_url,
         s3_endpoint=s3_endpoint,
         s3_access_key=S3_ACCESS_KEY,
@@ -31,6 +32,13 @@ def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any)
         s3_bucket=store.bucket,
         http_port=0,
         grpc_port=0,
+        **kw,
+    )
+
+
+def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> GatewaySettings:
+    """The contract tests' gateway: keys required, generous rate limits, no clock-driven settling."""
+    base: dict[str, Any] = dict(
         result_url_ttl_s=120,
         auth_required=True,
         key_cache_s=0.0,  # a revoked key fails at once
@@ -39,7 +47,7 @@ def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any)
         settle_sweep_s=0.0,  # tests settle through events and GET /v1/usage, not by the clock
         webhooks_enabled=False,  # no callbacks leave these tests
     )
-    return GatewaySettings(**{**base, **kw})
+    return server_settings(nats_url, s3_endpoint, store, **{**base, **kw})
 
 
 @contextlib.asynccontextmanager

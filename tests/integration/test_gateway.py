@@ -19,9 +19,9 @@ import pytest
 from services.common import bus
 from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
-from services.gateway.server import RunningGateway, running
+from services.gateway.server import RunningGateway
 from services.gateway.settings import GatewaySettings
-from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.integration import gatewaykit
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
 from videobg import keys, subjects
 
@@ -33,24 +33,17 @@ VIDEO = "http://127.0.0.1:9/clip.mp4"  # never fetched: no stage runs in these t
 
 @pytest.fixture
 def settings(nats_url: str, s3_endpoint: str, object_store: ObjectStore) -> GatewaySettings:
-    return GatewaySettings(
-        nats_url=nats_url,
-        s3_endpoint=s3_endpoint,
-        s3_access_key=S3_ACCESS_KEY,
-        s3_secret_key=S3_SECRET_KEY,
-        s3_bucket=object_store.bucket,
-        http_port=0,
-        grpc_port=0,
+    return gatewaykit.server_settings(
+        nats_url,
+        s3_endpoint,
+        object_store,
         result_url_ttl_s=120,
         watch_poll_s=0.2,
         auth_required=False,  # these tests are about jobs, not keys: the anonymous owner
     )
 
 
-@contextlib.asynccontextmanager
-async def gateway(settings: GatewaySettings) -> AsyncIterator[tuple[RunningGateway, httpx.AsyncClient]]:
-    async with running(settings) as gw, httpx.AsyncClient(base_url=gw.url, trust_env=False) as http:
-        yield gw, http
+gateway = gatewaykit.gateway
 
 
 @contextlib.asynccontextmanager

@@ -19,11 +19,10 @@ from services.common.runtime import Service
 from services.compositor import server as compositor
 from services.encoder import server as encoder
 from services.gateway.server import running
-from services.gateway.settings import GatewaySettings
 from services.ingest import server as ingest
 from services.segmenter import server as segmenter
+from tests.integration import gatewaykit
 from tests.integration import stagekit as kit
-from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from videobg import metrics
 
 pytestmark = pytest.mark.integration
@@ -166,14 +165,10 @@ async def test_job_metrics_scraped(conf, jetstream, nats_url, s3_endpoint, objec
 async def test_gateway_metrics(conf, jetstream, nats_url, s3_endpoint, object_store, uid):
     (port,) = free_ports(1)
     url = f"http://127.0.0.1:{port}/metrics"
-    settings = GatewaySettings(
-        nats_url=nats_url,
-        s3_endpoint=s3_endpoint,
-        s3_access_key=S3_ACCESS_KEY,
-        s3_secret_key=S3_SECRET_KEY,
-        s3_bucket=object_store.bucket,
-        http_port=0,
-        grpc_port=0,
+    settings = gatewaykit.server_settings(
+        nats_url,
+        s3_endpoint,
+        object_store,
         metrics_port=port,
     )
     labels = dict(dialect="grpc", model="light", format="webm_vp9")

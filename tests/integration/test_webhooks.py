@@ -30,7 +30,7 @@ from services.common.objstore import ObjectStore
 from services.gateway import results, webhooks
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
-from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.integration import gatewaykit
 from videobg import keys
 from videobg.errors import InvalidInput
 
@@ -96,14 +96,10 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def settings(nats_url: str, s3_endpoint: str, object_store: ObjectStore) -> GatewaySettings:
-    return GatewaySettings(
-        nats_url=nats_url,
-        s3_endpoint=s3_endpoint,
-        s3_access_key=S3_ACCESS_KEY,
-        s3_secret_key=S3_SECRET_KEY,
-        s3_bucket=object_store.bucket,
-        http_port=0,
-        grpc_port=0,
+    return gatewaykit.server_settings(
+        nats_url,
+        s3_endpoint,
+        object_store,
         auth_required=False,
         result_url_ttl_s=120,
         fetch_allow="127.0.0.0/8",  # the receiver is on loopback
