@@ -77,19 +77,21 @@ def _cmd_process(args: argparse.Namespace, settings: CoreSettings) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     progress = _Progress(enabled=sys.stderr.isatty() and not args.quiet)
     cancel = threading.Event()
+    device = settings.resolved_device()
     try:
         result = process(
             inp,
             out,
             model=model,
             model_dir=settings.model_dir,
-            device=settings.resolved_device(),
+            device=device,
             background=background,
             fmt=fmt,
             trim=trim,
             limits=settings.limits(),
             queue_frames=settings.queue_frames,
             threads=settings.resolved_threads(),
+            batch_frames=settings.resolved_batch(device),
             progress=progress,
             cancel=cancel,
         )

@@ -6,6 +6,7 @@ The CLI calls `process`; the stage services call the same per-stage functions be
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from videobg.media.decode import iter_frames
 from videobg.media.encode import VideoWriter
 from videobg.media.formats import get_format
 from videobg.media.probe import probe, validate
-from videobg.stages import StageClock, threaded
+from videobg.stages import StageClock, batched, threaded
 from videobg.types import Background, Frame, Limits, Trim, VideoInfo
 
 if TYPE_CHECKING:  # importing the models pulls in torch: only the stages that matte pay for it
@@ -80,6 +81,12 @@ def matte_one(session: MatteSession, frame: Frame) -> Matted:
     return Matted(frame, quantize_alpha(session.predict(frame.rgb)))
 
 
+def matte_batch(session: MatteSession, frames: list[Frame]) -> list[Matted]:
+    """Consecutive frames of one job in one inference call (a GPU's batch); same results as matte_one."""
+    alphas = session.predict_batch([f.rgb for f in frames])
+    return [Matted(f, quantize_alpha(a)) for f, a in zip(frames, alphas, strict=True)]
+
+
 def refine_and_composite(m: Matted, plate: np.ndarray | None) -> Composited:
     fg = estimate_foreground(m.frame.rgb, m.alpha)
     if plate is None:
@@ -100,6 +107,7 @@ def process(
     limits: Limits | None = None,
     queue_frames: int = 8,
     threads: int | None = None,
+    batch_frames: int = 1,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
 ) -> JobResult:
@@ -119,9 +127,20 @@ def process(
     frames: Iterator[Frame] = threaded(
         iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop
     )
-    mattes = threaded(
-        frames, lambda f: matte_one(session, f), name="matte", maxsize=queue_frames, clock=clock
-    )
+    mattes: Iterator[Matted]
+    if batch_frames > 1:  # whole batches travel through the queue; the next stage gets single frames
+        batches = threaded(
+            batched(frames, batch_frames),
+            lambda fs: matte_batch(session, fs),
+            name="matte",
+            maxsize=max(1, queue_frames // batch_frames),
+            clock=clock,
+        )
+        mattes = itertools.chain.from_iterable(batches)
+    else:
+        mattes = threaded(
+            frames, lambda f: matte_one(session, f), name="matte", maxsize=queue_frames, clock=clock
+        )
     comps = threaded(
         mattes,
         lambda m: refine_and_composite(m, plate),

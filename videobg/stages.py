@@ -36,6 +36,20 @@ class StageClock:
             self.busy[stage] = self.busy.get(stage, 0.0) + dt
 
 
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of up to `size` items (the last may be shorter), in order."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def threaded(
     items: Iterable[T],
     fn: Callable[[T], U] | None = None,

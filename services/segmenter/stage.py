@@ -41,8 +41,8 @@ from videobg.errors import InvalidInput, Transient
 from videobg.media.decode import iter_frames
 from videobg.media.probe import probe
 from videobg.models import MattingModel, get_model
-from videobg.pipeline import matte_one
-from videobg.stages import threaded
+from videobg.pipeline import matte_batch
+from videobg.stages import batched, threaded
 from videobg.types import Frame
 
 log = logging.getLogger(__name__)
@@ -148,31 +148,36 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         info = probe(src)
         chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
-        threads = settings.core().resolved_threads()
+        core = settings.core()
+        threads = core.resolved_threads()
+        batch = core.resolved_batch(settings.resolved_device())  # frames per inference call
         # one session per job: a recurrent model's state lives in it
         session = model.new_session(threads=threads, text_prompt=spec.get("text_prompt", ""))
         stop = threading.Event()
         writer = ChunkWriter(run.store, run.job_id)
         frames: Iterator[Frame] = threaded(
-            iter_frames(src, info, trim), name="decode", maxsize=settings.core().queue_frames, stop=stop
+            iter_frames(src, info, trim), name="decode", maxsize=core.queue_frames, stop=stop
         )
         inference = metrics.INFERENCE.labels(model=model_name)
         n, alphas, times = 0, [], []
         try:
-            for frame in frames:
+            for group in batched(frames, batch):
                 run.check()
                 t0 = time.perf_counter()
-                alphas.append(matte_one(session, frame).alpha)  # [H, W] uint8
-                inference.observe(time.perf_counter() - t0)
-                run.count_frames()
-                times.append(frame.t)
-                n += 1
-                if len(alphas) == chunk_frames:
-                    writer.put(n - len(alphas), alphas, times)
-                    alphas, times = [], []
-                    run.live_job()  # stop early if the job was cancelled or failed elsewhere
-                if n % EVENT_EVERY == 0:
-                    run.progress(INGESTED + PROGRESS_SPAN * n / max(frames_total, n), n, frames_total)
+                matted = matte_batch(session, group)  # N x [H, W] uint8 alpha
+                per_frame = (time.perf_counter() - t0) / len(group)
+                for m in matted:
+                    inference.observe(per_frame)
+                    run.count_frames()
+                    alphas.append(m.alpha)
+                    times.append(m.frame.t)
+                    n += 1
+                    if len(alphas) == chunk_frames:
+                        writer.put(n - len(alphas), alphas, times)
+                        alphas, times = [], []
+                        run.live_job()  # stop early if the job was cancelled or failed elsewhere
+                    if n % EVENT_EVERY == 0:
+                        run.progress(INGESTED + PROGRESS_SPAN * n / max(frames_total, n), n, frames_total)
             if alphas:
                 writer.put(n - len(alphas), alphas, times)
             writer.wait()

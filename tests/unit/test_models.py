@@ -244,3 +244,66 @@ def test_model_copied_elsewhere_loads(tmp_path):
     model.load()
     model.load()  # idempotent
     assert model.loaded and not model.net.training
+
+
+# -- batches: N frames of one stream in one call (a GPU's batch) -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["human", "light", "original"])
+def test_predict_batch_equals_frame_by_frame(name):
+    """The same stream through predict_batch in uneven groups and through predict one frame at a time
+    gives the same alphas: the recurrent state (human) and the temporal/subject steps carry across the
+    batches, in order."""
+    _need_weights(name)
+    model = get_model(name, MODEL_DIR)
+    frames = [_frame(i, (320, 180)) for i in range(7)]
+    one = model.new_session()
+    ref = [one.predict(f) for f in frames]
+    grouped = model.new_session()
+    got = (
+        grouped.predict_batch(frames[:3])
+        + grouped.predict_batch(frames[3:4])
+        + grouped.predict_batch(frames[4:])
+    )
+    assert len(got) == len(frames)
+    for a, b in zip(got, ref, strict=True):
+        assert a.shape == b.shape == (180, 320) and a.dtype == np.float32
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert grouped.predict_batch([]) == []
+
+
+def test_human_batch_with_a_size_change_restarts_the_state():
+    """A batch whose frames change size is split there, and the state restarts at the new size, exactly
+    as predict does frame by frame."""
+    _need_weights("human")
+    model = get_model("human", MODEL_DIR)
+    frames = [_frame(0, (320, 180)), _frame(1, (320, 180)), _frame(2, (256, 144)), _frame(3, (256, 144))]
+    one = model.new_session()
+    ref = [one.predict(f) for f in frames]
+    got = model.new_session().predict_batch(frames)
+    assert [a.shape for a in got] == [(180, 320), (180, 320), (144, 256), (144, 256)]
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    fresh = model.new_session().predict(frames[2])  # the first frame at the new size starts from zero state
+    np.testing.assert_allclose(got[2], fresh, atol=1e-4)
+
+
+def test_rvm_coarse_seq_matches_stepwise():
+    import torch
+
+    _need_weights("human")
+    net = get_model("human", MODEL_DIR).net
+    x = torch.from_numpy(np.stack([_frame(i, (192, 108)) for i in range(4)])).permute(0, 3, 1, 2) / 255.0
+    zero = torch.zeros(1, 1, 1, 1)
+    with torch.inference_mode():
+        rec = [zero] * 4
+        steps = []
+        for t in range(4):
+            a, b, *rec = net.coarse(x[t : t + 1], *rec)
+            steps.append((a, b))
+        a_seq, b_seq, *rec_seq = net.coarse_seq(x, *[zero] * 4)
+    assert a_seq.shape == (4, 4, 108, 192)
+    torch.testing.assert_close(a_seq, torch.cat([s[0] for s in steps]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(b_seq, torch.cat([s[1] for s in steps]), atol=1e-4, rtol=0)
+    for r_seq, r in zip(rec_seq, rec, strict=True):
+        torch.testing.assert_close(r_seq, r, atol=1e-4, rtol=0)

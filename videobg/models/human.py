@@ -97,25 +97,44 @@ class HumanSession(MatteSession):
         self.reset()  # the states' shapes follow the internal size
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
-        check_frame(rgb)
-        height, width = rgb.shape[:2]
+        return self.predict_batch([rgb])[0]
+
+    def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """N consecutive frames of this stream -> N alphas. The recurrent state runs through them in
+        order; the network's per-frame parts run as one batch of N (what a GPU wants, docs/BENCHMARKS.md).
+        A change of frame size inside the batch splits it (the state restarts at the new size)."""
+        if not frames:
+            return []
+        for f in frames:
+            check_frame(f)
+        shape = frames[0].shape
+        cut = next((i for i, f in enumerate(frames) if f.shape != shape), len(frames))
+        if cut < len(frames):
+            return self.predict_batch(frames[:cut]) + self.predict_batch(frames[cut:])
+        height, width = shape[:2]
         if self._frame_shape != (height, width):
             self._configure(height, width)
-        # [h, w, 3] uint8, bilinear without antialias like the export. cv2 maps the two sizes onto each
-        # other (the export samples with 1/ratio), so when size * ratio is not whole the sampling
+        # N x [h, w, 3] uint8, bilinear without antialias like the export. cv2 maps the two sizes onto
+        # each other (the export samples with 1/ratio), so when size * ratio is not whole the sampling
         # grids differ by under a pixel; it also keeps the low-res grid aligned with the upsampling
         # of the guided-filter coefficients below, which the export does by size.
-        small = resize_u8(rgb, *self._small_size, area=self.area)
+        small = [resize_u8(f, *self._small_size, area=self.area) for f in frames]
         with torch.inference_mode():
-            src_sm = to_tensor([small], self.device, self.dtype)  # [1, 3, h, w] 0..1
-            a, b, *rec = self.rvm.coarse(src_sm, *self._rec)  # a, b: [1, 4, h, w] guided-filter affine
+            src_sm = to_tensor(small, self.device, self.dtype)  # [N, 3, h, w] 0..1
+            if len(frames) == 1:
+                a, b, *rec = self.rvm.coarse(src_sm, *self._rec)  # a, b: [1, 4, h, w] guided-filter affine
+            else:
+                a, b, *rec = self.rvm.coarse_seq(src_sm, *self._rec)  # a, b: [N, 4, h, w]
             self._rec = rec
             # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
             if self.device.type == "cpu":
-                alpha = _fine_alpha_cv2(a[0, 3].numpy(), b[0, 3].numpy(), rgb)
+                a3, b3 = a[:, 3].float().numpy(), b[:, 3].float().numpy()  # [N, h, w] each
+                alphas = [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(frames)]
             else:
-                alpha = _fine_alpha_torch(torch.cat([a[:, 3:], b[:, 3:]], dim=1), rgb, self.dtype)
-        return self.post.full_res(rgb, alpha)
+                ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [N, 2, h, w]
+                alphas = _fine_alpha_torch(ab, frames, self.dtype)
+        # in order: subject selection carries state from frame to frame
+        return [self.post.full_res(f, alpha) for f, alpha in zip(frames, alphas, strict=True)]
 
 
 _GRAY = np.full((1, 3), 1.0 / 765.0, np.float32)  # mean over RGB of x / 255
@@ -133,10 +152,11 @@ def _fine_alpha_cv2(a: np.ndarray, b: np.ndarray, rgb: np.ndarray) -> np.ndarray
     return np.clip(alpha, 0.0, 1.0, out=alpha)
 
 
-def _fine_alpha_torch(ab: Tensor, rgb: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-    # GPU path: ab [1, 2, h, w] (A, b of the alpha channel) on the device; the frame goes up as uint8
-    height, width = rgb.shape[:2]
-    fine = to_tensor([rgb], ab.device, dtype).mean(1, keepdim=True)  # [1, 1, H, W]
-    up = F.interpolate(ab, (height, width), mode="bilinear", align_corners=False)  # [1, 2, H, W]
+def _fine_alpha_torch(ab: Tensor, frames: list[np.ndarray], dtype: torch.dtype) -> list[np.ndarray]:
+    # GPU path: ab [N, 2, h, w] (A, b of the alpha channel) on the device; the frames go up as uint8
+    height, width = frames[0].shape[:2]
+    fine = to_tensor(frames, ab.device, dtype).mean(1, keepdim=True)  # [N, 1, H, W]
+    up = F.interpolate(ab, (height, width), mode="bilinear", align_corners=False)  # [N, 2, H, W]
     alpha = torch.addcmul(up[:, 1:], up[:, :1], fine).clamp_(0.0, 1.0)
-    return alpha[0, 0].float().cpu().numpy()
+    out = alpha[:, 0].float().cpu().numpy()  # [N, H, W] float32, one copy back
+    return list(out)

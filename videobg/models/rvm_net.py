@@ -243,6 +243,24 @@ class RVM(nn.Module):
         a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
         return a, b, r1, r2, r3, r4
 
+    def coarse_seq(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
+        """`coarse` over T consecutive frames of ONE stream: src_sm [T, 3, h, w] 0..1 -> A, b [T, 4, h, w],
+        the states after the last frame. The encoder, LR-ASPP and the guided-filter fit (most of the
+        work) run on all T frames in one batch; only the recurrent decoder steps frame by frame. Same
+        result as T calls of `coarse` (the batch only changes float summation order)."""
+        f1, f2, f3, f4 = self.backbone(src_sm)
+        f4 = self.aspp(f4)
+        hids = []
+        for t in range(src_sm.shape[0]):
+            one = slice(t, t + 1)
+            hid, r1, r2, r3, r4 = self.decoder(
+                src_sm[one], f1[one], f2[one], f3[one], f4[one], r1, r2, r3, r4
+            )
+            hids.append(hid)  # [1, 16, h, w]
+        hid = torch.cat(hids) if len(hids) > 1 else hids[0]  # [T, 16, h, w]
+        a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
+        return a, b, r1, r2, r3, r4
+
     def forward(self, src: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor, downsample_ratio: float):
         """Same contract as the ONNX export.
 
