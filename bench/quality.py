@@ -341,7 +341,7 @@ def report(rows: list[Row], argv: list[str], notes: list[str], extra: list[str] 
         f"- machine: {machine()}",
         "- GT: binary masks (> 127); prediction for J and F: alpha > 0.5. Definitions: `videobg/quality.py`.",
         "- J: mean per-frame IoU (both empty = 1). F: DAVIS boundary F-measure, seg2bmap boundaries matched"
-        " within max(1, round(0.008 x diagonal)) px (8 px at 854x480), mean per frame.",
+        " within ceil(0.008 x diagonal) px (8 px at 854x480), mean per frame.",
         f"- {FLICKER_FORMULA} (alpha 0..1; lower is steadier).",
         f"- {DTSSD_FORMULA} (g binary 0/1; lower is better).",
         f"- F {TIGHT_PX}px: the same boundary F with a {TIGHT_PX} px tolerance (edge placement at full resolution).",

@@ -5,7 +5,7 @@ Per clip, with alpha a_t in 0..1 ([H, W] float32) and GT mask g_t in {0, 1} ([H,
 - J (region similarity, DAVIS): mean over frames of |P & G| / |P | G| with P = a_t > 0.5, G = g_t;
   a frame where both are empty scores 1.
 - F (boundary F-measure, DAVIS): 1-px boundaries of P and G (seg2bmap: a pixel whose right, lower or
-  lower-right neighbour differs), matched within r = max(1, round(0.008 * image diagonal)) px by dilating
+  lower-right neighbour differs), matched within r = ceil(0.008 * image diagonal) px by dilating
   the other boundary with a disc of radius r; precision = matched P-boundary / P-boundary, recall =
   matched G-boundary / G-boundary, F = 2PR / (P + R); mean over frames. Both boundaries empty scores 1,
   exactly one empty scores 0.
@@ -71,8 +71,8 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 
 def boundary_tolerance(height: int, width: int, fraction: float = BOUNDARY_FRACTION) -> int:
-    """Match radius in px: max(1, round(fraction * diagonal)); 8 px at 854x480."""
-    return max(1, round(fraction * math.hypot(height, width)))
+    """Match radius in px: ceil(fraction * diagonal), as DAVIS's db_eval_boundary; 8 px at 854x480."""
+    return max(1, math.ceil(fraction * math.hypot(height, width)))
 
 
 def _disk(radius: int) -> np.ndarray:

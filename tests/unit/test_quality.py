@@ -78,6 +78,7 @@ def test_boundary_is_one_pixel_wide():
 def test_boundary_tolerance():
     assert boundary_tolerance(480, 854) == 8  # DAVIS 480p
     assert boundary_tolerance(10, 10) == 1  # never below 1 px
+    assert boundary_tolerance(100, 100) == 2  # DAVIS rounds up: ceil(1.13), not round
     p, g = square(left=21), square(left=20)
     assert boundary_f(p, g, tolerance=0) < 0.9  # exact matching sees the shift
     assert boundary_f(p, g, tolerance=1) == 1.0
