@@ -360,6 +360,24 @@ def report(rows: list[Row], argv: list[str], notes: list[str], extra: list[str] 
     return "\n".join(lines) + "\n"
 
 
+def _option(text: str) -> tuple[str, object]:
+    """'internal_size=512' -> ('internal_size', 512); booleans, ints and floats are parsed, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set wants OPTION=VALUE, got {text!r}")
+    value: object = raw
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for kind in (int, float):
+            try:
+                value = kind(raw)
+                break
+            except ValueError:
+                continue
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from videobg.errors import ModelUnavailable
@@ -379,7 +397,18 @@ def main(argv: list[str] | None = None) -> int:
         "--model-dir", type=Path, default=None, help="default: $VIDEOBG_MODEL_DIR, ./models, ../shared/models"
     )
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="extra session option for every model and variant, e.g. --set internal_size=512 (repeatable)",
+    )
     args = ap.parse_args(argv)
+    try:
+        extra_opts = dict(_option(s) for s in args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
 
     names = [m for m in args.models.split(",") if m]
     posts_named = [p for p in args.post.split(",") if p]
@@ -407,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, model in models.items():
             for variant in variants:
                 label = name if variant == "default" else f"{name} ({variant})"
-                session = model.new_session(**VARIANTS[variant])
+                if extra_opts:
+                    label += " " + ",".join(f"{k}={v}" for k, v in extra_opts.items())
+                session = model.new_session(**{**VARIANTS[variant], **extra_opts})
                 rows += score_clip(
                     clip, session.predict, model=label, posts=posts, max_frames=args.max_frames
                 )

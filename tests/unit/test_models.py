@@ -307,3 +307,21 @@ def test_rvm_coarse_seq_matches_stepwise():
     torch.testing.assert_close(b_seq, torch.cat([s[1] for s in steps]), atol=1e-4, rtol=0)
     for r_seq, r in zip(rec_seq, rec, strict=True):
         torch.testing.assert_close(r_seq, r, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["human", "light", "original"])
+def test_half_precision_gives_the_same_matte(name):
+    """The fp16 path (what a GPU runs by default) on the CPU: same mattes as fp32 within fp16 rounding.
+    Checks the dtype plumbing (inputs, recurrent states, the full-res step) without a GPU."""
+    _need_weights(name)
+    frames = [_frame(i) for i in (40, 41)]  # 854x480, frames where every model sees the runner
+    full = MODELS[name](MODEL_DIR).new_session().predict_batch(frames)
+    half_model = MODELS[name](MODEL_DIR, half=True)
+    half = half_model.new_session().predict_batch(frames)
+    assert half_model.dtype.itemsize == 2
+    for a, b in zip(full, half, strict=True):
+        assert b.dtype == np.float32 and b.shape == a.shape
+        assert float(np.abs(a - b).mean()) < 2e-3
+        fg_a, fg_b = a > 0.5, b > 0.5
+        assert fg_a.sum() > 1000  # the person is there
+        assert (fg_a & fg_b).sum() / (fg_a | fg_b).sum() > 0.98

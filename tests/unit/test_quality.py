@@ -182,3 +182,14 @@ def test_score_clip_with_the_truth_as_model(tmp_path):
 
     text = bench.report(rows, ["clip"], [])
     assert "| clip | oracle | blank | 5 | 0.000 |" in text and "dtSSD = 1e2" in text
+
+
+def test_set_options_are_parsed_by_type():
+    bench = load_bench()
+    assert bench._option("internal_size=512") == ("internal_size", 512)
+    assert bench._option("guided=false") == ("guided", False)
+    assert bench._option("ratio=0.5") == ("ratio", 0.5)
+    assert bench._option("subjects=main") == ("subjects", "main")
+    for bad in ("internal_size", "=3"):
+        with pytest.raises(ValueError):
+            bench._option(bad)
