@@ -10,7 +10,7 @@ import pytest
 from videobg.errors import InvalidInput
 from videobg.matte import guided
 from videobg.matte.session import MattePost, PostConfig, check_text_prompt, split_post_options
-from videobg.matte.subject import SubjectSelector
+from videobg.matte.subject import SaliencyGate, SubjectSelector
 from videobg.matte.temporal import TemporalSmoother
 
 pytestmark = pytest.mark.unit
@@ -99,6 +99,41 @@ def test_anchor_splits_a_bystander_merged_with_the_subject():
     out = SubjectSelector("main", anchor=lambda _rgb: saliency)(rgb, soft(subject | bystander))
     assert iou(out > 0.5, subject) > 0.85
     assert out[bystander & ~disc(W / 2 - 60, H / 2, 90)].max() < 0.05
+
+
+def test_saliency_gate_keeps_the_salient_person_and_drops_the_other():
+    person, other = disc(W / 2 - 120, H / 2, 60), disc(W / 2 + 150, H / 2, 60)
+    rgb = paint(textured_background(4), [(person, (200, 60, 60)), (other, (60, 200, 60))])
+    saliency = cv2.GaussianBlur(disc(W / 2 - 120, H / 2, 58).astype(np.float32), (15, 15), 0)
+    gate = SaliencyGate(lambda _rgb: saliency)
+    for _ in range(3):
+        out = gate(rgb, soft(person | other))
+    assert not gate.salient_not_person
+    assert iou(out > 0.5, person) > 0.9 and out[other].max() < 0.05
+
+
+def test_saliency_gate_mattes_a_salient_non_person_from_the_saliency():
+    """A dog in front of the camera: the person model finds nothing there (only a small bystander far
+    off), the salient-object model finds the dog. After a few frames the gate stops trusting the person
+    matte and hands out the saliency map, upsampled along the frame's edges; `reset` forgets that."""
+    dog, bystander = disc(W / 2, H / 2, 90), disc(40, 40, 20)
+    rgb = paint(textured_background(5), [(dog, (180, 140, 90)), (bystander, (60, 60, 200))])
+    small_sal = cv2.resize(cv2.GaussianBlur(dog.astype(np.float32), (9, 9), 0), (320, 320))  # stretched
+    gate = SaliencyGate(lambda _rgb: small_sal, window=5)
+    person_matte = soft(bystander)
+    first = gate(rgb, person_matte)
+    assert gate.salient_not_person  # one frame: the median of one cover
+    outs = [gate(rgb, person_matte) for _ in range(4)]
+    assert iou(first > 0.5, dog) > 0.9
+    for out in outs:
+        assert out.shape == (H, W) and out.dtype == np.float32
+        assert iou(out > 0.5, dog) > 0.9 and out[bystander].max() < 0.05
+    # the person comes back into the salient region: within the window the gate returns to the person matte
+    for _ in range(5):
+        out = gate(rgb, soft(dog))
+    assert not gate.salient_not_person and iou(out > 0.5, dog) > 0.9
+    gate.reset()
+    assert not gate.salient_not_person
 
 
 def test_selection_options_are_checked():

@@ -46,7 +46,10 @@ class PostConfig:
         if self.guided:
             steps.append(f"guided upsampling (r={self.guided_radius}, eps={self.guided_eps:g})")
         if self.subjects == "main" and self.gate:
-            steps.append("main subject by per-frame saliency gate (U²-Net small)")
+            steps.append(
+                "main subject by per-frame saliency gate (U²-Net small; the saliency itself where the "
+                "subject is not a person)"
+            )
         elif self.subjects == "main":
             anchored = " (first frame anchored by U²-Net small saliency)" if self.anchor else ""
             steps.append(f"main-subject selection and tracking{anchored}")

@@ -3,8 +3,10 @@
 Robust Video Matting at a 512 px internal size (the `human` model runs it at 320: finer edges, steadier
 limbs; docs/QUALITY.md), with the main subject chosen EVERY frame by U²-Net small's saliency (a gate,
 temporally smoothed), which holds the subject better than flow tracking when a crowd touches it (DAVIS
-breakdance). Person matting like `human`: a non-person subject (a dog) is mostly lost at this size; use
-`original` for objects and animals. Needs both weight files: rvm_mobilenetv3_fp32.onnx and u2netp.onnx.
+breakdance). When the salient subject is not a person (RVM covers under a fifth of it over the last 15
+frames: a dog, a product), the temporally smoothed saliency map becomes the matte instead, so such a
+subject is kept the way `original` keeps it (DAVIS libby: J 0.105 -> 0.605). Needs both weight files:
+rvm_mobilenetv3_fp32.onnx and u2netp.onnx.
 """
 
 from __future__ import annotations
