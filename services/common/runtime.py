@@ -495,15 +495,24 @@ class Service:
             raise
         self._set_ready(True)
         if self._warmup is not None:
-            asyncio.create_task(
-                asyncio.to_thread(self._warmup, self.settings, deps), name=f"{self.name}-warmup"
-            )
+            # a daemon thread, not the loop's executor: a SIGTERM during a slow warm-up (a cold model
+            # load) must not wait for it at exit, since asyncio.run joins its executor's threads
+            threading.Thread(
+                target=self._run_warmup, args=(deps,), name=f"{self.name}-warmup", daemon=True
+            ).start()
         log.info(
             "%s serving gRPC on %s (worker: %s)",
             self.name,
             self.target,
             self.worker.durable if self.worker else "none",
         )
+
+    def _run_warmup(self, deps: Deps) -> None:
+        assert self._warmup is not None
+        try:
+            self._warmup(self.settings, deps)
+        except Exception:  # a job that needs what failed reports it; the service still serves
+            log.exception("%s: warm-up failed", self.name)
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._ready:

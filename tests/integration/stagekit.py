@@ -166,9 +166,9 @@ def health(target: str, timeout: float = 2.0) -> str:
 
 
 class ServiceProcess:
-    """`python -m services.<name>` on a free loopback port; stopped by PID."""
+    """`python -m services.<name>` (or `python -c code`) on a free loopback port; stopped by PID."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path):
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, code: str | None = None):
         self.name = name
         self.port = free_ports(1)[0]
         prefix = f"VBG_{name.upper()}_"
@@ -176,7 +176,7 @@ class ServiceProcess:
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
+                [sys.executable, "-c", code] if code else [sys.executable, "-m", f"services.{name}"],
                 cwd=REPO,
                 env=env,
                 stdout=log,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import grpc
 import numpy as np
@@ -124,6 +125,34 @@ async def test_process_serving_and_sigterm(nats_url, s3_endpoint, object_store, 
     try:
         await asyncio.to_thread(proc.wait_serving)
         assert await asyncio.to_thread(proc.terminate) == 0, proc.log()
+    finally:
+        proc.kill()
+
+
+SLOW_WARMUP = """
+import time
+from services.common.runtime import main
+from services.segmenter.server import SegmenterSettings, build_server, build_worker
+
+def warmup(settings, deps):
+    time.sleep(120)  # a model load on a cold, busy machine
+
+raise SystemExit(main(SegmenterSettings(), build_server, build_worker, name="segmenter", warmup=warmup))
+"""
+
+
+async def test_sigterm_during_a_slow_warmup_exits_at_once(
+    nats_url, s3_endpoint, object_store, models_path, tmp_path
+):
+    """The warm-up (the default model's load) runs beside serving; a SIGTERM before it ends must not wait
+    for it (asyncio.run would join an executor thread at exit: this hung CI once, on a cold clone)."""
+    env = kit.service_env(nats_url, s3_endpoint, object_store, VBG_SEGMENTER_MODEL_DIR=str(models_path))
+    proc = kit.ServiceProcess("segmenter", env, tmp_path, code=SLOW_WARMUP)
+    try:
+        await asyncio.to_thread(proc.wait_serving)
+        t0 = time.monotonic()
+        assert await asyncio.to_thread(proc.terminate, 15.0) == 0, proc.log()
+        assert time.monotonic() - t0 < 15.0
     finally:
         proc.kill()
 
