@@ -24,6 +24,7 @@ than any bystander (the subject's own soft edge stays whole) and 0 on the bystan
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import cv2
@@ -301,12 +302,12 @@ class SaliencyGate:
         self.person_cover = person_cover
         self.window = window
         self.smoother = TemporalSmoother(0.15, (3.0, 20.0))
-        self._covers: list[float] = []
+        self._covers: deque[float] = deque(maxlen=window)  # the recent frames' person cover
         self._scratch = gf.Scratch()
 
     def reset(self) -> None:
         self.smoother.reset()
-        self._covers = []
+        self._covers.clear()
 
     @property
     def salient_not_person(self) -> bool:
@@ -329,7 +330,7 @@ class SaliencyGate:
         salient = int(np.count_nonzero(hi))
         if salient:  # a frame with nothing salient says nothing about what the subject is
             person = np.count_nonzero((small_alpha > 0.5) & (hi > 0))
-            self._covers = [*self._covers[-(self.window - 1) :], person / salient]
+            self._covers.append(person / salient)
         if self.salient_not_person:
             return gf.guided_upsample(rgb, small, sal, scratch=self._scratch)  # [H, W] float32 0..1
         r = max(1.0, self.margin * max(size))
