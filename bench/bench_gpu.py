@@ -79,14 +79,14 @@ def network_fps(model, frames: list[np.ndarray], batch: int, device: str, intern
     zero = torch.zeros(1, 1, 1, 1, device=model.device, dtype=model.dtype)
     with torch.inference_mode():
         xs = [to_tensor(small[i : i + batch], model.device, model.dtype) for i in range(0, len(small), batch)]
-        rec = [zero] * 4
-        for x in xs[:2]:
-            *_, r1, r2, r3, r4 = net.coarse_seq(x, *rec)
+        for x in xs[:2]:  # warm-up
+            net.coarse_seq(x, *[zero] * 4)
         _sync(device)
         rec = [zero] * 4
         t = time.perf_counter()
         for x in xs:
-            a, b, *rec = net.coarse_seq(x, *rec)
+            *_, r1, r2, r3, r4 = net.coarse_seq(x, *rec)
+            rec = [r1, r2, r3, r4]
         _sync(device)
     return len(frames) / (time.perf_counter() - t)
 

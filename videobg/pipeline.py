@@ -76,13 +76,9 @@ def quantize_alpha(alpha: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(alpha, alpha=255.0)
 
 
-def matte_one(session: MatteSession, frame: Frame) -> Matted:
-    """Call in frame order, one session per job: a recurrent model keeps its state inside the session."""
-    return Matted(frame, quantize_alpha(session.predict(frame.rgb)))
-
-
 def matte_batch(session: MatteSession, frames: list[Frame]) -> list[Matted]:
-    """Consecutive frames of one job in one inference call (a GPU's batch); same results as matte_one."""
+    """Consecutive frames of one job in one inference call (one frame on a CPU, a batch on a GPU). Call
+    in frame order, one session per job: a recurrent model keeps its state inside the session."""
     alphas = session.predict_batch([f.rgb for f in frames])
     return [Matted(f, quantize_alpha(a)) for f, a in zip(frames, alphas, strict=True)]
 
@@ -127,20 +123,16 @@ def process(
     frames: Iterator[Frame] = threaded(
         iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop
     )
-    mattes: Iterator[Matted]
-    if batch_frames > 1:  # whole batches travel through the queue; the next stage gets single frames
-        batches = threaded(
-            batched(frames, batch_frames),
-            lambda fs: matte_batch(session, fs),
-            name="matte",
-            maxsize=max(1, queue_frames // batch_frames),
-            clock=clock,
-        )
-        mattes = itertools.chain.from_iterable(batches)
-    else:
-        mattes = threaded(
-            frames, lambda f: matte_one(session, f), name="matte", maxsize=queue_frames, clock=clock
-        )
+    # whole batches travel through the matte queue (of about queue_frames frames); the next stage
+    # gets single frames again
+    batches = threaded(
+        batched(frames, batch_frames),
+        lambda fs: matte_batch(session, fs),
+        name="matte",
+        maxsize=max(1, queue_frames // batch_frames),
+        clock=clock,
+    )
+    mattes: Iterator[Matted] = itertools.chain.from_iterable(batches)
     comps = threaded(
         mattes,
         lambda m: refine_and_composite(m, plate),

@@ -284,7 +284,7 @@ class SaliencyGate:
     `person_cover` of the salient region, as a running median over the last `window` frames, so one
     odd frame does not flip it), the smoothed saliency map itself is the matte, guided-upsampled to full
     resolution: `pro` then keeps a dog the way `original` does instead of dropping it (DAVIS libby:
-    J 0.10 -> 0.55; the three people clips unchanged, docs/QUALITY.md).
+    J 0.105 -> 0.605; the other four clips unchanged, docs/QUALITY.md).
     """
 
     def __init__(
@@ -300,7 +300,6 @@ class SaliencyGate:
         self.threshold = threshold
         self.margin = margin  # kept around the salient region, fraction of the long side
         self.person_cover = person_cover
-        self.window = window
         self.smoother = TemporalSmoother(0.15, (3.0, 20.0))
         self._covers: deque[float] = deque(maxlen=window)  # the recent frames' person cover
         self._scratch = gf.Scratch()
