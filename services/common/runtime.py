@@ -33,7 +33,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -67,6 +69,8 @@ from videobg.errors import (
 from videobg.keys import check_id
 
 log = logging.getLogger(__name__)
+
+WARMUP_JOIN_S = 2.0  # at exit, how long a still-running warm-up (a model load) is waited for
 
 T = TypeVar("T")
 FAILABLE = frozenset({"draft", "queued", "processing"})  # states a stage may move to failed
@@ -462,6 +466,7 @@ class Service:
         self.queue_monitor: service_metrics.QueueMonitor | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         self._ready = False
+        self.warmup_thread: threading.Thread | None = None
 
     @property
     def target(self) -> str:
@@ -497,9 +502,10 @@ class Service:
         if self._warmup is not None:
             # a daemon thread, not the loop's executor: a SIGTERM during a slow warm-up (a cold model
             # load) must not wait for it at exit, since asyncio.run joins its executor's threads
-            threading.Thread(
+            self.warmup_thread = threading.Thread(
                 target=self._run_warmup, args=(deps,), name=f"{self.name}-warmup", daemon=True
-            ).start()
+            )
+            self.warmup_thread.start()
         log.info(
             "%s serving gRPC on %s (worker: %s)",
             self.name,
@@ -623,8 +629,21 @@ def main(
     """Run one stage service until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 if NATS or S3 could not
     be reached at start or the worker loop died."""
     setup_logging(settings.log_level)
+    service = Service(settings, build_server, build_worker, name=name, warmup=warmup)
     try:
-        return asyncio.run(serve(Service(settings, build_server, build_worker, name=name, warmup=warmup)))
+        code = asyncio.run(serve(service))
     except Transient as e:
         log.error("%s: cannot start: %s", name, e)
-        return 1
+        code = 1
+    thread = service.warmup_thread
+    if thread is not None:
+        thread.join(WARMUP_JOIN_S)
+        if thread.is_alive():
+            # the drain is done; a warm-up still inside torch's native code would abort the interpreter's
+            # exit ("terminate called without an active exception", SIGABRT), so leave without it
+            log.warning("%s: warm-up still running at exit; leaving without it", name)
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code

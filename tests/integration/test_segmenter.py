@@ -131,11 +131,18 @@ async def test_process_serving_and_sigterm(nats_url, s3_endpoint, object_store, 
 
 SLOW_WARMUP = """
 import time
+import torch
 from services.common.runtime import main
 from services.segmenter.server import SegmenterSettings, build_server, build_worker
 
 def warmup(settings, deps):
-    time.sleep(120)  # a model load on a cold, busy machine
+    # a model load on a cold, busy machine: inside torch's native code when the SIGTERM lands (a process
+    # that exits then, with the thread still in there, aborts: "terminate called without an active
+    # exception", exit -6)
+    conv, x = torch.nn.Conv2d(3, 16, 3), torch.randn(1, 3, 256, 256)
+    t_end = time.monotonic() + 120
+    while time.monotonic() < t_end:
+        conv(x)
 
 raise SystemExit(main(SegmenterSettings(), build_server, build_worker, name="segmenter", warmup=warmup))
 """
@@ -145,7 +152,8 @@ async def test_sigterm_during_a_slow_warmup_exits_at_once(
     nats_url, s3_endpoint, object_store, models_path, tmp_path
 ):
     """The warm-up (the default model's load) runs beside serving; a SIGTERM before it ends must not wait
-    for it (asyncio.run would join an executor thread at exit: this hung CI once, on a cold clone)."""
+    for it (asyncio.run would join an executor thread at exit: this hung CI once, on a cold clone), nor
+    abort on the way out while the warm-up is inside torch (failed CI once, exit -6)."""
     env = kit.service_env(nats_url, s3_endpoint, object_store, VBG_SEGMENTER_MODEL_DIR=str(models_path))
     proc = kit.ServiceProcess("segmenter", env, tmp_path, code=SLOW_WARMUP)
     try:
