@@ -161,13 +161,13 @@ class MatteSession(abc.ABC):
             )
         self.post = MattePost(post, anchor)
 
-    @abc.abstractmethod
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """[H, W, 3] uint8 upright frame -> [H, W] float32 alpha 0..1 at the frame's full resolution."""
+        return self.predict_batch([rgb])[0]
 
+    @abc.abstractmethod
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """Several consecutive frames of the same stream, in order."""
-        return [self.predict(f) for f in frames]
+        """N consecutive frames of the same stream, in order -> N alphas as `predict` gives them."""
 
     def reset(self) -> None:
         """Forget temporal state (a scene cut, a new clip): the model's and the post-processing's."""

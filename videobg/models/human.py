@@ -96,9 +96,6 @@ class HumanSession(MatteSession):
         self._frame_shape = (height, width)
         self.reset()  # the states' shapes follow the internal size
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        return self.predict_batch([rgb])[0]
-
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """N consecutive frames of this stream -> N alphas. The recurrent state runs through them in
         order; the network's per-frame parts run as one batch of N (what a GPU wants, docs/BENCHMARKS.md).
@@ -121,10 +118,7 @@ class HumanSession(MatteSession):
         small = [resize_u8(f, *self._small_size, area=self.area) for f in frames]
         with torch.inference_mode():
             src_sm = to_tensor(small, self.device, self.dtype)  # [N, 3, h, w] 0..1
-            if len(frames) == 1:
-                a, b, *rec = self.rvm.coarse(src_sm, *self._rec)  # a, b: [1, 4, h, w] guided-filter affine
-            else:
-                a, b, *rec = self.rvm.coarse_seq(src_sm, *self._rec)  # a, b: [N, 4, h, w]
+            a, b, *rec = self.rvm.coarse_seq(src_sm, *self._rec)  # a, b: [N, 4, h, w] guided-filter affine
             self._rec = rec
             # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
             if self.device.type == "cpu":

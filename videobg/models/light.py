@@ -43,9 +43,6 @@ class LightModel(MattingModel):
 
 
 class LightSession(MatteSession):
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        return self.predict_batch([rgb])[0]
-
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         if not frames:
             return []

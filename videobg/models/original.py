@@ -56,9 +56,6 @@ class OriginalSession(MatteSession):
         # rembg stretches each map to 0..1; it also lifts a frame with no salient object to full range
         self.minmax = minmax
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        return self.predict_batch([rgb])[0]
-
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         if not frames:
             return []

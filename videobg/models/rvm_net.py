@@ -248,6 +248,8 @@ class RVM(nn.Module):
         the states after the last frame. The encoder, LR-ASPP and the guided-filter fit (most of the
         work) run on all T frames in one batch; only the recurrent decoder steps frame by frame. Same
         result as T calls of `coarse` (the batch only changes float summation order)."""
+        if src_sm.shape[0] == 1:
+            return self.coarse(src_sm, r1, r2, r3, r4)
         f1, f2, f3, f4 = self.backbone(src_sm)
         f4 = self.aspp(f4)
         hids = []
@@ -257,7 +259,7 @@ class RVM(nn.Module):
                 src_sm[one], f1[one], f2[one], f3[one], f4[one], r1, r2, r3, r4
             )
             hids.append(hid)  # [1, 16, h, w]
-        hid = torch.cat(hids) if len(hids) > 1 else hids[0]  # [T, 16, h, w]
+        hid = torch.cat(hids)  # [T, 16, h, w]
         a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
         return a, b, r1, r2, r3, r4
 
