@@ -16,6 +16,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from services.common.procs import ServerStartError
 from services.stack import FileServer, Stack, StackConfig
@@ -82,6 +83,24 @@ def job_events(stack: Stack, job_id: str) -> list[dict]:
                 events.append(json.loads(msg.data))
             await sub.unsubscribe()
             return events
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def last_event(stack: Stack, job_id: str) -> dict | None:
+    """The job's newest event, in one request (job_events waits for a second of quiet, too slow to catch
+    a short stage at work)."""
+
+    async def read() -> dict | None:
+        assert stack.nats is not None
+        nc = await nats.connect(stack.nats.url)
+        try:
+            msg = await nc.jetstream().get_last_msg(subjects.EVENTS_STREAM, subjects.events_subject(job_id))
+            return json.loads(msg.data) if msg.data else None
+        except NotFoundError:
+            return None
         finally:
             await nc.close()
 
