@@ -21,6 +21,8 @@ class CoreSettings(BaseSettings):
     max_duration_s: float = 60.0
     min_side: int = 64
     max_side: int = 4096
+    max_fps: float = 240.0  # refused above this frame rate (invalid_parameter)
+    max_frames: int = 0  # refused above this many frames; 0: max_duration_s x max_fps
     queue_frames: int = 8  # bounded queue between overlapped stages (frames in flight per stage)
     batch_frames: int = 0  # frames per inference call; 0: auto (1 on CPU, 8 on a GPU; see resolved_batch)
 
@@ -30,6 +32,8 @@ class CoreSettings(BaseSettings):
             max_duration_s=self.max_duration_s,
             min_side=self.min_side,
             max_side=self.max_side,
+            max_fps=self.max_fps,
+            max_frames=self.max_frames,
         )
 
     def resolved_device(self) -> str:

@@ -81,6 +81,12 @@ class Limits:
     max_duration_s: float = 60.0
     min_side: int = 64
     max_side: int = 4096
+    max_fps: float = 240.0  # every phone and camera clip, slow motion included
+    max_frames: int = 0  # 0: max_duration_s x max_fps
+
+    @property
+    def frame_cap(self) -> int:
+        return self.max_frames or int(self.max_duration_s * self.max_fps)
 
 
 @dataclass

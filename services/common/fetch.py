@@ -10,6 +10,13 @@ is ever reused across hops.
 Status mapping: 404/410 -> NotFound; 408, 429 and 5xx -> Transient (retried); other non-2xx ->
 InvalidInput; more than `max_bytes` (declared or streamed) -> TooLarge; connect/read failures and a
 download slower than `timeout_s` -> Transient; a refused or unresolvable host -> InvalidInput.
+
+Pace: a server that trickles (a byte every few seconds, headers included) must not hold an ingest worker
+for long. Every read on the socket (`_Pace`, through httpcore's network-backend hook) is bounded by the
+total deadline, and each `rate_window_s` the bytes received in that window must reach
+`min_rate_bytes_s` x the window, else the download stops with a Transient naming the rate. httpx's own
+per-read timeout alone resets on every byte, and its chunked iterator only looks at the clock once a
+whole chunk has arrived.
 Proxies from the environment are ignored (trust_env=False): what is fetched is what `check_url` saw.
 """
 
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from services.common import ssrf
@@ -34,7 +42,6 @@ from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
 log = logging.getLogger(__name__)
 
 USER_AGENT = "videobg/0.1 (+https://github.com/videobg)"
-_CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
 
 
@@ -59,6 +66,98 @@ def _redact(url: str) -> str:
     return f"{p.scheme}://{host}{p.path}"
 
 
+class _Pace:
+    """The clock of one download, consulted by every socket read: total deadline and minimum rate."""
+
+    def __init__(self, what: str, timeout_s: float, min_rate_bytes_s: float, window_s: float) -> None:
+        self.what = what
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.min_rate = min_rate_bytes_s
+        self.window_s = window_s
+        self.window_end = time.monotonic() + window_s
+        self.window_bytes = 0
+
+    def read_timeout(self, asked: float | None) -> float:
+        """How long the next read may block: until the deadline or the end of the rate window."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            raise Transient(f"Downloading the {self.what} took longer than {self.timeout_s:g} s")
+        self._check_window(now)
+        limit = min(self.deadline, self.window_end) - now
+        return max(0.001, limit if asked is None else min(asked, limit))
+
+    def got(self, n: int) -> None:
+        self.window_bytes += n
+
+    def _check_window(self, now: float) -> None:
+        if now < self.window_end or self.min_rate <= 0:
+            return
+        if self.window_bytes < self.min_rate * self.window_s:
+            raise Transient(
+                f"Downloading the {self.what} was too slow: {self.window_bytes} bytes in {self.window_s:g} s "
+                f"(at least {self.min_rate:g} bytes/s are needed)"
+            )
+        self.window_end, self.window_bytes = now + self.window_s, 0
+
+
+class _PacedStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, pace: _Pace) -> None:
+        self._inner = inner
+        self._pace = pace
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        while True:
+            limit = self._pace.read_timeout(timeout)
+            try:
+                data = self._inner.read(max_bytes, limit)
+            except httpcore.ReadTimeout:
+                if timeout is not None and limit >= timeout:
+                    raise  # httpx's own read timeout
+                continue  # the deadline or the end of a rate window: read_timeout decides
+            self._pace.got(len(data))
+            return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._pace.read_timeout(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _PacedStream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._pace)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _PacedBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend, pace: _Pace) -> None:
+        self._inner = inner
+        self._pace = pace
+
+    def connect_tcp(self, *args: Any, **kw: Any) -> httpcore.NetworkStream:
+        return _PacedStream(self._inner.connect_tcp(*args, **kw), self._pace)
+
+    def connect_unix_socket(self, *args: Any, **kw: Any) -> httpcore.NetworkStream:
+        return _PacedStream(self._inner.connect_unix_socket(*args, **kw), self._pace)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _paced_transport(pace: _Pace) -> httpx.HTTPTransport:
+    # No keep-alive: a pooled connection is keyed by address, and one made for another host name (its
+    # TLS certificate checked against that name) must never carry this request.
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    pool = transport._pool  # httpx offers no public hook for httpcore's network backend
+    assert isinstance(pool, httpcore.ConnectionPool) and hasattr(pool, "_network_backend")
+    pool._network_backend = _PacedBackend(pool._network_backend, pace)
+    return transport
+
+
 def fetch_to_file(
     url: str,
     dest: str | Path,
@@ -66,13 +165,17 @@ def fetch_to_file(
     max_bytes: int,
     timeout_s: float = 300.0,
     connect_timeout_s: float = 10.0,
+    min_rate_bytes_s: float = 64 * 1024,
+    rate_window_s: float = 20.0,
     what: str = "file",
     allow: AllowList | str | None = None,
     client: httpx.Client | None = None,
 ) -> Fetched:
     """GET `url` into `dest` (written as dest.part, renamed when complete). `what` names the thing in
     error messages ("source video", "background image"); `allow` is the operator's allow-list (a CIDR and
-    host-name string as in the settings, or an AllowList)."""
+    host-name string as in the settings, or an AllowList). The download must end within `timeout_s` and
+    bring at least `min_rate_bytes_s` in every `rate_window_s` (module docstring); a `client` passed in
+    (tests) brings its own timeouts instead."""
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + timeout_s
@@ -80,13 +183,11 @@ def fetch_to_file(
         connect=connect_timeout_s, read=min(60.0, timeout_s), write=30.0, pool=connect_timeout_s
     )
     own = client is None
-    # No keep-alive: a pooled connection is keyed by address, and one made for another host name (its
-    # TLS certificate checked against that name) must never carry this request.
     http = client or httpx.Client(
         timeout=timeout,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
-        limits=httpx.Limits(max_keepalive_connections=0),
+        transport=_paced_transport(_Pace(what, timeout_s, min_rate_bytes_s, rate_window_s)),
     )
     try:
         for _ in range(_MAX_REDIRECTS + 1):
@@ -174,7 +275,7 @@ def _check_status(resp: httpx.Response, what: str, url: str) -> None:
 def _stream_to(resp: httpx.Response, path: Path, max_bytes: int, deadline: float, what: str) -> int:
     size = 0
     with open(path, "wb") as f:
-        for chunk in resp.iter_bytes(_CHUNK):
+        for chunk in resp.iter_bytes():  # as each network read decodes: the clock is seen on every one
             size += len(chunk)
             if size > max_bytes:
                 raise TooLarge(f"The {what} is larger than the limit of {max_bytes / 1e6:.1f} MB")

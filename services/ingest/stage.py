@@ -30,7 +30,7 @@ from services.common.ssrf import AllowSetting
 from videobg import keys, subjects
 from videobg.composite import load_image_rgb
 from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
-from videobg.media.probe import ACCEPTED_DEMUXERS, probe, validate
+from videobg.media.probe import ACCEPTED_DEMUXERS, probe, span_seconds, validate
 from videobg.pipeline import expected_frames
 from videobg.types import Limits, Trim, VideoInfo
 
@@ -52,6 +52,10 @@ class IngestSettings(StageSettings):
     model_config = SettingsConfigDict(env_prefix="VBG_INGEST_", extra="ignore")
 
     fetch_timeout_s: float = 300.0  # a URL download may take at most this long (within the stage deadline)
+    # and must bring this many bytes/s over every window of fetch_rate_window_s (a trickling server is cut
+    # off, not waited for; services/common/fetch.py)
+    fetch_min_rate_bytes_s: float = 64 * 1024
+    fetch_rate_window_s: float = 20.0
     max_image_bytes: int = 25 * 1024 * 1024  # background images
     # CIDRs and host names URL fetches may reach although not public (services/common/ssrf.py), e.g.
     # "127.0.0.0/8,::1/128" for a local stack serving clips on loopback; "" admits public addresses only
@@ -75,8 +79,9 @@ def info_to_dict(info: VideoInfo) -> dict[str, Any]:
 
 
 def billed_seconds(info: VideoInfo, trim: Trim) -> float:
-    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
-    return round(max(0.0, end - trim.start), 3)
+    """The validated span (probe measures it from the packets, not from the uploader's header); decoding
+    in the later stages stops at it (`frame_budget`)."""
+    return round(span_seconds(info, trim), 3)
 
 
 def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
@@ -150,7 +155,14 @@ def _bring(
     if source.get("url"):
         timeout = min(settings.fetch_timeout_s, max(run.remaining, 1.0))
         return fetch_to_file(
-            source["url"], dest, max_bytes=max_bytes, timeout_s=timeout, what=what, allow=settings.fetch_allow
+            source["url"],
+            dest,
+            max_bytes=max_bytes,
+            timeout_s=timeout,
+            min_rate_bytes_s=settings.fetch_min_rate_bytes_s,
+            rate_window_s=settings.fetch_rate_window_s,
+            what=what,
+            allow=settings.fetch_allow,
         ).path
     if source.get("asset_id"):
         return copy_asset(run.store, source["asset_id"], dest, max_bytes, what)

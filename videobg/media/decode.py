@@ -8,6 +8,8 @@
   VFR timing is kept. Frames whose time does not increase are dropped (a muxer cannot write them).
 - Rotation: pictures are turned by `info.rotation` (clockwise) and scaled to the probed size when a
   stream changes resolution mid-way, so every frame has the shape [info.height, info.width, 3].
+- Budget: at most `frame_budget(info, trim)` frames come out, the span that was validated and billed at
+  the clip's rate plus one; a stream holding more (timestamps that lie about the length) is cut there.
 - Errors: undecodable packets are skipped with a warning; a stream where nothing decodes, or a long run
   of failures, raises MalformedMedia. A file that ends early (truncated) yields what is there.
 """
@@ -25,7 +27,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from videobg.errors import MalformedMedia
-from videobg.media.probe import demux_packets, describe_error, open_media, select_video_stream
+from videobg.media.probe import demux_packets, describe_error, frame_budget, open_media, select_video_stream
 from videobg.types import Frame, Trim, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def _decode_span(path: str | Path, info: VideoInfo, trim: Trim, *, seek: bool) -
         if seek and not _seek(container, stream, origin + trim.start):
             raise _SeekOvershoot
         index, last_t = 0, -float("inf")
+        budget = frame_budget(info, trim)
         reformatter = VideoReformatter()  # one per stream: keeps the swscale context between frames
         default_step = 1.0 / float(info.fps_avg or info.fps_nominal or 25)
         frames = _decoded_frames(container, stream)
@@ -73,6 +76,9 @@ def _decode_span(path: str | Path, info: VideoInfo, trim: Trim, *, seek: bool) -
             if t <= last_t:
                 log.debug("dropping frame with non-increasing time %.6f", t)
                 continue
+            if index >= budget:
+                log.warning("stream runs past its validated span: stopped after %d frames", index)
+                break
             rgb = _to_rgb(reformatter, frame, info)
             if rgb is None:
                 continue

@@ -7,10 +7,17 @@ upload pick any demuxer (HLS or concat playlists that read other files, image se
 Other containers (AVI, MPEG-TS, FLV, ...) are refused as Unsupported even with an accepted codec.
 
 Times: trims and decoded frame times count from the container's start_time (FFmpeg's `-ss` origin; the
-audio muxer uses the same one). `duration_s` is the video stream's length when the container states it,
-else the container's, else measured by a demux-only pass over the packets (WebM from browsers).
-`fps_nominal` is FFmpeg's guessed rate (the base rate unless that is implausible, e.g. 90000 for a phone
-VFR clip); `fps_avg` is frames / duration.
+audio muxer uses the same one). `duration_s` is the larger of what the container states (the video
+stream's length, else the container's) and what the packets say (last pts + duration - first pts, from a
+demux-only pass, cheap next to decoding). The header alone is never trusted: an `mvhd`/`mdhd` duration
+patched to 1 tick would otherwise make a 10 s clip probe as 0.00007 s, pass the duration limit and be
+billed nothing (tests/security/test_media_limits.py). Within one frame of each other the container's
+figure stands. `fps_nominal` is FFmpeg's guessed rate (the base rate unless that is implausible, e.g.
+90000 for a phone VFR clip); `fps_avg` is frames / duration.
+
+Limits (`validate`): size, sides, duration of the trimmed span, frame rate and frame count. Decoding
+(`videobg.media.decode.iter_frames`) then never yields more than `frame_budget(info, trim)` frames, the
+validated and billed span at the clip's rate plus one, whatever the stream holds.
 """
 
 from __future__ import annotations
@@ -126,13 +133,24 @@ def _timing(
     fps_avg: Fraction | None,
     fps_nominal: Fraction | None,
 ) -> tuple[float, int, Fraction]:
-    """(duration, frame count, average fps): as stated by the container, else counted, else estimated."""
-    if frames <= 0 or duration_s is None:  # Matroska/WebM never state a frame count
-        scanned = _scan_packets(path, size_bytes)
-        if scanned is not None:
-            frames, span = scanned
-            # the video's own packets beat a container figure that may include other streams
-            duration_s = span if span > 0 else duration_s
+    """(duration, frame count, average fps): the larger of what the container states and what its packets
+    say (the header is the uploader's to write), else estimated."""
+    scanned = _scan_packets(path, size_bytes)
+    if scanned is not None:
+        count, span = scanned
+        rate = fps_avg or fps_nominal or Fraction(25)
+        slack = 1.0 / float(rate) + 1e-3  # a last frame counted or not
+        # Matroska/WebM state no frame count: there the video's own packets beat a container figure that
+        # may include other streams; elsewhere the larger figure wins
+        if span > 0 and (frames <= 0 or duration_s is None or span > duration_s + slack):
+            if frames > 0 and duration_s is not None:
+                log.warning(
+                    "container states %.6f s but its packets span %.3f s; using the packets", duration_s, span
+                )
+            duration_s = span
+            fps_avg = None  # a rate derived from the stated duration is as wrong as it
+        if count > frames:
+            frames, fps_avg = count, None
     if fps_avg is None and frames > 1 and duration_s:
         fps_avg = Fraction(frames / duration_s).limit_denominator(1001)
     fps = fps_avg or fps_nominal or Fraction(25)
@@ -167,8 +185,7 @@ def validate(info: VideoInfo, limits: Limits, trim: Trim | None = None) -> None:
         raise InvalidInput(
             f"Trim start {trim.start:g} s is beyond the end of the video ({info.duration_s:.2f} s)"
         )
-    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
-    span = end - trim.start
+    span = span_seconds(info, trim)
     # one frame of slack: a "60 s" phone clip is often 60.03 s long
     slack = 1.0 / float(info.fps_avg) if info.fps_avg else 0.0
     if span > limits.max_duration_s + slack:
@@ -177,6 +194,31 @@ def validate(info: VideoInfo, limits: Limits, trim: Trim | None = None) -> None:
             f"{what} is {span:.1f} s long; the limit is {limits.max_duration_s:g} s "
             f"(trim it with start/end or send a shorter clip)"
         )
+    fps = frame_rate(info)
+    if fps > limits.max_fps + 1e-6:
+        raise InvalidInput(f"The frame rate is {fps:.1f} fps; the limit is {limits.max_fps:g} fps")
+    frames = min(info.frame_count, frame_budget(info, trim))
+    if frames > limits.frame_cap:
+        raise InvalidInput(
+            f"The video has {frames} frames to process; the limit is {limits.frame_cap} frames"
+        )
+
+
+def span_seconds(info: VideoInfo, trim: Trim) -> float:
+    """Seconds of source in the trimmed span: what limits check and what a job is billed for."""
+    end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
+    return max(0.0, end - trim.start)
+
+
+def frame_rate(info: VideoInfo) -> float:
+    """The clip's rate for limits and frame budgets: the higher of the average and the nominal."""
+    return max(float(info.fps_avg or 0), float(info.fps_nominal or 0)) or 25.0
+
+
+def frame_budget(info: VideoInfo, trim: Trim) -> int:
+    """The most frames a job may decode and emit: its validated (and billed) span at its rate, plus one.
+    Decoding stops there whatever the stream holds past it."""
+    return int(span_seconds(info, trim) * frame_rate(info) + 1e-6) + 1
 
 
 def _file_size(path: str | Path) -> int:
@@ -253,8 +295,8 @@ def _scan_packets(path: str | Path, size_bytes: int) -> tuple[int, float] | None
         stream = select_video_stream(container)
         tb = stream.time_base
         for packet in demux_packets(container.demux(stream)):
-            if packet.size == 0:
-                continue  # the flush packet at EOF
+            if packet.size == 0 or packet.is_discard:
+                continue  # the flush packet at EOF; one an edit list cuts (the decoder drops its frame)
             count += 1
             if packet.pts is not None and tb:
                 t = float(packet.pts * tb)
