@@ -39,6 +39,7 @@ ERROR_TABLE: dict[str, ErrorSpec] = {
     "invalid_auth_token": ErrorSpec(401, "UNAUTHENTICATED", NatsAction.TERM),
     "insufficient_api_credits": ErrorSpec(403, "PERMISSION_DENIED", NatsAction.TERM),
     "not_found": ErrorSpec(404, "NOT_FOUND", NatsAction.TERM),
+    "method_not_allowed": ErrorSpec(405, "UNIMPLEMENTED", NatsAction.TERM),
     "conflict": ErrorSpec(409, "ALREADY_EXISTS", NatsAction.TERM),
     "rate_limit_exceeded": ErrorSpec(429, "RESOURCE_EXHAUSTED", NatsAction.NAK),
     "model_unavailable": ErrorSpec(503, "UNAVAILABLE", NatsAction.NAK),
@@ -103,6 +104,12 @@ class ResolutionTooHigh(VideoBgError):
 
 class NotFound(VideoBgError):
     code = "not_found"
+
+
+class MethodNotAllowed(VideoBgError):
+    """A route that exists, called with a method it does not take (REST only)."""
+
+    code = "method_not_allowed"
 
 
 class ModelUnavailable(VideoBgError):

@@ -50,7 +50,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
-from services.common import bus, grpcutil
+from services.common import bus, grpcutil, logs
 from services.common import metrics as service_metrics
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
@@ -214,17 +214,20 @@ class Deps:
     def run_stage(self, stage: str, job_id: str, fn: Callable[[StageRun], T], **kw: Any) -> T:
         """Run `fn` for one job (in the calling thread); a permanent error fails the job, then re-raises."""
         run = self.stage_run(stage, job_id, **kw)
-        run.log.info("%s started", stage)
-        try:
-            with run.measured():
-                result = fn(run)
-        except Exception as exc:
-            if permanent(exc):
-                err = as_public(exc)
-                self.call(fail_job(self, job_id, stage, err.code, err.message))
-            raise
-        run.log.info("%s done in %.2f s", stage, run.elapsed)
-        return result
+        with logs.bound(
+            job_id=job_id, stage=stage, request_id=""
+        ):  # every log line of the stage names the job
+            run.log.info("%s started", stage)
+            try:
+                with run.measured():
+                    result = fn(run)
+            except Exception as exc:
+                if permanent(exc):
+                    err = as_public(exc)
+                    self.call(fail_job(self, job_id, stage, err.code, err.message))
+                raise
+            run.log.info("%s done in %.2f s", stage, run.elapsed)
+            return result
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -293,7 +296,10 @@ class StageRun:
             raise Transient(f"{self.stage} of job {self.job_id} passed its deadline of {self.deadline_s:g} s")
 
     def job(self) -> Job:
-        return self.deps.call(self.deps.jobs.get(self.job_id))
+        job = self.deps.call(self.deps.jobs.get(self.job_id))
+        if job.get("request_id"):  # the submit's X-Request-Id: this stage's lines carry it too
+            logs.REQUEST_ID.set(str(job["request_id"]))
+        return job
 
     def live_job(self) -> Job:
         """The record; raises the job's own error if it has failed or was cancelled meanwhile."""
@@ -612,10 +618,8 @@ async def serve(service: Service) -> int:
     return 0 if clean else 1
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+def setup_logging(level: str, service: str = "videobg", fmt: str = "json") -> None:
+    logs.setup_logging(level, service, fmt)
 
 
 def main(
@@ -628,7 +632,7 @@ def main(
 ) -> int:
     """Run one stage service until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 if NATS or S3 could not
     be reached at start or the worker loop died."""
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, name, settings.log_format)
     service = Service(settings, build_server, build_worker, name=name, warmup=warmup)
     try:
         code = asyncio.run(serve(service))

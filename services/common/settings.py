@@ -26,6 +26,7 @@ class ServiceSettings(BaseSettings):
     stage_deadline_s: float = 900.0  # no stage of one job may run longer than this
     work_dir: str = ""  # scratch space for downloads ("" = system temp)
     log_level: str = "INFO"
+    log_format: str = "json"  # one JSON object per line (services/common/logs.py); "text" for a terminal
 
     def core(self) -> CoreSettings:
         return CoreSettings()

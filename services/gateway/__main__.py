@@ -4,14 +4,13 @@ import asyncio
 import logging
 import sys
 
+from services.common.logs import setup_logging
 from services.gateway.server import serve
 from services.gateway.settings import GatewaySettings
 from videobg.errors import Transient
 
 settings = GatewaySettings()
-logging.basicConfig(
-    level=settings.log_level.upper(), format="%(asctime)s gateway %(levelname)s %(name)s: %(message)s"
-)
+setup_logging(settings.log_level, "gateway", settings.log_format)
 try:
     asyncio.run(serve(settings))
 except Transient as e:  # NATS unreachable at start: say so in one line, exit non-zero

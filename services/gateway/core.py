@@ -20,13 +20,16 @@ the final status with `error_code` / `error`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -34,14 +37,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from services.common import bus, jobspec
+from services.common import bus, jobspec, logs
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
 from services.gateway.credits import Billing, Ledger, Rates
 from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
 from videobg import keys, metrics, subjects
-from videobg.errors import Conflict, NotFound, Transient, VideoBgError
+from videobg.errors import Conflict, InvalidInput, NotFound, Transient, VideoBgError
 from videobg.media.formats import DEFAULT_FORMAT, get_format
 
 log = logging.getLogger(__name__)
@@ -177,10 +180,15 @@ class Gateway:
         `idempotency_key`, a retry returns the first job (`fingerprint` must match, else Conflict)."""
         spec = jobspec.validate(spec)
         owner = spec.get("owner", "")
+        metered = caller is not None and not caller.anonymous
         job_id = job_id_for(owner, idempotency_key)
         if idempotency_key:
             with contextlib.suppress(NotFound):
                 return await self._replay(await self.jobs.get(job_id), spec, fingerprint)
+        elif fingerprint and metered and self.settings.implicit_idempotency_s > 0:
+            found, job_id = await self._implicit(owner, fingerprint)
+            if found is not None:
+                return Submitted(found, replayed=True)
         if spec.get("webhook_url"):
             from services.gateway import webhooks  # it imports the REST deps, which import this module
 
@@ -202,7 +210,8 @@ class Gateway:
         }
         if fingerprint:
             record["request_fingerprint"] = fingerprint
-        metered = caller is not None and not caller.anonymous
+        if logs.REQUEST_ID.get():
+            record["request_id"] = logs.REQUEST_ID.get()
         if metered:
             assert caller is not None
             record["key_id"] = caller.key_id
@@ -233,6 +242,33 @@ class Gateway:
             "job %s queued (%s, owner %s, key %s)", job_id, record["dialect"], owner, record.get("key_id")
         )
         return Submitted(await self.jobs.get(job_id), replayed=False)
+
+    async def _implicit(self, owner: str, fingerprint: str) -> tuple[Job | None, str]:
+        """Seed 004: "Retry same request and verify no duplicate side effects", for clients that send no
+        Idempotency-Key. The same body from the same owner within `implicit_idempotency_s` is the same
+        request: (that job, its id). Else (None, the id a new job takes).
+
+        Time is cut into windows of that length; the job id is a UUIDv5 of (owner, fingerprint, window),
+        so concurrent retries collide on one id (the store's create is the lock), and the previous
+        window's id is looked at too, with the job's age checked, so a retry just after a window boundary
+        still finds its job. A job that failed or was cancelled is not replayed: sending the request
+        again then makes a new job (a random id)."""
+        window = float(self.settings.implicit_idempotency_s)
+        now = time.time()
+        index = int(now // window)
+        current = job_id_for(owner, f"implicit\x00{fingerprint}\x00{index}")
+        for job_id in (current, job_id_for(owner, f"implicit\x00{fingerprint}\x00{index - 1}")):
+            try:
+                job = await self.jobs.get(job_id)
+            except NotFound:
+                continue
+            if job.get("status") in ("failed", "cancelled"):
+                return None, str(uuid.uuid4())
+            if job.get("request_fingerprint") == fingerprint and now - _epoch(job.get("created")) <= window:
+                if job.get("status") == "queued":
+                    await self._enqueue(job)  # as _replay: a crash between create and publish
+                return job, job_id
+        return None, current
 
     async def _replay(self, existing: Job, spec: jobspec.Spec, fingerprint: str) -> Submitted:
         if fingerprint and existing.get("request_fingerprint"):
@@ -342,6 +378,48 @@ class Gateway:
             raise Conflict(f"job {job_id} is already {job.get('status')} and cannot be cancelled")
         return job
 
+    async def delete(self, job_id: str, caller: Caller | None = None) -> Job:
+        """DELETE /v1/jobs/{id}: a job still running (or a draft) is cancelled; a finished one keeps its
+        record (status, billing) but its stored objects (source, mattes, result) are deleted, and its
+        result reads as expired from then on."""
+        job = await self.get(job_id, caller)
+        if job.get("status") in CANCELLABLE:
+            with contextlib.suppress(Conflict):  # it finished meanwhile: delete its objects instead
+                return await self.cancel(job_id, caller)
+            job = await self.jobs.get(job_id)
+        removed = await asyncio.to_thread(self.objects.delete_prefix, keys.job_prefix(job_id))
+        log.info(
+            "job %s: result deleted by its owner (%d objects)", job_id, removed, extra={"job_id": job_id}
+        )
+        return await self.jobs.update(job_id, lambda j: {**j, "result_expired": True, "deleted": True})
+
+    # --- listing -------------------------------------------------------------------------------------
+
+    async def list_jobs(
+        self, caller: Caller | None, *, limit: int = 20, cursor: str = "", statuses: Collection[str] = ()
+    ) -> tuple[list[Job], str | None]:
+        """The caller's jobs, newest first, `limit` at a time: (page, cursor of the next page or None).
+        The cursor is opaque to clients: the (created, id) of the page's last job, so pages stay stable
+        while new jobs arrive. `statuses` filters on our statuses (empty: all). An anonymous caller
+        (auth off) lists every job."""
+        after = _decode_cursor(cursor)
+        owner = None if caller is None or caller.anonymous else caller.owner
+        jobs = await self.jobs.list(owner=owner, limit=1_000_000)
+        page: list[Job] = []
+        for job in jobs:  # newest first
+            position = (str(job.get("created", "")), str(job.get("id", "")))
+            if after is not None and position >= after:
+                continue
+            if statuses and job.get("status") not in statuses:
+                continue
+            page.append(job)
+            if len(page) > limit:
+                break
+        more = len(page) > limit
+        page = page[:limit]
+        next_cursor = _encode_cursor(page[-1]) if more and page else None
+        return page, next_cursor
+
     # --- usage ---------------------------------------------------------------------------------------
 
     async def usage(self, caller: Caller) -> dict[str, Any]:
@@ -403,6 +481,30 @@ class Gateway:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([str(job.get("created", "")), str(job.get("id", ""))], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        return str(created), str(job_id)
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor is not one this API handed out (use next_cursor as given)") from None
+
+
+def _epoch(iso_time: Any) -> float:
+    """A record's ISO-8601 timestamp -> unix seconds (0 when absent or unreadable)."""
+    try:
+        return datetime.fromisoformat(str(iso_time).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def event_from_job(job: Job) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import jobspec
+from services.common import jobspec, logs
 from services.common.grpcutil import CHANNEL_OPTIONS, status_for
 from services.common.jobstore import Job
 from services.gateway.core import ANONYMOUS, Caller, Gateway
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
-from videobg.errors import VideoBgError
+from videobg.errors import InvalidInput, VideoBgError
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,11 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
     ) -> common_pb2.Job:
         spec = jobspec.from_proto(request.spec)
         spec["owner"] = spec.get("owner") or self.caller(context).owner
-        job = await self.gw.submit(spec, idempotency_key=request.idempotency_key)
+        sent = dict(context.invocation_metadata() or ()).get("x-request-id")
+        rid = logs.request_id_from(sent if isinstance(sent, str) else None)
+        with logs.bound(request_id=rid):  # logged and stored on the job, as for REST
+            job = await self.gw.submit(spec, idempotency_key=request.idempotency_key)
+        await context.send_initial_metadata((("x-request-id", rid),))
         return job_to_proto(job)
 
     @mapped
@@ -174,6 +178,23 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
     ) -> common_pb2.Job:
         job = await self.gw.cancel(request.job_id, self.caller(context))
         return job_to_proto(job)
+
+    @mapped
+    async def List(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobsReply:
+        """The same page as REST GET /v1/jobs; `owner` scopes it (internal callers are trusted)."""
+        if not 0 <= request.limit <= 100:
+            raise InvalidInput("limit must be 1..100 (0: 20)")
+        caller = Caller(owner=request.owner, key_id="grpc") if request.owner else self.caller(context)
+        names = {v: k for k, v in STATUS.items()}
+        statuses = tuple(names[s] for s in request.status if s in names)
+        jobs, next_cursor = await self.gw.list_jobs(
+            caller, limit=request.limit or 20, cursor=request.cursor, statuses=statuses
+        )
+        return jobs_pb2.ListJobsReply(
+            jobs=[job_to_proto(job, self.gw.result_url(job)) for job in jobs], next_cursor=next_cursor or ""
+        )
 
 
 async def start_grpc(gateway: Gateway, host: str, port: int) -> tuple[grpc.aio.Server, int]:

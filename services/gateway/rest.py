@@ -14,17 +14,29 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common import logs
 from services.gateway import uploads, usage, webhooks
 from services.gateway.auth import ApiKeyAuth
 from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.dialects import ROUTERS, error_body
 from services.gateway.ratelimit import TokenBuckets, retry_after_header
-from videobg.errors import InvalidRequestBody, RateLimited, VideoBgError, as_public
+from videobg.errors import (
+    InvalidRequestBody,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    VideoBgError,
+    as_public,
+)
 
 log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
 
 OPENAPI_TAGS = [
     {"name": "pixelcut", "description": "Pixelcut's Remove Video Background API. Header `X-API-KEY`."},
@@ -48,11 +60,18 @@ Jobs of a key's owner are billed per second of (trimmed) source at the model's r
 each key has a request rate limit (429 with `Retry-After`)."""
 
 
-def error_response(exc: BaseException, request: Request | None = None) -> JSONResponse:
+def error_response(
+    exc: BaseException, request: Request | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     err = as_public(exc)
     body = error_body(request, err) if request is not None else err.to_dict()
-    headers = {"Retry-After": retry_after_header(err.retry_after_s)} if isinstance(err, RateLimited) else None
-    return JSONResponse(body, status_code=err.spec.http_status, headers=headers)
+    out = dict(headers or {})
+    if isinstance(err, RateLimited):
+        out["Retry-After"] = retry_after_header(err.retry_after_s)
+    # The 500 handler runs outside the middleware: the request id is set here for every error
+    if logs.REQUEST_ID.get():
+        out[REQUEST_ID_HEADER] = logs.REQUEST_ID.get()
+    return JSONResponse(body, status_code=err.spec.http_status, headers=out or None)
 
 
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
@@ -62,13 +81,45 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (no route: 404, wrong method: 405) in the shape of the dialect whose path
+    was called, like every other error."""
     assert isinstance(exc, StarletteHTTPException)
-    code = "not_found" if exc.status_code == 404 else "invalid_request_body"
-    if exc.status_code >= 500:
-        code = "internal_error"
-    return JSONResponse(
-        {"error": str(exc.detail), "error_code": code}, status_code=exc.status_code, headers=exc.headers
-    )
+    err: VideoBgError
+    if exc.status_code == 404:
+        err = NotFound(f"No route {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}")
+    elif exc.status_code >= 500:
+        err = VideoBgError("Internal service error")
+    else:
+        err = InvalidRequestBody(str(exc.detail))
+    return error_response(err, request, headers=dict(exc.headers or {}))
+
+
+class RequestIdMiddleware:
+    """Every response carries `X-Request-Id`: the client's (when it is a tame token) or a new one. The id
+    is bound for the request's log lines (services/common/logs.py) and read by `create` to store it on
+    the job. Pure ASGI, so streamed responses pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = logs.request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"))
+        logs.REQUEST_ID.set(rid)  # left set on purpose: the 500 handler runs after this returns
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                hdrs = MutableHeaders(scope=message)
+                hdrs[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -90,6 +141,7 @@ def build_app(gateway: Gateway) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_error)
+    app.add_middleware(RequestIdMiddleware)
     for router in ROUTERS.values():
         app.include_router(router)
     app.include_router(usage.router)

@@ -28,6 +28,10 @@ class GatewaySettings(ServiceSettings):
     auth_required: bool = True
     key_cache_s: float = 5.0  # a verified key is trusted this long per replica (revocation takes as long)
 
+    # An identical submit body from the same key within this many seconds is the same request (same job,
+    # `Idempotent-Replayed: true`), with or without an Idempotency-Key; 0 turns it off (core._implicit)
+    implicit_idempotency_s: float = 300.0
+
     # Per-key token bucket, per gateway replica (N replicas admit up to N times this).
     rate_limit_per_s: float = 10.0  # sustained requests per second per key; 0 turns rate limiting off
     rate_limit_burst: int = 20  # requests a key may make at once after being idle
@@ -35,6 +39,10 @@ class GatewaySettings(ServiceSettings):
     # Credits: per second of trimmed source, at the model's rate. A job is refused (403) when the caller's
     # available credits do not cover its reservation: the trimmed span when `end` is given, else this.
     credits_per_minute: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CREDITS_PER_MINUTE))
+    # What a job costs in money, per second of trimmed source, by service (dialect); shown on the job.
+    # The seed prices studio-background at $0.06/s; the other two dialects bill in credits only.
+    price_per_second: dict[str, float] = Field(default_factory=lambda: {"studio-background": 0.06})
+    price_currency: str = "USD"
     credits_reserve_s: float = 60.0  # reservation for a job of unknown length: the longest input accepted
     settle_sweep_s: float = 30.0  # how often reservations of finished (or never created) jobs are settled
     orphan_reservation_s: float = 300.0  # a reservation whose job does not exist is released after this

@@ -45,7 +45,16 @@ async def test_seed_example_is_accepted(settings) -> None:
 
         r = await http.get(r.headers["location"], headers=key)
         assert r.status_code == 200
-        assert r.json() == {"job_id": job_id, "status": "queued", "progress": 0.0}
+        assert r.json() == {  # fields without a value are present as null (CONTRACTS.md)
+            "job_id": job_id,
+            "status": "queued",
+            "progress": 0.0,
+            "result_url": None,
+            "result_url_expires_at": None,
+            "result_expired": None,
+            "error": None,
+            "error_code": None,
+        }
 
 
 async def test_header_spellings(settings) -> None:
@@ -200,6 +209,9 @@ async def test_jobs_are_private_and_failures_carry_codes(settings) -> None:
             "job_id": job_id,
             "status": "failed",
             "progress": 0.0,
+            "result_url": None,
+            "result_url_expires_at": None,
+            "result_expired": None,
             "error": "File is 120.0 MB",
             "error_code": "file_size_too_large",
         }

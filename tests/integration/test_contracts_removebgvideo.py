@@ -75,7 +75,7 @@ async def test_seed_examples(settings, path) -> None:
             assert body["model"] == "original" and body["output_format"] == "webm"
             assert body["background"] == {"type": "transparent"}
             assert body["credits"] == {"reserved": 60.0, "charged": 0.0}  # 60 s at 60 credits/min
-            assert "output_url" not in body and "error" not in body
+            assert body["output_url"] is None and body["error"] is None  # present, null (CONTRACTS.md)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,6 @@ async def test_error_paths(settings) -> None:
         before = await ingest_seq(gw)
         v = {"video_url": VIDEO}
         cases = [
-            ({"output_format": "mp4"}, "invalid_parameter"),  # transparent (the default) + mp4
             ({"bg_type": "transparent", "output_format": "mp4"}, "invalid_parameter"),
             ({"background": {"type": "transparent"}, "output_format": "mp4"}, "invalid_parameter"),
             ({"output_format": "avi"}, "invalid_parameter"),
@@ -241,7 +240,8 @@ async def test_draft_then_start(settings) -> None:
         before = await ingest_seq(gw)
         draft = {**CURL_EXAMPLE, "auto_start": False}
         job_id = assert_created(await http.post(JOBS, json=draft, headers=key), "draft")
-        second = assert_created(await http.post(JOBS, json=draft, headers=key), "draft")
+        another = {**draft, "video_url": "https://cdn.example.com/other.mp4"}  # not a retry of the first
+        second = assert_created(await http.post(JOBS, json=another, headers=key), "draft")
         assert await ingest_seq(gw) == before, "a draft queued work"
         assert (await gw.gateway.ledger.account(owner)).reserved_milli == 0, "a draft held credits"
         body = (await http.get(f"{JOBS}/{job_id}", headers=key)).json()
@@ -331,7 +331,7 @@ async def test_status_completed_and_failed(settings, object_store) -> None:
         failed = assert_created(await http.post(JOBS, json=GUIDE_EXAMPLE, headers=key), "processing")
         await finish(gw, failed, "failed", error_code="unsupported_image_format", error="codec not supported")
         body = (await http.get(f"{JOBS}/{failed}", headers=key)).json()
-        assert body["status"] == "failed" and "output_url" not in body
+        assert body["status"] == "failed" and body["output_url"] is None
         assert body["error"] == {"code": "unsupported_image_format", "message": "codec not supported"}
 
 

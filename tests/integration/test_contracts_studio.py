@@ -65,7 +65,7 @@ async def test_seed_example_exact_response(settings) -> None:
             "studio-background",
             0.0,
         )
-        assert "result" not in job and "error" not in job
+        assert job["result"] is None and job["error"] is None  # present, null (CONTRACTS.md)
 
 
 @pytest.mark.parametrize(
@@ -171,10 +171,11 @@ async def test_completed_result_and_failure(settings, object_store: ObjectStore)
         async with httpx.AsyncClient(trust_env=False) as plain:
             assert (await plain.get(result["url"])).content == b"mp4 bytes"
 
-        failed = (await http.post(SUBMIT, json=SEED_EXAMPLE, headers=key)).json()["job"]["id"]
+        other_clip = {**SEED_EXAMPLE, "videoUrl": SEED_EXAMPLE["videoUrl"] + "?take=2"}  # not a retry
+        failed = (await http.post(SUBMIT, json=other_clip, headers=key)).json()["job"]["id"]
         await finish(
             gw, failed, "failed", error_code="malformed_image", error="The video could not be decoded"
         )
         job = (await http.get(f"/v2/jobs/{failed}", headers=key)).json()["job"]
-        assert job["status"] == "failed" and "result" not in job
+        assert job["status"] == "failed" and job["result"] is None
         assert job["error"] == {"code": "malformed_image", "message": "The video could not be decoded"}

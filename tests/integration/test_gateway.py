@@ -82,7 +82,13 @@ async def test_submit_queues_job_and_work(settings: GatewaySettings) -> None:
 
         r = await http.get(r.headers["location"])
         assert r.status_code == 200
-        assert r.json() == {"job_id": job_id, "status": "queued", "progress": 0.0}
+        body = r.json()
+        assert {k: body[k] for k in ("job_id", "status", "progress")} == {
+            "job_id": job_id,
+            "status": "queued",
+            "progress": 0.0,
+        }
+        assert body["result_url"] is None and body["error_code"] is None  # present, null
 
 
 @pytest.mark.parametrize(
@@ -239,7 +245,7 @@ async def test_status_failed_and_cancelled(settings: GatewaySettings) -> None:
         body = (await http.get(f"{SUBMIT}/job/{failed}")).json()
         assert body["status"] == "failed"
         assert body["error_code"] == "malformed_image" and body["error"] == "The video could not be decoded"
-        assert "result_url" not in body
+        assert body["result_url"] is None
 
         cancelled = (await http.post(SUBMIT, json={"video_url": VIDEO})).json()["job_id"]
         r = await http.post(f"/internal/jobs/{cancelled}/cancel")

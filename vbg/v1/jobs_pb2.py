@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vbg.v1 import common_pb2 as vbg_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11vbg/v1/jobs.proto\x12\x06vbg.v1\x1a\x13vbg/v1/common.proto\"G\n\rSubmitRequest\x12\x1d\n\x04spec\x18\x01 \x01(\x0b\x32\x0f.vbg.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t2\xc6\x01\n\x04Jobs\x12,\n\x06Submit\x12\x15.vbg.v1.SubmitRequest\x1a\x0b.vbg.v1.Job\x12)\n\x03Get\x12\x15.vbg.v1.GetJobRequest\x1a\x0b.vbg.v1.Job\x12\x37\n\x05Watch\x12\x15.vbg.v1.GetJobRequest\x1a\x15.vbg.v1.ProgressEvent0\x01\x12,\n\x06\x43\x61ncel\x12\x15.vbg.v1.GetJobRequest\x1a\x0b.vbg.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11vbg/v1/jobs.proto\x12\x06vbg.v1\x1a\x13vbg/v1/common.proto\"G\n\rSubmitRequest\x12\x1d\n\x04spec\x18\x01 \x01(\x0b\x32\x0f.vbg.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"b\n\x0fListJobsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x03(\x0e\x32\x11.vbg.v1.JobStatus\"?\n\rListJobsReply\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.vbg.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xfe\x01\n\x04Jobs\x12,\n\x06Submit\x12\x15.vbg.v1.SubmitRequest\x1a\x0b.vbg.v1.Job\x12)\n\x03Get\x12\x15.vbg.v1.GetJobRequest\x1a\x0b.vbg.v1.Job\x12\x37\n\x05Watch\x12\x15.vbg.v1.GetJobRequest\x1a\x15.vbg.v1.ProgressEvent0\x01\x12,\n\x06\x43\x61ncel\x12\x15.vbg.v1.GetJobRequest\x1a\x0b.vbg.v1.Job\x12\x36\n\x04List\x12\x17.vbg.v1.ListJobsRequest\x1a\x15.vbg.v1.ListJobsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_end=121
   _globals['_GETJOBREQUEST']._serialized_start=123
   _globals['_GETJOBREQUEST']._serialized_end=154
-  _globals['_JOBS']._serialized_start=157
-  _globals['_JOBS']._serialized_end=355
+  _globals['_LISTJOBSREQUEST']._serialized_start=156
+  _globals['_LISTJOBSREQUEST']._serialized_end=254
+  _globals['_LISTJOBSREPLY']._serialized_start=256
+  _globals['_LISTJOBSREPLY']._serialized_end=319
+  _globals['_JOBS']._serialized_start=322
+  _globals['_JOBS']._serialized_end=576
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,11 @@ class JobsStub:
                 request_serializer=vbg_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=vbg_dot_v1_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.List = channel.unary_unary(
+                '/vbg.v1.Jobs/List',
+                request_serializer=vbg_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=vbg_dot_v1_dot_jobs__pb2.ListJobsReply.FromString,
+                _registered_method=True)
 
 
 class JobsServicer:
@@ -87,6 +92,13 @@ class JobsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def List(self, request, context):
+        """An owner's jobs, newest first, a page at a time (the REST GET /v1/jobs listing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_JobsServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=vbg_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=vbg_dot_v1_dot_common__pb2.Job.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=vbg_dot_v1_dot_jobs__pb2.ListJobsRequest.FromString,
+                    response_serializer=vbg_dot_v1_dot_jobs__pb2.ListJobsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +237,33 @@ class Jobs:
             '/vbg.v1.Jobs/Cancel',
             vbg_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             vbg_dot_v1_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vbg.v1.Jobs/List',
+            vbg_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
+            vbg_dot_v1_dot_jobs__pb2.ListJobsReply.FromString,
             options,
             channel_credentials,
             insecure,

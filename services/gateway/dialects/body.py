@@ -41,8 +41,26 @@ def route_class(dialect: str) -> type[APIRoute]:
     return type(f"{dialect.title().replace('-', '')}Route", (DialectRoute,), {"dialect": dialect})
 
 
+# Path prefixes of each dialect, for requests that matched no route (404, 405): their errors still take
+# the shape of the contract whose path was called.
+PATH_PREFIXES = (
+    ("/v1/video/remove-background", "pixelcut"),
+    ("/v1/proxy/studio-background", "studio-background"),
+    ("/v2/jobs", "studio-background"),
+    ("/v1/jobs", "removebgvideo"),
+    ("/api/process", "removebgvideo"),
+)
+
+
 def dialect_of(request: Request) -> str:
-    return getattr(request.scope.get("route"), "dialect", "")
+    route_dialect = getattr(request.scope.get("route"), "dialect", "")
+    if route_dialect:
+        return route_dialect
+    path = request.url.path
+    for prefix, dialect in PATH_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return dialect
+    return ""
 
 
 def media_type(request: Request) -> str:

@@ -109,11 +109,17 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
 
 
 def status_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
-    """`result`: results.result_view of the job ({} unless completed)."""
+    """`result`: results.result_view of the job ({} unless completed). Every field is present; the ones
+    without a value (the result before completion, the error unless failed) are null."""
     view: dict[str, Any] = {
         "job_id": job["id"],
         "status": STATUS.get(job.get("status", ""), "queued"),
         "progress": round(float(job.get("progress") or 0), 1),
+        "result_url": None,
+        "result_url_expires_at": None,
+        "result_expired": None,
+        "error": None,
+        "error_code": None,
     }
     if view["status"] == "completed":
         view["progress"] = 100.0
@@ -228,7 +234,6 @@ async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONRes
     PREFIX + "/job/{job_id}",
     summary="Remove Video Background job status",
     response_model=PixelcutJobStatus,
-    response_model_exclude_none=True,
     responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429)},
 )
 async def status(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:

@@ -13,8 +13,9 @@ Request (JSON or multipart form):
     text_prompt    pro only; refused while no prompt-capable model is installed (400 invalid_parameter)
     webhook_url    http(s) URL: job.started / completed / failed callbacks
     auto_start     true (default); false creates a `draft` job that POST /v1/jobs/{id}/start starts
-Fields of a background type that does not use them (bg_color with green, ...) are ignored. A transparent
-background needs a format with alpha: mp4 is refused.
+Fields of a background type that does not use them (bg_color with green, ...) are ignored. Output format
+policy: with no background named and a format without alpha (mp4), the subject goes over chroma-key green
+(0, 177, 64), reported as `background.defaulted`; an explicit bg_type transparent with mp4 is refused.
 
 200 {"success": true, "id", "status": "processing" | "draft", "message"}
 GET /v1/jobs/{id} -> 200 {"success": true, "id", "status", "progress", "stage", "output_url",
@@ -28,6 +29,7 @@ insufficient_api_credits, 404, 409, 429 + Retry-After).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -70,6 +72,10 @@ DEFAULT_FORMAT = "webm"
 PRESET_COLORS = {"green": [0, 255, 0], "black": [0, 0, 0], "blue": [0, 0, 255]}
 BG_TYPES = ("transparent", "green", "white", "black", "blue", "custom", "color", "image")
 STATUS = {"queued": "processing"}  # the contract's "usually processing"; the rest pass through
+ALPHA_FORMATS = ("webm", "mov", "gif", "webp", "png_sequence")
+# Chroma-key green (the broadcast "#00B140"): what a transparent-by-default request gets in a format
+# without alpha. Every editor keys it out in one step, and unlike black it is rarely in hair or clothes.
+DEFAULT_OPAQUE_BG = (0, 177, 64)
 SHORT_FORMAT = {"webm_vp9": "webm", "mov_proresks": "mov", "mov_h265": "mov", "mp4_h264": "mp4"}
 
 router = APIRouter(tags=[NAME], route_class=route_class(NAME))
@@ -99,6 +105,14 @@ def parse_rgb(value: Any, name: str) -> list[int]:
     ):
         raise InvalidInput(f"{name} must be an RGB array of three integers 0..255, such as [0, 177, 64]")
     return [int(c) for c in value]
+
+
+def background_type_given(params: dict[str, Any]) -> bool:
+    """Whether the client chose a background (flat `bg_type` or nested `background.type`)."""
+    nested = params.get("background")
+    if isinstance(nested, dict):
+        return not absent(nested.get("type"))
+    return not absent(nested) or not absent(params.get("bg_type"))
 
 
 def parse_background(params: dict[str, Any]) -> dict[str, Any]:
@@ -148,10 +162,28 @@ def output_format(params: dict[str, Any], transparent: bool) -> str:
         raise InvalidInput(f"output_format {fmt!r} must be one of {', '.join(FORMATS)}")
     if transparent and OUR_FORMATS[ours].alpha_pix_fmt is None:
         raise InvalidInput(
-            f"bg_type transparent needs an output_format with an alpha channel (webm, mov, gif, webp, "
-            f"png_sequence); {fmt} has none: choose another format or a background"
+            f"bg_type transparent needs an output_format with an alpha channel ({', '.join(ALPHA_FORMATS)}); "
+            f"{fmt} has none: choose one of those, or a background (bg_type green, black, white, ...)"
         )
     return ours
+
+
+def background_and_format(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The output format policy. A transparent background needs a format with alpha. When the client
+    named no background at all (the contract's default is transparent) and the format has no alpha
+    (mp4, or our mov_h265), the subject goes over DEFAULT_OPAQUE_BG instead of refusing the most common
+    request there is; the job body says so (`background.defaulted`). An explicit `transparent` with
+    such a format is refused, naming the formats that carry alpha (docs/CONTRACTS.md)."""
+    background = parse_background(params)
+    if background["kind"] == "transparent" and not background_type_given(params):
+        fmt = optional_str(params, "output_format", DEFAULT_FORMAT) or DEFAULT_FORMAT
+        ours = {"webm": "webm_vp9", "mp4": "mp4_h264", "mov": "mov_proresks"}.get(fmt, fmt)
+        if ours in OUR_FORMATS and OUR_FORMATS[ours].alpha_pix_fmt is None:
+            background = {
+                **color_background(list(DEFAULT_OPAQUE_BG)),
+                "defaulted": f"{fmt} has no alpha channel: composited over chroma-key green",
+            }
+    return background, output_format(params, background["kind"] == "transparent")
 
 
 def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
@@ -161,8 +193,7 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
         raise InvalidInput(f"model {model!r} must be one of {', '.join(MODELS)}")
     text_prompt = params.get("text_prompt")
     check_text_prompt(model, text_prompt)
-    background = parse_background(params)
-    fmt = output_format(params, background["kind"] == "transparent")
+    background, fmt = background_and_format(params)
     return {
         "source": source,
         "trim": {"start": 0.0, "end": None},
@@ -184,6 +215,9 @@ def _background_view(bg: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"type": kind}
     if kind == "color":
         view["color"] = list(bg.get("rgb") or [])
+    if bg.get("defaulted"):  # the output format policy chose this background, not the client
+        view["defaulted"] = True
+        view["reason"] = bg["defaulted"]
     if kind == "image":
         image = bg.get("image") or {}
         view["image_url"] = _url_of(image)
@@ -222,6 +256,10 @@ def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
         "billed_seconds": job.get("billed_seconds"),
         "created_at": job.get("created"),
         "updated_at": job.get("updated"),
+        "output_url": None,
+        "output_url_expires_at": None,
+        "result_expired": None,
+        "error": None,
     }
     if status == "completed":
         view["output_url"] = result.get("result_url")
@@ -435,9 +473,88 @@ async def start_job(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str,
     "/v1/jobs/{job_id}",
     summary="Job status",
     response_model=RemovebgvideoJobStatus,
-    response_model_exclude_none=True,
     responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429)},
 )
 async def get_job(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
     job = await gw.get(job_id, caller)
+    return job_view(job, await results.result_view(gw, job))
+
+
+# --- listing and deleting ---------------------------------------------------------------------------------
+
+# The contract's statuses -> ours (its "processing" is our queued or processing)
+LIST_STATUSES = {
+    "draft": ("draft",),
+    "processing": ("queued", "processing"),
+    "queued": ("queued",),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "cancelled": ("cancelled",),
+}
+MAX_PAGE = 100
+
+
+class RemovebgvideoJobList(BaseModel):
+    success: bool
+    jobs: list[RemovebgvideoJobStatus]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last")
+    limit: int
+
+
+def _limit(value: str | None) -> int:
+    if value is None or value == "":
+        return 20
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise InvalidInput(f"limit must be an integer 1..{MAX_PAGE}")
+    return int(value)
+
+
+def _statuses(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    out: list[str] = []
+    for name in value.split(","):
+        name = name.strip()
+        if name not in LIST_STATUSES:
+            raise InvalidInput(f"status {name!r} must be one of {', '.join(LIST_STATUSES)} (comma-separated)")
+        out.extend(LIST_STATUSES[name])
+    return tuple(out)
+
+
+@router.get(
+    "/v1/jobs",
+    summary="List the key's jobs",
+    description="Newest first. `limit` 1..100 (default 20); `cursor`: the previous page's `next_cursor`; "
+    "`status`: draft, processing, completed, failed or cancelled (comma-separated for several).",
+    response_model=RemovebgvideoJobList,
+    responses={k: v for k, v in _ERRORS.items() if k in (400, 401, 429)},
+)
+async def list_jobs(
+    gw: GatewayDep,
+    caller: CallerDep,
+    limit: str | None = None,
+    cursor: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    n = _limit(limit)
+    jobs, next_cursor = await gw.list_jobs(caller, limit=n, cursor=cursor or "", statuses=_statuses(status))
+    views = await asyncio.gather(*(results.result_view(gw, job) for job in jobs))
+    return {
+        "success": True,
+        "jobs": [job_view(job, view) for job, view in zip(jobs, views, strict=True)],
+        "next_cursor": next_cursor,
+        "limit": n,
+    }
+
+
+@router.delete(
+    "/v1/jobs/{job_id}",
+    summary="Cancel a job, or delete a finished job's result",
+    description="A draft, queued or processing job is cancelled (nothing is charged). A finished job's "
+    "stored files (source, mattes, result) are deleted; its record stays, with `result_expired: true`.",
+    response_model=RemovebgvideoJobStatus,
+    responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429)},
+)
+async def delete_job(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
+    job = await gw.delete(job_id, caller)
     return job_view(job, await results.result_view(gw, job))

@@ -105,8 +105,26 @@ def _mime(job: Job) -> str | None:
         return None
 
 
-def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
-    """`result`: results.result_view of the job ({} unless completed)."""
+def price_view(job: Job, prices: dict[str, float], currency: str) -> dict[str, Any] | None:
+    """The seed's "Billed per second of source video (trimmed segment ...)": `billed_seconds` x the
+    deployment's per-second price for the service that ran the job (`price_per_second`, default
+    studio-background $0.06/s). None until ingest measured the seconds, or for a service not priced."""
+    per_second = prices.get(job.get("dialect") or "")
+    seconds = job.get("billed_seconds")
+    if per_second is None or seconds is None:
+        return None
+    return {
+        "amount": round(float(seconds) * per_second, 4),
+        "currency": currency,
+        "unit": "second",
+        "unit_price": per_second,
+    }
+
+
+def job_view(
+    job: Job, result: dict[str, Any], prices: dict[str, float] | None = None, currency: str = "USD"
+) -> dict[str, Any]:
+    """`result`: results.result_view of the job ({} unless completed). Fields without a value are null."""
     status = job.get("status", "queued")
     view: dict[str, Any] = {
         "id": job["id"],
@@ -116,9 +134,14 @@ def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
         "created_at": job.get("created"),
         "updated_at": job.get("updated"),
         "credits": float(job.get("credits") or 0),
+        "billed_seconds": None,
+        "price": None,
+        "result": None,
+        "error": None,
     }
     if job.get("billed_seconds") is not None:
         view["billed_seconds"] = float(job["billed_seconds"])
+    view["price"] = price_view(job, prices or {}, currency)
     if status == "completed":
         view["progress"] = 100.0
         view["result"] = {
@@ -159,6 +182,13 @@ class StudioResult(BaseModel):
     content_type: str | None = Field(None, examples=["video/mp4"])
 
 
+class StudioPrice(BaseModel):
+    amount: float = Field(description="billed_seconds x unit_price", examples=[1.8])
+    currency: str = Field(examples=["USD"])
+    unit: str = Field(examples=["second"])
+    unit_price: float = Field(examples=[0.06])
+
+
 class StudioJob(BaseModel):
     id: str = Field(examples=[JOB_ID_EXAMPLE])
     status: str = Field(description="queued | processing | completed | failed | cancelled")
@@ -168,8 +198,9 @@ class StudioJob(BaseModel):
     updated_at: str | None = None
     credits: float = Field(description="Credits charged (0 until the job completes)")
     billed_seconds: float | None = Field(None, description="Seconds of trimmed source billed")
-    result: StudioResult | None = Field(None, description="When completed")
-    error: ErrorDetail | None = Field(None, description="When failed or cancelled")
+    price: StudioPrice | None = Field(None, description="billed_seconds x the price table; null until known")
+    result: StudioResult | None = Field(None, description="When completed, else null")
+    error: ErrorDetail | None = Field(None, description="When failed or cancelled, else null")
 
 
 class StudioJobStatus(BaseModel):
@@ -271,9 +302,11 @@ async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONRes
     STATUS_PATH,
     summary="Job status (any of the caller's jobs)",
     response_model=StudioJobStatus,
-    response_model_exclude_none=True,
     responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429)},
 )
 async def status(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
     job = await gw.get(job_id, caller)
-    return job_view(job, await results.result_view(gw, job))
+    settings = gw.settings
+    return job_view(
+        job, await results.result_view(gw, job), settings.price_per_second, settings.price_currency
+    )
