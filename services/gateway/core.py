@@ -235,11 +235,17 @@ class Gateway:
                 record["dialect"],
                 owner,
                 record.get("key_id"),
+                extra={"job_id": job_id},
             )
             return Submitted(record, replayed=False)
         await self._enqueue(record)
         log.info(
-            "job %s queued (%s, owner %s, key %s)", job_id, record["dialect"], owner, record.get("key_id")
+            "job %s queued (%s, owner %s, key %s)",
+            job_id,
+            record["dialect"],
+            owner,
+            record.get("key_id"),
+            extra={"job_id": job_id},
         )
         return Submitted(await self.jobs.get(job_id), replayed=False)
 
@@ -325,7 +331,13 @@ class Gateway:
             raise Conflict(f"job {job_id} is {job.get('status')} and cannot be started")
         job = await self.jobs.get(job_id)
         await self._enqueue(job)
-        log.info("job %s started (owner %s, key %s)", job_id, job.get("owner"), job.get("key_id"))
+        log.info(
+            "job %s started (owner %s, key %s)",
+            job_id,
+            job.get("owner"),
+            job.get("key_id"),
+            extra={"job_id": job_id},
+        )
         return await self.jobs.get(job_id)
 
     # --- read ----------------------------------------------------------------------------------------
@@ -363,7 +375,7 @@ class Gateway:
         )
         job = await self.jobs.get(job_id)
         if changed:
-            log.info("job %s cancelled", job_id)
+            log.info("job %s cancelled", job_id, extra={"job_id": job_id})
             metrics.count_job(job, "cancelled")
             with contextlib.suppress(VideoBgError):
                 job = await self.billing.settle(job_id) or job
