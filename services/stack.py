@@ -3,6 +3,7 @@
     python -m services.stack                      # REST on http://127.0.0.1:8080, until Ctrl-C
     python -m services.stack --serve-dir ../shared/media/people   # + a loopback file server for clips
     python -m services.stack --demo --sample ../shared/media/people/sam2_01_dog.mp4   # one job, then exit
+    python -m services.stack --metrics            # + /metrics on every service, Prometheus scraping them
 
 Everything binds 127.0.0.1. Servers keep their data under `--data` (nats/, s3/), each service logs to
 `<data>/logs/<name>.log`. On Ctrl-C or SIGTERM the services stop first (gateway, then the stages), then
@@ -35,6 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common import procs
 from services.common.objstore import ObjectStore
 from services.common.procs import LOOPBACK, ServerProc, ServerStartError
+from services.prometheus_local import start_prometheus
 from videobg.media.formats import get_format
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +64,10 @@ class StackConfig:
     fetch_allow: str = "127.0.0.0/8,::1/128"
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     services: tuple[str, ...] = SERVICES  # a subset runs a partial stack (e.g. the gateway alone)
+    # Every service serves /metrics on a free port and a Prometheus (data in <data>/prometheus) scrapes them.
+    metrics: bool = False
+    prometheus_port: int = 0  # 0: a free port
+    scrape_interval_s: float = 5.0
 
 
 def _prefix(name: str) -> str:
@@ -76,6 +82,8 @@ class Stack:
         self.s3: ServerProc | None = None
         self.services: dict[str, ServerProc] = {}
         self.grpc_ports: dict[str, int] = {}
+        self.metrics_ports: dict[str, int] = {}
+        self.prometheus: ServerProc | None = None
         self.http_port = config.http_port
 
     # --- addresses -----------------------------------------------------------------------------------
@@ -112,9 +120,18 @@ class Stack:
             if self.http_port == 0:
                 self.http_port = ports[-1]
             names = [n for n in SERVICES if n in self.config.services]
+            if self.config.metrics:
+                self.metrics_ports = dict(zip(names, procs.free_ports(len(names)), strict=True))
             for name in names:
                 self.start_service(name, wait=False)
             self.wait_ready(names)
+            if self.config.metrics:
+                self.prometheus = start_prometheus(
+                    self.data_dir / "prometheus",
+                    self.metrics_ports,
+                    port=self.config.prometheus_port,
+                    scrape_interval_s=self.config.scrape_interval_s,
+                )
         except BaseException:
             self.stop()
             raise
@@ -143,6 +160,8 @@ class Stack:
             env[p + "ACK_WAIT_S"] = str(c.ack_wait_s)
         if name in ("gateway", "ingest"):
             env[p + "FETCH_ALLOW"] = c.fetch_allow
+        if name in self.metrics_ports:
+            env[p + "METRICS_PORT"] = str(self.metrics_ports[name])
         if name == "gateway":
             env[p + "AUTH_REQUIRED"] = "true" if c.auth_required else "false"
             env[p + "HTTP_HOST"] = LOOPBACK
@@ -234,7 +253,10 @@ class Stack:
 
     def stop(self) -> None:
         """The gateway (so no new work comes in), then the stages together, then SeaweedFS, then
-        nats-server; by PID, SIGTERM first (a stage drains the job in hand), SIGKILL after a grace."""
+        nats-server; by PID, SIGTERM first (a stage drains the job in hand), SIGKILL after a grace.
+        Prometheus goes first, so it records no failed scrapes of a stack that is stopping."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
         gateway = self.services.get("gateway")
         if gateway is not None:
             gateway.stop()
@@ -354,6 +376,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="", help="default matting model of the segmenter (light, human, ...)")
     p.add_argument("--serve-dir", type=Path, default=None, help="serve this directory on a loopback URL")
     p.add_argument("--demo", action="store_true", help="process --sample through REST, save it, and exit")
+    p.add_argument("--metrics", action="store_true", help="/metrics on every service + Prometheus scraping")
+    p.add_argument("--prometheus-port", type=int, default=0, help="with --metrics (0: any free port)")
     p.add_argument(
         "--sample", type=Path, default=REPO.parent / "shared" / "media" / "people" / "sam2_01_dog.mp4"
     )
@@ -396,7 +420,13 @@ def _demo(stack: Stack, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    config = StackConfig(data_dir=args.data, http_port=args.port, default_model=args.model)
+    config = StackConfig(
+        data_dir=args.data,
+        http_port=args.port,
+        default_model=args.model,
+        metrics=args.metrics,
+        prometheus_port=args.prometheus_port,
+    )
     if args.model_dir is not None:
         config.model_dir = args.model_dir
     if not Path(config.model_dir).is_dir():
@@ -413,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ready in {time.monotonic() - t0:.1f} s; logs in {stack.data_dir / 'logs'}")
         print(f"REST  {stack.url}   (docs {stack.url}/docs)")
         print(f"gRPC  Jobs on {stack.grpc_target('gateway')}")
+        if stack.prometheus is not None:
+            print(f"Prometheus {stack.prometheus.url}/graph   (alerts {stack.prometheus.url}/alerts)")
         if args.demo:
             return _demo(stack, args)
         example = "https://example.com/video.mp4"

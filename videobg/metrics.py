@@ -49,6 +49,7 @@ from videobg.media.formats import ALIASES, FORMATS
 
 NAMESPACE = "videobg"
 STAGES = ("ingest", "segment", "composite", "encode")
+FRAME_STAGES = ("segment", "composite", "encode")  # the stages that count frames (FRAMES)
 OUTCOMES = ("completed", "failed", "cancelled")
 
 # no `*_created` series beside every counter and histogram: they double the series and no panel uses them
@@ -224,6 +225,19 @@ def count_job(job: Mapping[str, Any], outcome: str, error_code: str = "") -> Non
         seconds = float(job.get("billed_seconds") or 0.0)
         if seconds > 0:
             VIDEO_SECONDS.labels(model=labels["model"]).inc(seconds)
+
+
+def init_stage(stage: str) -> None:
+    """Create a stage's series at 0 when its service starts (a name that is not a stage: nothing). A child
+    otherwise appears on its first update, already holding it, and `rate()`/`increase()` see no change in
+    a series that starts at 3: the first jobs after a start would be missing from the board (the live
+    Prometheus test found the ingest latency panel empty after a batch)."""
+    if stage not in STAGES:
+        return
+    STAGE_DURATION.labels(stage=stage)
+    REDELIVERIES.labels(stage=stage)
+    if stage in FRAME_STAGES:
+        FRAMES.labels(stage=stage)
 
 
 def sample_gpu_memory() -> None:

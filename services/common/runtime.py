@@ -479,6 +479,7 @@ class Service:
         return f"{self.settings.grpc_host}:{self.port}"
 
     async def start(self) -> None:
+        metrics.init_stage(self.stage)
         self.metrics = service_metrics.start_server(self.settings)
         try:
             self.deps = deps = await connect(self.settings, self.name)

@@ -293,7 +293,7 @@ def test_alert_rules() -> None:
         assert r["labels"]["severity"] in ("warning", "critical"), r["alert"]
         assert re.fullmatch(r"\d+[smh]", r["for"]), r["alert"]
         assert r["annotations"]["summary"] and r["annotations"]["description"], r["alert"]
-        assert r["annotations"]["runbook"] == f"docs/OPERATIONS.md#{r['alert'].lower()}", r["alert"]
+        assert r["annotations"]["runbook_url"] == f"docs/OPERATIONS.md#{r['alert'].lower()}", r["alert"]
     exprs = " ".join(r["expr"] for r in rules)
     assert 'videobg_worker_ready{stage="segment"}' in exprs  # no segmenter ready
     assert "deriv(" in exprs and "videobg_queue_pending" in exprs  # backlog growing
