@@ -166,9 +166,10 @@ class ObjectStore:
             self._client.fget_object(self.bucket, key, str(path))
         return Path(path)
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, offset: int = 0, length: int = 0) -> bytes:
+        """The object's bytes; with `length`, only that many from `offset` (a ranged GET)."""
         with self._errors(key):
-            resp = self._client.get_object(self.bucket, key)
+            resp = self._client.get_object(self.bucket, key, offset=offset, length=length)
             try:
                 return resp.read()
             finally:

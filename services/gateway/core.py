@@ -40,6 +40,7 @@ from nats.js import JetStreamContext
 from services.common import bus, jobspec, logs
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
+from services.gateway import precheck
 from services.gateway.credits import Billing, Ledger, Rates
 from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
@@ -103,6 +104,7 @@ class Gateway:
         self.jobs = jobs
         self.objects = objects
         self.default_model = settings.core().default_model
+        self.limits = settings.core().limits()
         self.keys = KeyStore(js, cache_s=settings.key_cache_s)
         self.ledger = Ledger(js)
         # configured rates override the defaults model by model, so every installed model has one
@@ -193,6 +195,14 @@ class Gateway:
             from services.gateway import webhooks  # it imports the REST deps, which import this module
 
             await webhooks.check_spec(spec, self.settings)  # the SSRF guard, before anything is held
+        probed = await precheck.precheck(
+            spec,
+            self.objects,
+            self.limits,
+            budget_s=self.settings.submit_probe_s,
+            head_bytes=self.settings.submit_probe_bytes,
+            allow=self.settings.fetch_allow,
+        )
         model = spec.get("model") or self.default_model
         record: Job = {
             "id": job_id,
@@ -212,10 +222,17 @@ class Gateway:
             record["request_fingerprint"] = fingerprint
         if logs.REQUEST_ID.get():
             record["request_id"] = logs.REQUEST_ID.get()
+        if probed is not None:  # what the submit probe learnt (precheck.py)
+            record["submit_probe"] = {
+                "size_bytes": probed.size_bytes,
+                "whole_file": probed.complete,
+                "seconds": probed.seconds,
+            }
         if metered:
             assert caller is not None
             record["key_id"] = caller.key_id
-            record["billing"] = await self.billing.hold(job_id, self.billing.plan(spec, model), draft=draft)
+            plan = self.billing.plan(spec, model, probed.seconds if probed else None)
+            record["billing"] = await self.billing.hold(job_id, plan, draft=draft)
         try:
             await self.jobs.create(record)
             metrics.JOBS_SUBMITTED.labels(**metrics.job_labels(record)).inc()

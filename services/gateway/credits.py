@@ -247,11 +247,17 @@ class Billing:
         self.jobs = jobs
         self.rates = rates
 
-    def plan(self, spec: Mapping[str, Any], model: str) -> dict[str, Any]:
-        """The `billing` block of a new metered job's record (state `estimated`: nothing held yet)."""
+    def plan(self, spec: Mapping[str, Any], model: str, probed_s: float | None = None) -> dict[str, Any]:
+        """The `billing` block of a new metered job's record (state `estimated`: nothing held yet).
+        `probed_s`: the trimmed length the submit probe measured on the whole file (precheck.py), when
+        it did; the reservation is then that, not the worst case."""
         rate = self.rates.rate(model)
         seconds = self.rates.reserve_seconds(spec)
+        basis = "worst_case" if seconds >= self.rates.reserve_s else "trim"
+        if probed_s is not None:
+            seconds, basis = min(seconds, probed_s), "probed"
         return {
+            "basis": basis,
             "state": ESTIMATED,
             "account": spec.get("owner", ""),
             "model": model or self.rates.default_model,

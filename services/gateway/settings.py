@@ -28,6 +28,12 @@ class GatewaySettings(ServiceSettings):
     auth_required: bool = True
     key_cache_s: float = 5.0  # a verified key is trusted this long per replica (revocation takes as long)
 
+    # The submit probe (services/gateway/precheck.py): refuse at submit what the source's bytes prove is
+    # over a limit, within this budget (0: off, ingest checks everything); a source up to
+    # submit_probe_bytes is read whole and probed exactly (its trimmed length is then what is reserved)
+    submit_probe_s: float = 3.0
+    submit_probe_bytes: int = 16 * 1024 * 1024
+
     # An identical submit body from the same key within this many seconds is the same request (same job,
     # `Idempotent-Replayed: true`), with or without an Idempotency-Key; 0 turns it off (core._implicit)
     implicit_idempotency_s: float = 300.0

@@ -46,6 +46,7 @@ def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any)
         rate_limit_burst=1000,
         settle_sweep_s=0.0,  # tests settle through events and GET /v1/usage, not by the clock
         webhooks_enabled=False,  # no callbacks leave these tests
+        submit_probe_s=0.0,  # VIDEO is never fetched; test_submit_probe.py turns the probe on
     )
     return server_settings(nats_url, s3_endpoint, store, **{**base, **kw})
 
