@@ -20,7 +20,7 @@ GET /v1/webhooks/secret. `verify` is the receiver's side, also spelled out in do
 Delivery never holds up a job: the stages only publish events (vbg.events.{job_id}); this dispatcher, run
 by the gateway, reads them from a durable JetStream consumer shared by all gateway replicas. A job's
 events are handled in order, different jobs' concurrently. An attempt that fails (connection error,
-timeout, any non-2xx) is retried by nak-ing the event with an exponential delay (`webhook_backoff_s`,
+a receiver slower than `webhook_timeout_s` for the whole attempt, any non-2xx) is retried by nak-ing the event with an exponential delay (`webhook_backoff_s`,
 doubling, capped), up to `webhook_max_attempts`; then it is given up. Each attempt is written to the
 job record:
 
@@ -427,9 +427,15 @@ class Dispatcher:
             SIGNATURE_HEADER: f"v1={sign(secret, timestamp, body)}",
             "X-Videobg-Attempt": str(attempt),
         }
+        limit = self.settings.webhook_timeout_s
         try:
-            resp = await send_pinned_async(self._http, "POST", target, headers=headers, content=body)
-            await resp.aclose()  # the receiver's body is not read: it could be anything, of any size
+            # the whole attempt, not each read: a receiver trickling its answer a byte at a time would
+            # otherwise hold this task (and its job's later events) for as long as it likes
+            async with asyncio.timeout(limit):
+                resp = await send_pinned_async(self._http, "POST", target, headers=headers, content=body)
+                await resp.aclose()  # the receiver's body is not read: it could be anything, of any size
+        except TimeoutError:
+            return None, f"the receiver did not answer within {limit:g} s", False
         except httpx.HTTPError as e:
             return None, f"{type(e).__name__}: {e}"[:300], False
         return resp.status_code, "" if resp.is_success else f"HTTP {resp.status_code}", False

@@ -67,13 +67,36 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_params(request: Request, max_bytes: int) -> dict[str, Any]:
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused (invalid_request_body) as soon as it passes `max_bytes`, whether it declares a
+    Content-Length or comes chunked: the gateway never holds more than the cap of one request."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise InvalidRequestBody(f"The request body is larger than {max_bytes} bytes")
-    body = await request.body()  # cached: request.form() below parses the same bytes
-    if len(body) > max_bytes:
-        raise InvalidRequestBody(f"The request body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise InvalidRequestBody(f"The request body is larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+def _replay(request: Request, body: bytes) -> Request:
+    """A request over the same scope whose body is `body` (already read), for Starlette's form parser."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+async def read_params(request: Request, max_bytes: int) -> dict[str, Any]:
+    body = await read_body(request, max_bytes)
     if not body.strip():
         raise InvalidRequestBody("The request body was empty")
     kind = media_type(request)
@@ -87,7 +110,7 @@ async def read_params(request: Request, max_bytes: int) -> dict[str, Any]:
         return params
     if kind == MULTIPART:
         try:
-            form = await request.form()
+            form = await _replay(request, body).form()
         except Exception as e:  # malformed boundaries and parts: python-multipart raises various types
             raise InvalidRequestBody(f"The multipart body could not be parsed: {e}") from None
         return {k: v for k, v in form.multi_items()}
