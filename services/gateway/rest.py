@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -128,7 +128,12 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 def build_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(
-        title="videobg gateway", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None
+        title="videobg gateway",
+        version="1",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        dependencies=[Depends(uploads.bind_self)],  # which URLs are this gateway's own (uploads)
     )
     app.state.gateway = gateway
     settings = gateway.settings

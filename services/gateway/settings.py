@@ -54,6 +54,9 @@ class GatewaySettings(ServiceSettings):
     orphan_reservation_s: float = 300.0  # a reservation whose job does not exist is released after this
 
     # Uploads (services/gateway/uploads.py), webhooks (webhooks.py), and the SSRF allow-list for webhook URLs
+    # The gateway's external base URL ("https://api.example.com") for the URLs it hands out (uploads);
+    # "" uses the URL the client called. Upload URLs on this host are read from S3, never fetched.
+    public_url: str = ""
     upload_max_bytes: int = 100 * 1024 * 1024  # past this an upload is refused while it streams
     upload_timeout_s: float = 600.0  # one upload may take this long
     fetch_allow: AllowSetting = ""  # CIDRs / host names webhook URLs may reach although not public

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import mimetypes
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
@@ -56,6 +58,7 @@ PREFIX = "/v1/uploads"
 ASSET_SCHEME = "asset://"
 FILE_FIELD = "file"
 _QUEUE_CHUNKS = 16  # request chunks (<= 64 KiB each from uvicorn) waiting for the S3 thread
+_SERVE_CHUNK = 1024 * 1024  # GET .../content reads S3 this much at a time
 _MAX_OTHER_BYTES = 64 * 1024  # form fields besides `file` are ignored, but bounded
 _MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers a Content-Length counts besides the file
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
@@ -71,14 +74,13 @@ class Asset:
     owner: str
     filename: str = ""
 
-    @property
-    def url(self) -> str:
-        return asset_url(self.asset_id)
-
-    def view(self) -> dict[str, Any]:
+    def view(self, base: str) -> dict[str, Any]:
+        """`url`: an http(s) URL of the asset on this gateway, to pass as video_url / videoUrl /
+        bg_image_url / imageUrl (or GET, with the uploader's key); `asset_url`: the same as asset://."""
         return {
             "asset_id": self.asset_id,
-            "url": self.url,
+            "url": base + content_path(self.asset_id),
+            "asset_url": asset_url(self.asset_id),
             "size": self.size,
             "content_type": self.content_type,
         }
@@ -88,9 +90,47 @@ def asset_url(asset_id: str) -> str:
     return ASSET_SCHEME + asset_id
 
 
-def source_of(value: Any, name: str) -> dict[str, str]:
+def content_path(asset_id: str) -> str:
+    return f"{PREFIX}/{asset_id}/content"
+
+
+# The hosts (netloc) this gateway answers on for the current request: its Host header and the configured
+# public_url. A URL of ours (`http(s)://<one of them>/v1/uploads/<id>/content`) names the asset itself;
+# `bind_self` sets it per request (an app-wide dependency), so `source_of` needs no request argument.
+_SELF_HOSTS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "vbg_self_hosts", default=frozenset()
+)
+_CONTENT_PATH = re.compile(rf"^{PREFIX}/([A-Za-z0-9][A-Za-z0-9_-]{{0,127}})/content$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _netloc(scheme: str, netloc: str) -> str:
+    netloc = netloc.lower().rsplit("@", 1)[-1]
+    default = {"http": ":80", "https": ":443"}.get(scheme.lower(), "")
+    return netloc.removesuffix(default) if default else netloc
+
+
+def public_base(request: Request, public_url: str) -> str:
+    """The base of the URLs this gateway hands out: `public_url` when set (behind a proxy), else the
+    URL the client called."""
+    return (public_url or str(request.base_url)).rstrip("/")
+
+
+async def bind_self(request: Request) -> None:
+    """App-wide dependency: remember which hosts are this gateway for `source_of`."""
+    hosts = {_netloc(request.url.scheme, request.headers.get("host", ""))}
+    public_url = getattr(request.app.state.gateway.settings, "public_url", "")
+    if public_url:
+        parts = urlsplit(public_url)
+        hosts.add(_netloc(parts.scheme, parts.netloc))
+    _SELF_HOSTS.set(frozenset(h for h in hosts if h))
+
+
+def source_of(value: Any, name: str, *, bare_ids: bool = False) -> dict[str, str]:
     """A dialect's URL parameter -> the job spec's source (or background image): {"asset_id": id} for
-    `asset://<id>`, {"url": url} for an http(s) URL; InvalidInput (naming `name`) for anything else."""
+    `asset://<id>`, for this gateway's own upload URL (`POST /v1/uploads` hands it out) and, with
+    `bare_ids` (studio-background's "URL or asset ID"), for a bare upload id; {"url": url} for any other
+    http(s) URL; InvalidInput (naming `name`) for anything else."""
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string")
     text = value.strip()
@@ -100,10 +140,16 @@ def source_of(value: Any, name: str) -> dict[str, str]:
             return {"asset_id": keys.check_id("asset id", asset_id)}
         except ValueError:
             raise InvalidInput(f"{name}: {text!r} is not a valid asset URL") from None
+    if bare_ids and _UUID.match(text):
+        return {"asset_id": text.lower()}
     parts = urlsplit(text)
     if parts.scheme.lower() in ("http", "https") and parts.hostname:
+        ours = _CONTENT_PATH.match(parts.path)
+        if ours and not parts.query and _netloc(parts.scheme, parts.netloc) in _SELF_HOSTS.get():
+            return {"asset_id": ours.group(1)}  # read from S3 by ingest: never fetched over HTTP
         return {"url": text}
-    raise InvalidInput(f"{name} must be an http(s) URL, or an asset:// URL from POST {PREFIX}")
+    also = ", or an upload's asset id" if bare_ids else ""
+    raise InvalidInput(f"{name} must be an http(s) URL, or an asset:// URL from POST {PREFIX}{also}")
 
 
 async def find_asset(objects: ObjectStore, asset_id: str, caller: Caller | None = None) -> Asset:
@@ -165,12 +211,30 @@ async def create_upload(request: Request, gw: GatewayDep, caller: CallerDep) -> 
         raise InvalidRequestBody("The client went away during the upload") from None
     asset = Asset(asset_id, receiver.size, receiver.content_type, caller.owner, receiver.filename)
     log.info("upload %s: %d bytes (%s) by %s", asset_id, asset.size, asset.content_type, caller.owner)
-    return JSONResponse(asset.view(), status_code=201, headers={"Location": f"{PREFIX}/{asset_id}"})
+    view = asset.view(public_base(request, settings.public_url))
+    return JSONResponse(view, status_code=201, headers={"Location": f"{PREFIX}/{asset_id}"})
 
 
 @router.get(PREFIX + "/{asset_id}")
-async def get_upload(asset_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
-    return (await find_asset(gw.objects, asset_id, caller)).view()
+async def get_upload(asset_id: str, request: Request, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
+    asset = await find_asset(gw.objects, asset_id, caller)
+    return asset.view(public_base(request, gw.settings.public_url))
+
+
+@router.get(PREFIX + "/{asset_id}/content")
+async def get_upload_content(asset_id: str, gw: GatewayDep, caller: CallerDep) -> StreamingResponse:
+    """The uploaded bytes, to the uploader (404 to anyone else with a key), streamed from S3 in 1 MiB
+    ranged reads so a 100 MB asset never sits in memory."""
+    asset = await find_asset(gw.objects, asset_id, caller)
+    key = keys.upload(asset_id)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for offset in range(0, asset.size, _SERVE_CHUNK):
+            length = min(_SERVE_CHUNK, asset.size - offset)
+            yield await asyncio.to_thread(gw.objects.get_bytes, key, offset, length)
+
+    headers = {"Content-Length": str(asset.size)}
+    return StreamingResponse(chunks(), media_type=asset.content_type, headers=headers)
 
 
 def _too_large(max_bytes: int) -> TooLarge:

@@ -300,3 +300,41 @@ async def test_grpc_list_is_the_same_listing(settings) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.List(jobs_pb2.ListJobsRequest(owner=owner, cursor="!!"))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_upload_url_is_an_http_url_every_dialect_takes(settings) -> None:
+    """Seed 002: "Upload your background image and get a URL"; seed 000: "Source video (URL or asset ID)"."""
+    async with gateway(settings) as (gw, http):
+        _, key = await tenant(gw)
+        _, other = await tenant(gw)
+        up = (
+            await http.post("/v1/uploads", files={"file": ("clip.mp4", b"video bytes")}, headers=key)
+        ).json()
+        url, asset_id = up["url"], up["asset_id"]
+        assert url.startswith("http://") and url.endswith(f"/v1/uploads/{asset_id}/content")
+        assert up["asset_url"] == f"asset://{asset_id}"
+        assert (await http.get(url, headers=key)).content == b"video bytes"
+        assert (await http.get(url, headers=other)).status_code == 404  # the uploader's only
+        r = await http.post(
+            JOBS, json={"video_url": url, "bg_type": "image", "bg_image_url": url}, headers=key
+        )
+        spec = (await gw.gateway.jobs.get(r.json()["id"]))["spec"]
+        assert spec["source"] == {"asset_id": asset_id} and spec["background"]["image"] == {
+            "asset_id": asset_id
+        }
+        r = await http.post(PIXELCUT, json={"video_url": url}, headers=key)
+        assert (await gw.gateway.jobs.get(r.json()["job_id"]))["spec"]["source"] == {"asset_id": asset_id}
+        for value in (url, asset_id, f"asset://{asset_id}"):  # studio also takes the bare id
+            r = await http.post(STUDIO, json={"videoUrl": value, "imageUrl": asset_id}, headers=key)
+            assert r.status_code == 202, r.text
+            spec = (await gw.gateway.jobs.get(r.json()["job"]["id"]))["spec"]
+            assert spec["source"] == {"asset_id": asset_id} and spec["background"]["image"] == {
+                "asset_id": asset_id
+            }
+        # the same path on another host is that host's URL, fetched like any other
+        elsewhere = f"https://cdn.example.com/v1/uploads/{asset_id}/content"
+        r = await http.post(PIXELCUT, json={"video_url": elsewhere}, headers=key)
+        assert (await gw.gateway.jobs.get(r.json()["job_id"]))["spec"]["source"] == {"url": elsewhere}
+        # a bare id is studio's alone; elsewhere it is not a URL
+        r = await http.post(PIXELCUT, json={"video_url": asset_id}, headers=key)
+        assert r.status_code == 400 and r.json()["error_code"] == "invalid_parameter"

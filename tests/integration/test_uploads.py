@@ -68,7 +68,8 @@ async def test_upload_real_clip(nats_url, s3_endpoint, object_store, media: Path
         asset_id = body["asset_id"]
         assert body == {
             "asset_id": asset_id,
-            "url": f"asset://{asset_id}",
+            "url": f"{str(http.base_url).rstrip('/')}/v1/uploads/{asset_id}/content",
+            "asset_url": f"asset://{asset_id}",
             "size": len(data),
             "content_type": "video/quicktime",
         }
@@ -81,7 +82,9 @@ async def test_upload_real_clip(nats_url, s3_endpoint, object_store, media: Path
         assert (await http.get(f"/v1/uploads/{asset_id}")).json() == body
         assert (await http.get("/v1/uploads/no-such-asset")).status_code == 404
         # what the dialects put into a job spec for it
-        assert uploads.source_of(body["url"], "video_url") == {"asset_id": asset_id}
+        assert uploads.source_of(body["asset_url"], "video_url") == {"asset_id": asset_id}
+        # the http URL serves the bytes (to the uploader)
+        assert (await http.get(body["url"])).content == data
 
 
 async def test_upload_in_parts_streamed(nats_url, s3_endpoint, object_store) -> None:

@@ -136,12 +136,13 @@ def optional_str(params: dict[str, Any], name: str, default: str) -> str:
     return value
 
 
-def required_source(params: dict[str, Any], name: str) -> dict[str, str]:
-    """A source video or background image field: an http(s) URL -> {"url"}, or `asset://<id>` from
-    POST /v1/uploads -> {"asset_id"} (services/gateway/uploads.py)."""
+def required_source(params: dict[str, Any], name: str, *, bare_ids: bool = False) -> dict[str, str]:
+    """A source video or background image field: an http(s) URL -> {"url"}, or `asset://<id>` / this
+    gateway's upload URL from POST /v1/uploads (or, with `bare_ids`, the bare asset id) -> {"asset_id"}
+    (services/gateway/uploads.py)."""
     if absent(params.get(name)):
         raise MissingParameter(f"{name} is required")
-    return uploads.source_of(params[name], name)
+    return uploads.source_of(params[name], name, bare_ids=bare_ids)
 
 
 def optional_source(params: dict[str, Any], name: str) -> dict[str, str] | None:

@@ -74,14 +74,14 @@ def job_location(job_id: str) -> str:
 
 
 def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
-    source = required_source(params, "videoUrl")
+    source = required_source(params, "videoUrl", bare_ids=True)  # seed 000: "URL or asset ID"
     color, image = params.get("back_ground"), params.get("imageUrl")
     if not absent(color) and not absent(image):
         raise InvalidInput("send back_ground (a hex color) or imageUrl (a replacement image), not both")
     if not absent(color):
         background = color_background(hex_rgb(color, "back_ground", hash_required=False))
     elif not absent(image):
-        background = image_background(required_source(params, "imageUrl"))
+        background = image_background(required_source(params, "imageUrl", bare_ids=True))
     else:
         background = dict(WHITE)
     trim = parse_trim(params.get("start"), params.get("end"))
