@@ -9,6 +9,7 @@ MODEL_DIR ?= $(abspath models)
 SAMPLE ?= $(SHARED)/media/people/sam2_01_dog.mp4
 OUT ?= out
 PORT ?= 8080
+CLUSTER ?=
 WITH_MODELS ?=
 DIR ?= $(SHARED)/media/gt/davis2016/dance-twirl
 PYTEST_ARGS ?=
@@ -37,10 +38,10 @@ models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetc
 setup: venv models ## everything `run` and `test` need
 
 run: setup ## the main job: a sample clip through the local stack (nats-server, SeaweedFS, 5 services), REST in, video out
-	$(BIN)/python -m services.stack --demo --port $(PORT) --sample $(SAMPLE) --out $(OUT)
+	$(BIN)/python -m services.stack --demo --port $(PORT) --sample $(SAMPLE) --out $(OUT) $(if $(CLUSTER),--cluster)
 
-serve: setup ## start the local stack and keep it up (REST on http://127.0.0.1:8080) until Ctrl-C; METRICS=1 adds Prometheus
-	$(BIN)/python -m services.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics)
+serve: setup ## start the local stack and keep it up (REST on http://127.0.0.1:8080) until Ctrl-C; METRICS=1 adds Prometheus, CLUSTER=1 3 NATS nodes + 2 volume servers
+	$(BIN)/python -m services.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics) $(if $(CLUSTER),--cluster)
 
 test: setup ## all tests: unit, integration, end-to-end
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -4,6 +4,13 @@
     python -m services.stack --serve-dir ../shared/media/people   # + a loopback file server for clips
     python -m services.stack --demo --sample ../shared/media/people/sam2_01_dog.mp4   # one job, then exit
     python -m services.stack --metrics            # + /metrics on every service, Prometheus scraping them
+    python -m services.stack --cluster            # 3 nats-server nodes (JetStream cluster) + 2 volume servers
+
+With `--cluster` (StackConfig.cluster) NATS is a JetStream cluster of 3 nodes on loopback (`nats/n1..n3`,
+routes on 127.0.0.1, each its own store) and SeaweedFS gets a second volume server (`s3-volume2/`) with
+replication 001, so every blob has a copy on each: the layout the failover drill (bench/drills.py
+failover) breaks one node of at a time. The services get every node's URL and create their streams
+with 3 replicas.
 
 Everything binds 127.0.0.1. Servers keep their data under `--data` (nats/, s3/), each service logs to
 `<data>/logs/<name>.log`. On Ctrl-C or SIGTERM the services stop first (gateway, then the stages), then
@@ -35,7 +42,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import procs
 from services.common.objstore import ObjectStore
-from services.common.procs import LOOPBACK, ServerProc, ServerStartError
+from services.common.procs import LOOPBACK, NatsCluster, ServerProc, ServerStartError
 from services.prometheus_local import start_prometheus
 from videobg.media.formats import get_format
 
@@ -68,6 +75,7 @@ class StackConfig:
     metrics: bool = False
     prometheus_port: int = 0  # 0: a free port
     scrape_interval_s: float = 5.0
+    cluster: bool = False  # 3 NATS nodes (JetStream cluster) and 2 SeaweedFS volume servers, replicated
 
 
 def _prefix(name: str) -> str:
@@ -78,8 +86,9 @@ class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
         self.data_dir = Path(config.data_dir).resolve()
-        self.nats: ServerProc | None = None
+        self.nats: ServerProc | NatsCluster | None = None  # a NatsCluster when config.cluster
         self.s3: ServerProc | None = None
+        self.volumes: list[ServerProc] = []  # SeaweedFS volume servers besides the one inside `s3`
         self.services: dict[str, ServerProc] = {}
         self.grpc_ports: dict[str, int] = {}
         self.metrics_ports: dict[str, int] = {}
@@ -110,10 +119,7 @@ class Stack:
         """Servers, bucket, services; returns once every service answers its health checks. Call from the
         main thread: children are asked to die with it (PR_SET_PDEATHSIG follows the starting thread)."""
         try:
-            self.nats = procs.start_nats(self.data_dir / "nats")
-            self.s3 = procs.start_seaweedfs(
-                self.data_dir / "s3", access_key=self.config.access_key, secret_key=self.config.secret_key
-            )
+            self.start_servers()
             self.objects().ensure_bucket()
             ports = procs.free_ports(len(SERVICES) + (self.http_port == 0))
             self.grpc_ports = dict(zip(SERVICES, ports, strict=False))
@@ -136,6 +142,27 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def start_servers(self) -> None:
+        c = self.config
+        if not c.cluster:
+            self.nats = procs.start_nats(self.data_dir / "nats")
+            self.s3 = procs.start_seaweedfs(
+                self.data_dir / "s3", access_key=c.access_key, secret_key=c.secret_key
+            )
+            return
+        self.nats = procs.start_nats_cluster(self.data_dir / "nats", 3)
+        # "001": a second copy of each volume on another server of the same rack; a write needs both
+        # servers up (it is retried while one is down), a read needs either
+        self.s3 = procs.start_seaweedfs(
+            self.data_dir / "s3", access_key=c.access_key, secret_key=c.secret_key, replication="001"
+        )
+        self.volumes = [procs.start_weed_volume(self.data_dir / "s3-volume2", self.s3)]
+
+    @property
+    def nats_cluster(self) -> NatsCluster:
+        assert isinstance(self.nats, NatsCluster), "not a cluster stack (StackConfig.cluster)"
+        return self.nats
 
     def service_env(self, name: str) -> dict[str, str]:
         assert self.nats is not None
@@ -266,7 +293,7 @@ class Stack:
                 os.kill(proc.pid, signal.SIGTERM)
         for proc in stages:
             proc.stop()
-        for server in (self.s3, self.nats):
+        for server in (*self.volumes, self.s3, self.nats):
             if server is not None:
                 server.stop()
 
@@ -375,6 +402,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--model", default="", help="default matting model of the segmenter (light, human, ...)")
     p.add_argument("--serve-dir", type=Path, default=None, help="serve this directory on a loopback URL")
+    p.add_argument(
+        "--cluster", action="store_true", help="3 NATS nodes and 2 SeaweedFS volume servers, replicated"
+    )
     p.add_argument("--demo", action="store_true", help="process --sample through REST, save it, and exit")
     p.add_argument("--metrics", action="store_true", help="/metrics on every service + Prometheus scraping")
     p.add_argument("--prometheus-port", type=int, default=0, help="with --metrics (0: any free port)")
@@ -426,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         default_model=args.model,
         metrics=args.metrics,
         prometheus_port=args.prometheus_port,
+        cluster=args.cluster,
     )
     if args.model_dir is not None:
         config.model_dir = args.model_dir
@@ -437,7 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(config)
     files: FileServer | None = None
     try:
-        print(f"starting nats-server, SeaweedFS and {', '.join(SERVICES)} (data in {stack.data_dir}) ...")
+        servers = (
+            "3 nats-server nodes, SeaweedFS with 2 volume servers"
+            if args.cluster
+            else "nats-server, SeaweedFS"
+        )
+        print(f"starting {servers} and {', '.join(SERVICES)} (data in {stack.data_dir}) ...")
         t0 = time.monotonic()
         stack.start()
         print(f"ready in {time.monotonic() - t0:.1f} s; logs in {stack.data_dir / 'logs'}")

@@ -10,7 +10,9 @@ exactly one durable pull consumer, shared by all replicas of that stage):
 Events (stream VBG_EVENTS, limits retention, kept about a day): `vbg.events.{job_id}` carries progress and
 state changes of one job, in order, so a watcher can replay a job from its start and then follow it.
 
-Job records live in the KV bucket `vbg_jobs` (key = job id); see services/common/jobstore.py.
+Job records live in the KV bucket `vbg_jobs` (key = job id); see services/common/jobstore.py. API keys and
+credit accounts live in `vbg_keys`. Both streams and both buckets carry the same replica count
+(services/common/bus.py `ensure_streams`).
 Names only: no transport library is imported here (this module is part of the core package).
 """
 
@@ -38,6 +40,7 @@ EVENTS_WILDCARD = f"{EVENTS_PREFIX}.*"
 EVENTS_MAX_AGE_S = 24 * 3600.0
 
 JOBS_BUCKET = "vbg_jobs"
+KEYS_BUCKET = "vbg_keys"  # API keys and credit accounts (services/gateway/keys.py, credits.py)
 
 
 def events_subject(job_id: str) -> str:

@@ -58,39 +58,54 @@ NATS_DOWN = (
     nats.errors.ConnectionReconnectingError,
     nats.errors.OutboundBufferLimitError,
     nats.js.errors.NoStreamResponseError,
+    # JetStream answering 503: no leader for the stream or the meta group yet (an election after a node
+    # of the cluster died), or no quorum
+    nats.js.errors.ServiceUnavailableError,
 )
 
 
+def server_urls(url: str | Sequence[str]) -> list[str]:
+    """The NATS URLs of a setting: one URL, or several separated by commas (a cluster's nodes)."""
+    parts = url.split(",") if isinstance(url, str) else list(url)
+    urls = [u.strip() for u in parts if u.strip()]
+    if not urls:
+        raise ValueError("no NATS URL given")
+    return urls
+
+
 async def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     name: str | None = None,
     connect_timeout_s: float = 5.0,
     initial_attempts: int = 5,
     pending_size: int = 2 * 1024 * 1024,
 ) -> NatsClient:
-    """Connect, trying `initial_attempts` times (1 s apart) before raising Transient; once connected,
-    reconnect forever (a restarted nats-server is waited for, not fatal). `pending_size` bytes of
-    publishes are buffered while reconnecting; 0 makes a publish during an outage fail at once
-    (OutboundBufferLimitError, a Transient), which the gateway wants: a client gets 503, not a hang."""
+    """Connect to any of the servers in `url` (comma-separated: a cluster's nodes; the client also
+    learns the others from the server), trying `initial_attempts` rounds (1 s apart) before raising
+    Transient; once connected, reconnect forever, to whichever node answers (a restarted or lost server
+    is waited for, not fatal; subscriptions, pull consumers included, are re-made on the new
+    connection). `pending_size` bytes of publishes are buffered while reconnecting; 0 makes a publish
+    during an outage fail at once (OutboundBufferLimitError, a Transient), which the gateway wants: a
+    client gets 503, not a hang."""
+    servers = server_urls(url)
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error: %s", e)
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected from %s", url)
+        log.warning("nats disconnected from %s", ",".join(servers))
 
     async def on_reconnected() -> None:
-        log.info("nats reconnected to %s", url)
+        log.info("nats reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
 
     try:
         nc = await nats.connect(
-            url,
+            servers=servers,
             name=name,
             connect_timeout=connect_timeout_s,
-            max_reconnect_attempts=max(
-                initial_attempts - 1, 1
-            ),  # nats.py counts them for the first connect too
+            # nats.py counts every server of the pool, and the first connect too
+            max_reconnect_attempts=max(initial_attempts - 1, 1) * len(servers),
             reconnect_time_wait=1.0,
             pending_size=pending_size,
             error_cb=on_error,
@@ -98,15 +113,77 @@ async def connect(
             reconnected_cb=on_reconnected,
         )
     except (OSError, nats.errors.Error) as e:  # TimeoutError is an OSError
-        raise Transient(f"cannot connect to NATS at {url}: {e!r}") from e
+        raise Transient(f"cannot connect to NATS at {','.join(servers)}: {e!r}") from e
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
 
-# --- streams -------------------------------------------------------------------------------------------
+# --- replication ---------------------------------------------------------------------------------------
+
+
+class ReplicaShortfall(Transient):
+    """Asked for more replicas than the NATS cluster has servers: a service refuses to start (retrying
+    later helps once the servers are there)."""
+
+
+def cluster_size(nc: NatsClient) -> int:
+    """Servers in the cluster of the connected server: 1 for a lone server. Read from the server's INFO
+    (`cluster` is set only when clustered; `connect_urls` lists the client URL of every node the server
+    is routed to, itself included). nats.py keeps INFO in a private field; a missing one reads as 1."""
+    info = getattr(nc, "_server_info", None) or {}
+    if not info.get("cluster"):
+        return 1
+    return max(1, len(set(info.get("connect_urls") or [])))
+
+
+def auto_replicas(nc: NatsClient, setting: int = 0) -> int:
+    """The replica count of streams and buckets: `setting` when given (> 0), else 1 against a lone
+    server and 3 against a cluster (a cluster that shows fewer nodes right now gets as many as it shows;
+    a later start scales up)."""
+    if setting > 0:
+        return setting
+    size = cluster_size(nc)
+    return 1 if size == 1 else min(3, size)
+
+
+async def _js_replicas(js: JetStreamContext, replicas: int) -> int:
+    return replicas if replicas > 0 else auto_replicas(js._nc)
+
+
+def _check_servers(js: JetStreamContext, what: str, replicas: int) -> None:
+    size = cluster_size(js._nc)
+    if replicas > size:
+        raise ReplicaShortfall(
+            f"{what}: {replicas} replicas wanted but the NATS cluster shows {size} server(s); start at "
+            f"least {replicas} servers, or set NATS_REPLICAS to at most {size}"
+        )
+
+
+async def _scale_up(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Raise an existing stream's replica count to `replicas` in place (JetStream copies its data to the
+    new peers; consumers follow their stream). Never lowers it: a service started with a smaller setting
+    must not shrink a cluster's copies."""
+    current = (await js.stream_info(stream)).config
+    if (current.num_replicas or 1) >= replicas:
+        return
+    _check_servers(js, stream, replicas)
+    log.warning("stream %s: scaling from %s to %d replicas", stream, current.num_replicas, replicas)
+    current.num_replicas = replicas
+    await js.update_stream(current)
 
 
 async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
+    replicas = config.num_replicas or 1
+    try:
+        existing = (await js.stream_info(config.name)).config
+    except nats.js.errors.NotFoundError:
+        _check_servers(js, config.name, replicas)
+        existing = None
+    if existing is not None:
+        # keep the larger replica count (never shrink; _scale_up raises it when asked)
+        config.num_replicas = max(replicas, existing.num_replicas or 1)
+        if config.num_replicas > (existing.num_replicas or 1):
+            _check_servers(js, config.name, config.num_replicas)
     try:
         await js.add_stream(config)
     except nats.js.errors.BadRequestError as e:
@@ -115,12 +192,32 @@ async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
+async def replicas_current(js: JetStreamContext, streams: Sequence[str]) -> bool:
+    """True when every replica of each stream is online and caught up with its leader: only then may
+    the leader be lost without stalling the stream (a peer still catching up cannot take over)."""
+    for name in streams:
+        try:
+            info = await js.stream_info(name)
+        except (*NATS_DOWN, nats.js.errors.Error):
+            return False
+        cluster = info.cluster
+        if cluster is None or (info.config.num_replicas or 1) == 1:
+            continue
+        peers = cluster.replicas or []
+        if not cluster.leader or len(peers) < (info.config.num_replicas or 1) - 1:
+            return False
+        if not all(p.current and not p.offline for p in peers):
+            return False
+    return True
+
+
 async def ensure_work_stream(
     js: JetStreamContext,
     name: str = subjects.WORK_STREAM,
     subject_list: Sequence[str] = subjects.WORK_SUBJECTS,
     *,
     duplicate_window_s: float = 120.0,
+    replicas: int = 1,
 ) -> None:
     """Work-queue retention: a message is deleted once acked (or terminated); file storage survives
     restarts; publishes with a repeated Nats-Msg-Id within `duplicate_window_s` are dropped."""
@@ -133,6 +230,7 @@ async def ensure_work_stream(
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
             discard=DiscardPolicy.NEW,  # a full queue refuses new work rather than dropping queued jobs
+            num_replicas=replicas,
         ),
     )
 
@@ -143,6 +241,7 @@ async def ensure_events_stream(
     *,
     max_age_s: float = subjects.EVENTS_MAX_AGE_S,
     max_msgs_per_job: int = 10_000,
+    replicas: int = 1,
 ) -> None:
     """Limits retention: events stay for `max_age_s` whoever has read them, so a late watcher can
     replay a job from its start. `max_msgs_per_job` bounds a runaway job's history."""
@@ -156,24 +255,49 @@ async def ensure_events_stream(
             max_age=max_age_s,
             max_msgs_per_subject=max_msgs_per_job,
             duplicate_window=min(120.0, max_age_s),
+            num_replicas=replicas,
         ),
     )
 
 
-async def ensure_jobs_bucket(js: JetStreamContext, bucket: str = subjects.JOBS_BUCKET) -> None:
-    """The KV bucket of job records (see jobstore.py). History 5 keeps a short audit trail per job."""
-    await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE))
-
-
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create (or bring up to date) VBG_WORK, VBG_EVENTS and the jobs KV bucket. Idempotent: every
-    service calls it at start-up, in any order."""
+async def ensure_kv(js: JetStreamContext, bucket: str, *, replicas: int = 0, history: int = 5) -> None:
+    """A KV bucket (file storage, `history` revisions per key) with `replicas` copies (0: auto_replicas);
+    an existing bucket with fewer is scaled up in place. Reads go to the stream leader (no direct get):
+    a follower may lag, and a record read back right after its write must be there."""
+    replicas = await _js_replicas(js, replicas)
+    config = KeyValueConfig(
+        bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas, direct=False
+    )
     try:
-        await ensure_work_stream(js)
-        await ensure_events_stream(js)
-        await ensure_jobs_bucket(js)
+        await js.stream_info(f"KV_{bucket}")
+    except nats.js.errors.NotFoundError:
+        _check_servers(js, bucket, replicas)
+        await js.create_key_value(config)
+        return
+    await _scale_up(js, f"KV_{bucket}", replicas)
+
+
+async def ensure_jobs_bucket(
+    js: JetStreamContext, bucket: str = subjects.JOBS_BUCKET, *, replicas: int = 1
+) -> None:
+    """The KV bucket of job records (see jobstore.py). History 5 keeps a short audit trail per job."""
+    await ensure_kv(js, bucket, replicas=replicas)
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 0) -> int:
+    """Create (or bring up to date) VBG_WORK, VBG_EVENTS and the KV buckets of jobs and of keys/credits,
+    each with `replicas` copies (0: auto_replicas: 1 on a lone server, 3 on a cluster). Idempotent: every
+    service calls it at start-up, in any order. Raises ReplicaShortfall (a Transient) when something must
+    be created or scaled to more replicas than the cluster has servers. Returns the replica count used."""
+    try:
+        replicas = await _js_replicas(js, replicas)
+        await ensure_work_stream(js, replicas=replicas)
+        await ensure_events_stream(js, replicas=replicas)
+        for bucket in (subjects.JOBS_BUCKET, subjects.KEYS_BUCKET):
+            await ensure_kv(js, bucket, replicas=replicas)
     except NATS_DOWN as e:
         raise Transient(f"JetStream unavailable: {e!r}") from e
+    return replicas
 
 
 # --- publishing ----------------------------------------------------------------------------------------
@@ -332,11 +456,20 @@ class Worker:
             max_ack_pending=1000,
         )
 
-    async def start(self) -> None:
-        """Create or update the durable consumer and bind to it (replicas share it)."""
-        if self._sub is None:
-            await self.js.add_consumer(self.stream, self.consumer_config())
-            self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+    async def start(self, *, deadline_s: float = 60.0) -> None:
+        """Create or update the durable consumer and bind to it (replicas share it). While JetStream has
+        no leader for the stream (a NATS node lost moments ago) keep trying, up to `deadline_s`, then
+        raise Transient."""
+        end = time.monotonic() + deadline_s
+        while self._sub is None:
+            try:
+                await self.js.add_consumer(self.stream, self.consumer_config())
+                self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+            except NATS_DOWN as e:
+                if time.monotonic() > end:
+                    raise Transient(f"{self.durable}: cannot bind the consumer: {e!r}") from e
+                log.warning("%s: consumer not reachable yet (%r); retrying", self.durable, e)
+                await asyncio.sleep(1.0)
 
     def stop(self) -> None:
         """Graceful: finish the message in hand, then stop fetching. Safe to call from a signal handler."""

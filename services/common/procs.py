@@ -198,12 +198,16 @@ def start_nats(
     *,
     timeout_s: float = 30.0,
     binary: str | None = None,
+    cluster: ClusterNode | None = None,
+    wait: bool = True,
 ) -> ServerProc:
     """nats-server with JetStream, file store under `data_dir`, client and monitor ports on 127.0.0.1.
 
     Port 0 picks a free port (nats-server's own `-p 0` would mean its default 4222). Restarting on the same
     `data_dir` recovers every stream, consumer and KV bucket. Ready = TCP accepts and `/healthz` (which
-    checks JetStream, and after a restart that the recovered streams are current) answers 200.
+    checks JetStream, and after a restart that the recovered streams are current) answers 200. With
+    `cluster`, the server is one node of a JetStream cluster (see `start_nats_cluster`); `wait=False`
+    returns at once, since a node is healthy only once a quorum of its peers is up too.
     """
     data_dir = Path(data_dir)
     want = [p for p in (port, http_port) if p == 0]
@@ -218,22 +222,143 @@ def start_nats(
         "-m", str(http_port),
         "-sd", str(data_dir / "jetstream"),
     ]  # fmt: skip
+    if cluster is not None:
+        argv += cluster.args()
     t0 = time.monotonic()
     popen, log_path = _spawn(argv, data_dir, "nats-server.log")
     proc = ServerProc(
-        name="nats-server",
+        name=cluster.name if cluster is not None else "nats-server",
         popen=popen,
         data_dir=data_dir,
         log_path=log_path,
-        ports={"client": port, "http": http_port},
+        ports={"client": port, "http": http_port} | ({"route": cluster.route_port} if cluster else {}),
         url=f"nats://{LOOPBACK}:{port}",
     )
+    if wait:
+        wait_nats_ready(proc, timeout_s, t0)
+    return proc
+
+
+def wait_nats_ready(proc: ServerProc, timeout_s: float = 30.0, t0: float | None = None) -> None:
+    port, http_port = proc.ports["client"], proc.ports["http"]
 
     def ready() -> bool:
         return _tcp_open(port) and _http_get(f"http://{LOOPBACK}:{http_port}/healthz")[0] == 200
 
-    _wait_ready(proc, ready, timeout_s, t0)
-    return proc
+    _wait_ready(proc, ready, timeout_s, time.monotonic() if t0 is None else t0)
+
+
+# --- a JetStream cluster on loopback --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One node's place in a loopback cluster: its name, its route port and every node's route port
+    (a node lists all of them, itself included: nats-server skips its own route)."""
+
+    name: str
+    route_port: int
+    route_ports: tuple[int, ...]
+    cluster_name: str = "vbg"
+
+    def args(self) -> list[str]:
+        routes = ",".join(f"nats-route://{LOOPBACK}:{p}" for p in self.route_ports)
+        return [
+            "--server_name", self.name,
+            "--cluster_name", self.cluster_name,
+            "--cluster", f"nats://{LOOPBACK}:{self.route_port}",
+            "--routes", routes,
+        ]  # fmt: skip
+
+
+@dataclass
+class NatsCluster:
+    """`size` nats-server processes forming one JetStream cluster on 127.0.0.1: explicit client, monitor
+    and route ports, one store dir each (`<data_dir>/n<i>`). Clients dial every URL (`url` joins them
+    with commas, as the services' NATS_URL setting takes them)."""
+
+    data_dir: Path
+    nodes: list[ClusterNode]
+    servers: list[ServerProc]
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    @property
+    def pid(self) -> int:  # the first node's: for printing only
+        return self.servers[0].pid
+
+    @property
+    def started_in_s(self) -> float:
+        return max(s.started_in_s for s in self.servers)
+
+    def index(self, name: str) -> int:
+        return [n.name for n in self.nodes].index(name)
+
+    def alive(self) -> bool:
+        return all(s.alive() for s in self.servers)
+
+    def kill(self, i: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal node `i` by PID (SIGKILL: as if its machine died) and reap it."""
+        _signal(self.servers[i].pid, sig)
+        self.servers[i].popen.wait(timeout=30)
+
+    def restart(self, i: int, *, timeout_s: float = 60.0) -> ServerProc:
+        """Start node `i` again on its ports and store (a stopped or killed one); ready once it has
+        caught up with the cluster (`/healthz`)."""
+        old = self.servers[i]
+        if old.alive():
+            raise RuntimeError(f"{old.name} is still running (pid {old.pid})")
+        self.servers[i] = start_nats(
+            old.data_dir, old.ports["client"], old.ports["http"], cluster=self.nodes[i], timeout_s=timeout_s
+        )
+        return self.servers[i]
+
+    def monitor(self, path: str, i: int | None = None) -> dict:
+        """GET a monitoring endpoint (e.g. "/jsz") of node `i`, else of the first live node that answers."""
+        order = [i] if i is not None else range(len(self.servers))
+        for j in order:
+            if self.servers[j].alive():
+                status, body = _http_get(f"http://{LOOPBACK}:{self.servers[j].ports['http']}{path}", 2.0)
+                if status == 200:
+                    return json.loads(body)
+        raise ServerStartError(f"no NATS node answered {path}")
+
+    def meta_leader(self) -> str:
+        """The name of the node that leads the JetStream meta group ("" while none does)."""
+        return str(self.monitor("/jsz").get("meta_cluster", {}).get("leader") or "")
+
+    def stop(self, grace_s: float | None = None) -> None:
+        for s in self.servers:
+            s.stop(grace_s)
+
+
+def start_nats_cluster(
+    data_dir: str | Path, size: int = 3, *, name: str = "vbg", timeout_s: float = 60.0
+) -> NatsCluster:
+    """`size` JetStream nodes on loopback (routes on 127.0.0.1), all started before any is waited for:
+    a node is healthy only once the meta group has a leader, which needs a quorum of them."""
+    data_dir = Path(data_dir)
+    ports = free_ports(3 * size)
+    client, http, route = ports[:size], ports[size : 2 * size], ports[2 * size :]
+    nodes = [ClusterNode(f"n{i + 1}", route[i], tuple(route), name) for i in range(size)]
+    servers: list[ServerProc] = []
+    try:
+        for i, node in enumerate(nodes):
+            servers.append(start_nats(data_dir / node.name, client[i], http[i], cluster=node, wait=False))
+        t0 = time.monotonic()
+        for s in servers:
+            wait_nats_ready(s, timeout_s, t0)
+    except BaseException:
+        for s in servers:
+            s.stop(grace_s=2.0)
+        raise
+    return NatsCluster(data_dir, nodes, servers)
 
 
 def write_s3_identities(path: Path, access_key: str, secret_key: str) -> Path:
@@ -265,8 +390,14 @@ def start_seaweedfs(
     max_volumes: int = 100,
     timeout_s: float = 60.0,
     binary: str | None = None,
+    replication: str = "",
+    volume_servers: int = 1,
 ) -> ServerProc:
     """`weed server` (master + volume + filer + S3 gateway in one process) on 127.0.0.1.
+
+    `replication` is the master's default placement ("001": one more copy on another volume server of
+    the same rack); `volume_servers` is how many volume servers readiness waits for, this one included
+    (start the others with `start_weed_volume` right after: a write needs every copy's server).
 
     Every HTTP port and its gRPC port is explicit and distinct (weed would default gRPC to port+10000,
     which can collide with another picked port or exceed 65535). The Iceberg and Lance side servers are
@@ -298,6 +429,7 @@ def start_seaweedfs(
         f"-ip={LOOPBACK}",
         f"-ip.bind={LOOPBACK}",
         "-master.telemetry=false",
+        *([f"-master.defaultReplication={replication}"] if replication else []),
         "-master.electionTimeout=1s",  # a single master: a restart is ready in ~3 s, not ~17 s
         f"-master.port={ports['master']}",
         f"-master.port.grpc={ports['master_grpc']}",
@@ -339,11 +471,80 @@ def start_seaweedfs(
             client.list_buckets()
         except Exception:
             return False
-        status, body = _http_get(f"http://{LOOPBACK}:{ports['master']}/dir/status")
-        return status == 200 and b'"DataNodes":[{' in body
+        return data_nodes(ports["master"]) >= volume_servers
 
     _wait_ready(proc, ready, timeout_s, t0)
     return proc
+
+
+def data_nodes(master_port: int) -> int:
+    """How many volume servers the SeaweedFS master on `master_port` has registered (0 if it is down)."""
+    status, body = _http_get(f"http://{LOOPBACK}:{master_port}/dir/status")
+    if status != 200:
+        return 0
+    try:
+        topo = json.loads(body)["Topology"]
+        return sum(len(r.get("DataNodes") or []) for dc in topo["DataCenters"] for r in dc["Racks"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+
+
+def start_weed_volume(
+    data_dir: str | Path,
+    master: ServerProc,
+    port: int = 0,
+    grpc_port: int = 0,
+    *,
+    max_volumes: int = 100,
+    timeout_s: float = 60.0,
+    binary: str | None = None,
+) -> ServerProc:
+    """One more SeaweedFS volume server (`weed volume`) for the master inside `master` (a
+    `start_seaweedfs` process), on 127.0.0.1, same data center and rack as that one's own volume server,
+    so a "001" replication keeps one copy on each. Ready = its status page answers and the master lists
+    it. Restart on the same ports and `data_dir` to bring its volumes back."""
+    data_dir = Path(data_dir)
+    picked = iter(free_ports(2))
+    port, grpc_port = port or next(picked), grpc_port or next(picked)
+    (data_dir / "data").mkdir(parents=True, exist_ok=True)
+    mp = master.ports
+    argv = [
+        binary or find_binary("weed"),
+        "volume",
+        f"-dir={data_dir / 'data'}",
+        f"-ip={LOOPBACK}",
+        f"-ip.bind={LOOPBACK}",
+        f"-port={port}",
+        f"-port.grpc={grpc_port}",
+        f"-mserver={LOOPBACK}:{mp['master']}.{mp['master_grpc']}",  # host:port.grpcPort
+        f"-max={max_volumes}",
+        "-preStopSeconds=0",
+    ]
+    t0 = time.monotonic()
+    popen, log_path = _spawn(argv, data_dir, "weed-volume.log")
+    proc = ServerProc(
+        name="seaweedfs-volume",
+        popen=popen,
+        data_dir=data_dir,
+        log_path=log_path,
+        ports={"client": port, "volume": port, "volume_grpc": grpc_port},
+        url=f"http://{LOOPBACK}:{port}",
+        stop_grace_s=5.0,
+        cleanup_globs=[f"/tmp/seaweedfs-*-{p}.sock" for p in (port, grpc_port)],
+    )
+    before = data_nodes(mp["master"])
+
+    def ready() -> bool:
+        status, _ = _http_get(f"http://{LOOPBACK}:{port}/status")
+        return status == 200 and data_nodes(mp["master"]) >= max(before, 1) and _listed(mp["master"], port)
+
+    _wait_ready(proc, ready, timeout_s, t0)
+    return proc
+
+
+def _listed(master_port: int, volume_port: int) -> bool:
+    status, body = _http_get(f"http://{LOOPBACK}:{master_port}/dir/status")
+    return status == 200 and f"{LOOPBACK}:{volume_port}".encode() in body
 
 
 def _minio_client(endpoint: str, access_key: str, secret_key: str):  # -> minio.Minio

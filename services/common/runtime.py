@@ -367,7 +367,7 @@ async def connect(settings: StageSettings, name: str) -> Deps:
     nc = await bus.connect(settings.nats_url, name=name)
     try:
         js = nc.jetstream()
-        await bus.ensure_streams(js)
+        await bus.ensure_streams(js, settings.nats_replicas)
         store = settings.object_store()
         await asyncio.to_thread(store.ensure_bucket)
     except BaseException:

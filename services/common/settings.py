@@ -11,7 +11,11 @@ from videobg.settings import CoreSettings
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VBG_", extra="ignore")
 
+    # one URL, or a cluster's nodes separated by commas (clients fail over between them)
     nats_url: str = "nats://127.0.0.1:4222"
+    # copies of every stream and KV bucket; 0: 1 against a lone server, 3 against a cluster. Existing
+    # streams with fewer are scaled up in place at start; more than the cluster's servers: refuse to start
+    nats_replicas: int = 0
     s3_endpoint: str = "127.0.0.1:8333"  # host:port, as the minio client takes it
     s3_public_endpoint: str = ""  # host:port clients download presigned URLs from ("" = s3_endpoint)
     s3_access_key: str = "videobg"

@@ -25,14 +25,14 @@ from typing import Any
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from services.common import jobstore
+from services.common import bus, jobstore
 from services.common.jobstore import iter_docs, now_iso
+from videobg import subjects
 from videobg.errors import Conflict, InvalidInput, NotFound, Transient, Unauthenticated
 
-BUCKET = "vbg_keys"
+BUCKET = subjects.KEYS_BUCKET
 KEY_PREFIX = "vbg"
 _TOKEN = re.compile(r"^vbg_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
@@ -49,14 +49,15 @@ def nats_errors(what: str) -> contextlib.AbstractContextManager[None]:
 
 
 async def open_bucket(js: JetStreamContext, bucket: str = BUCKET) -> KeyValue:
-    """The bucket, created on first use (idempotent: every replica may call it)."""
+    """The bucket, created on first use (idempotent: every replica may call it). The services create it
+    at start (bus.ensure_streams, with their replica setting); this covers the admin CLI run first, with
+    the replica count the server suggests (bus.auto_replicas)."""
     with nats_errors("open bucket"):
         try:
             return await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
-            return await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE)
-            )
+            await bus.ensure_kv(js, bucket, replicas=0)
+            return await js.key_value(bucket)
 
 
 async def get_doc(kv: KeyValue, key: str) -> tuple[dict[str, Any], int]:
