@@ -27,6 +27,7 @@ import contextlib
 import functools
 import http.server
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -94,6 +95,7 @@ class Stack:
         self.metrics_ports: dict[str, int] = {}
         self.prometheus: ServerProc | None = None
         self.http_port = config.http_port
+        self.webhook_secret = secrets.token_hex(32)
 
     # --- addresses -----------------------------------------------------------------------------------
 
@@ -190,6 +192,7 @@ class Stack:
         if name in self.metrics_ports:
             env[p + "METRICS_PORT"] = str(self.metrics_ports[name])
         if name == "gateway":
+            env[p + "WEBHOOK_SECRET"] = self.webhook_secret  # one per stack: a restarted gateway keeps it
             env[p + "AUTH_REQUIRED"] = "true" if c.auth_required else "false"
             env[p + "HTTP_HOST"] = LOOPBACK
             env[p + "HTTP_PORT"] = str(self.http_port)

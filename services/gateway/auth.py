@@ -58,13 +58,18 @@ class ApiKeyAuth:
         self.required = required
 
     async def __call__(self, request: Request) -> Caller:
-        key = presented_key(request)
+        caller = await self.authenticate(presented_key(request))
+        request.state.key_id = caller.key_id  # for logs: the id, never the key
+        return caller
+
+    async def authenticate(self, key: str, *, anonymous_allowed: bool = False) -> Caller:
+        """A presented key (REST header or gRPC metadata) -> its owner; no key -> the anonymous owner
+        when keys are not required (or `anonymous_allowed`: the gRPC listener an operator trusts)."""
         if not key:
-            if self.required:
+            if self.required and not anonymous_allowed:
                 raise Unauthenticated(NOT_FOUND_MESSAGE)
             return ANONYMOUS
         record = await self.keys.verify(key)
-        request.state.key_id = record.id  # for logs: the id, never the key
         self.limiter.check(record.id)
         return Caller(owner=record.owner, key_id=record.id)
 

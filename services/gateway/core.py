@@ -165,7 +165,8 @@ class Gateway:
     # --- submit ------------------------------------------------------------------------------------
 
     async def submit(self, spec: jobspec.Spec, *, idempotency_key: str = "") -> Job:
-        """Trusted internal callers (gRPC): no key, no credits."""
+        """Unmetered, as the anonymous owner (trusted in-process callers and tests); gRPC and REST callers
+        go through `create` with their `Caller`."""
         return (await self.create(spec, idempotency_key=idempotency_key)).job
 
     async def create(
@@ -195,6 +196,8 @@ class Gateway:
             from services.gateway import webhooks  # it imports the REST deps, which import this module
 
             await webhooks.check_spec(spec, self.settings)  # the SSRF guard, before anything is held
+        if caller is not None and not caller.anonymous:
+            await self._check_assets(spec, caller)  # before the probe reads it
         probed = await precheck.precheck(
             spec,
             self.objects,
@@ -292,6 +295,17 @@ class Gateway:
                     await self._enqueue(job)  # as _replay: a crash between create and publish
                 return job, job_id
         return None, current
+
+    async def _check_assets(self, spec: jobspec.Spec, caller: Caller) -> None:
+        """Uploaded assets the job names (source, background image) must be the caller's own: another
+        owner's upload reads as not found, as on GET /v1/uploads/{id}. Ingest checks again against the
+        record's owner, so a record written by other means cannot borrow one either."""
+        from services.gateway import uploads  # it imports the REST deps, which import this module
+
+        background = spec.get("background") or {}
+        for ref in (spec.get("source") or {}, background.get("image") or {}):
+            if isinstance(ref, dict) and ref.get("asset_id"):
+                await uploads.find_asset(self.objects, str(ref["asset_id"]), caller)
 
     async def _replay(self, existing: Job, spec: jobspec.Spec, fingerprint: str) -> Submitted:
         if fingerprint and existing.get("request_fingerprint"):

@@ -1,5 +1,12 @@
 """The gRPC `vbg.v1.Jobs` API: the same Gateway calls as REST, with proto in and out (asyncio server, in
-the gateway's one event loop). Typed errors leave as the gRPC status `videobg.errors.ERROR_TABLE` names."""
+the gateway's one event loop). Typed errors leave as the gRPC status `videobg.errors.ERROR_TABLE` names.
+
+Callers authenticate as on REST: the API key in metadata `x-api-key`, or `authorization: Bearer <key>`,
+checked by the same `ApiKeyAuth` (key store, per-key rate limit). The job's owner is the key's owner,
+whatever `JobSpec.owner` says; a keyed Submit reserves and is charged credits like a REST submit; another
+owner's job answers NOT_FOUND. Without a key a call is refused UNAUTHENTICATED when keys are required,
+unless the operator set `grpc_allow_anonymous` (a listener that only trusted callers can reach: those calls
+are the anonymous owner, unmetered, and see every job; see docs/SECURITY.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +23,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.common import jobspec, logs
 from services.common.grpcutil import CHANNEL_OPTIONS, status_for
 from services.common.jobstore import Job
-from services.gateway.core import ANONYMOUS, Caller, Gateway
+from services.gateway.auth import ApiKeyAuth
+from services.gateway.core import Caller, Gateway
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
 from videobg.errors import InvalidInput, VideoBgError
 
@@ -139,54 +147,70 @@ def event_to_proto(event: dict[str, Any]) -> common_pb2.ProgressEvent:
     )
 
 
-class JobsServicer(jobs_pb2_grpc.JobsServicer):
-    def __init__(self, gateway: Gateway):
-        self.gw = gateway
+def presented_key(context: grpc.aio.ServicerContext) -> str:
+    """The API key in the call's metadata (keys arrive lower-cased): `x-api-key`, else a Bearer token."""
+    metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    key = metadata.get("x-api-key", "").strip()
+    if key:
+        return key
+    scheme, _, credentials = metadata.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
 
-    def caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        """Internal callers are trusted today; API-key metadata will resolve an owner here."""
-        return ANONYMOUS
+
+class JobsServicer(jobs_pb2_grpc.JobsServicer):
+    def __init__(self, gateway: Gateway, auth: ApiKeyAuth, *, allow_anonymous: bool = False):
+        self.gw = gateway
+        self.auth = auth
+        self.allow_anonymous = allow_anonymous
+
+    async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        return await self.auth.authenticate(presented_key(context), anonymous_allowed=self.allow_anonymous)
 
     @mapped
     async def Submit(
         self, request: jobs_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Job:
+        caller = await self.caller(context)
         spec = jobspec.from_proto(request.spec)
-        spec["owner"] = spec.get("owner") or self.caller(context).owner
+        spec["owner"] = caller.owner  # from the key, never from the request
         sent = dict(context.invocation_metadata() or ()).get("x-request-id")
         rid = logs.request_id_from(sent if isinstance(sent, str) else None)
         with logs.bound(request_id=rid):  # logged and stored on the job, as for REST
-            job = await self.gw.submit(spec, idempotency_key=request.idempotency_key)
+            submitted = await self.gw.create(spec, caller=caller, idempotency_key=request.idempotency_key)
         await context.send_initial_metadata((("x-request-id", rid),))
-        return job_to_proto(job)
+        return job_to_proto(submitted.job)
 
     @mapped
     async def Get(self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext) -> common_pb2.Job:
-        job = await self.gw.get(request.job_id, self.caller(context))
+        job = await self.gw.get(request.job_id, await self.caller(context))
         return job_to_proto(job, self.gw.result_url(job))
 
     @mapped
     async def Watch(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[common_pb2.ProgressEvent]:
-        async for event in self.gw.watch(request.job_id, self.caller(context)):
+        async for event in self.gw.watch(request.job_id, await self.caller(context)):
             yield event_to_proto(event)
 
     @mapped
     async def Cancel(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Job:
-        job = await self.gw.cancel(request.job_id, self.caller(context))
+        job = await self.gw.cancel(request.job_id, await self.caller(context))
         return job_to_proto(job)
 
     @mapped
     async def List(
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.ListJobsReply:
-        """The same page as REST GET /v1/jobs; `owner` scopes it (internal callers are trusted)."""
+        """The same page as REST GET /v1/jobs: the key's owner's jobs. `owner` may scope the page only for
+        a trusted caller without a key (the anonymous owner, which sees every job); a keyed caller naming
+        another owner gets its own jobs, never theirs."""
         if not 0 <= request.limit <= 100:
             raise InvalidInput("limit must be 1..100 (0: 20)")
-        caller = Caller(owner=request.owner, key_id="grpc") if request.owner else self.caller(context)
+        caller = await self.caller(context)
+        if request.owner and caller.anonymous:
+            caller = Caller(owner=request.owner, key_id="grpc")
         names = {v: k for k, v in STATUS.items()}
         statuses = tuple(names[s] for s in request.status if s in names)
         jobs, next_cursor = await self.gw.list_jobs(
@@ -197,9 +221,10 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         )
 
 
-async def start_grpc(gateway: Gateway, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+async def start_grpc(gateway: Gateway, auth: ApiKeyAuth, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
-    jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(gateway), server)
+    servicer = JobsServicer(gateway, auth, allow_anonymous=gateway.settings.grpc_allow_anonymous)
+    jobs_pb2_grpc.add_JobsServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -126,7 +126,17 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return error_response(InvalidRequestBody("The request could not be parsed"), request)
 
 
-def build_app(gateway: Gateway) -> FastAPI:
+def authenticator(gateway: Gateway) -> ApiKeyAuth:
+    """One per gateway process: REST and gRPC share its per-key rate limit."""
+    settings = gateway.settings
+    return ApiKeyAuth(
+        gateway.keys,
+        TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
+        required=settings.auth_required,
+    )
+
+
+def build_app(gateway: Gateway, auth: ApiKeyAuth | None = None) -> FastAPI:
     app = FastAPI(
         title="videobg gateway",
         version="1",
@@ -136,12 +146,7 @@ def build_app(gateway: Gateway) -> FastAPI:
         dependencies=[Depends(uploads.bind_self)],  # which URLs are this gateway's own (uploads)
     )
     app.state.gateway = gateway
-    settings = gateway.settings
-    app.state.authenticator = ApiKeyAuth(
-        gateway.keys,
-        TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
-        required=settings.auth_required,
-    )
+    app.state.authenticator = auth or authenticator(gateway)
     app.add_exception_handler(VideoBgError, _on_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

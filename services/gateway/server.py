@@ -24,8 +24,8 @@ from services.common.jobstore import JobStore
 from services.gateway import webhooks
 from services.gateway.core import Gateway
 from services.gateway.grpc_api import start_grpc
-from services.gateway.rest import build_app
-from services.gateway.settings import GatewaySettings
+from services.gateway.rest import authenticator, build_app
+from services.gateway.settings import GatewaySettings, check_deployable
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ async def _http(app: object, settings: GatewaySettings) -> AsyncIterator[int]:
 
 @contextlib.asynccontextmanager
 async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+    check_deployable(settings)
     metrics_server = service_metrics.start_server(settings)  # None unless metrics_port is set
     try:
         nc = await bus.connect(settings.nats_url, name="gateway", pending_size=0)
@@ -111,9 +112,11 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         queue_metrics = service_metrics.QueueMonitor(js).start()
         await gateway.start_background()  # settles the credits of jobs that ended
         try:
-            grpc_server, grpc_port = await start_grpc(gateway, settings.grpc_host, settings.grpc_port)
+            auth = authenticator(gateway)
+            grpc_server, grpc_port = await start_grpc(gateway, auth, settings.grpc_host, settings.grpc_port)
             try:
-                async with webhooks.dispatching(gateway), _http(build_app(gateway), settings) as http_port:
+                app = build_app(gateway, auth)
+                async with webhooks.dispatching(gateway), _http(app, settings) as http_port:
                     yield RunningGateway(gateway, settings.http_host, http_port, grpc_port)
             finally:
                 await grpc_server.stop(grace=2.0)

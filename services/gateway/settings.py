@@ -26,6 +26,10 @@ class GatewaySettings(ServiceSettings):
     # API keys. false: a request without a key is the anonymous owner (unmetered, not rate limited); a
     # key that is sent is still checked. The local demo stack runs with false.
     auth_required: bool = True
+    # gRPC Jobs takes the same keys (metadata x-api-key or authorization: Bearer). true: a gRPC call
+    # without a key is a trusted internal caller (anonymous owner, unmetered, sees every job) even when
+    # keys are required. Only for a gRPC port that the network confines to trusted callers.
+    grpc_allow_anonymous: bool = False
     key_cache_s: float = 5.0  # a verified key is trusted this long per replica (revocation takes as long)
 
     # The submit probe (services/gateway/precheck.py): refuse at submit what the source's bytes prove is
@@ -61,8 +65,30 @@ class GatewaySettings(ServiceSettings):
     upload_timeout_s: float = 600.0  # one upload may take this long
     fetch_allow: AllowSetting = ""  # CIDRs / host names webhook URLs may reach although not public
     webhooks_enabled: bool = True  # run the webhook dispatcher in this gateway
-    webhook_secret: str = ""  # signs webhooks (per-owner secrets derive from it); "" = random per process
+    # Signs webhooks (per-owner secrets derive from it): one per deployment, the same in every replica
+    # (a Kubernetes Secret). Required when keys are required; "" with keys off = random per process.
+    webhook_secret: str = ""
     webhook_timeout_s: float = 10.0  # one delivery attempt
     webhook_max_attempts: int = 8  # then the delivery is given up and recorded so
     webhook_backoff_s: float = 2.0  # delay after the first failed attempt; doubles each time
     webhook_backoff_max_s: float = 600.0
+
+
+MIN_WEBHOOK_SECRET_CHARS = 16
+
+
+def check_deployable(settings: GatewaySettings) -> None:
+    """Refuse to start a gateway that takes keys (so, strangers' jobs) without a deployment-wide webhook
+    secret: a random one per replica would sign the same job's callbacks differently on each replica,
+    and change on every restart, so receivers could verify none of them."""
+    if not settings.auth_required:
+        return
+    if not settings.webhook_secret:
+        raise ValueError(
+            "VBG_GATEWAY_WEBHOOK_SECRET is required when API keys are required (auth_required): set one "
+            "secret for the whole deployment (a Kubernetes Secret), the same in every gateway replica"
+        )
+    if len(settings.webhook_secret) < MIN_WEBHOOK_SECRET_CHARS:
+        raise ValueError(
+            f"VBG_GATEWAY_WEBHOOK_SECRET must have at least {MIN_WEBHOOK_SECRET_CHARS} characters"
+        )

@@ -101,8 +101,8 @@ router = APIRouter(tags=["webhooks"])
 
 
 def master_secret(settings: GatewaySettings) -> str:
-    """The configured secret; without one, a random one per process (signatures then change when the
-    gateway restarts and differ between replicas: set VBG_GATEWAY_WEBHOOK_SECRET in production)."""
+    """The configured secret, one per deployment. Without one (only allowed with keys off: a gateway that
+    requires keys refuses to start, settings.check_deployable) a random one per process."""
     return settings.webhook_secret or _PROCESS_SECRET
 
 

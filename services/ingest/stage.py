@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic_settings import SettingsConfigDict
 
@@ -165,19 +166,30 @@ def _bring(
             allow=settings.fetch_allow,
         ).path
     if source.get("asset_id"):
-        return copy_asset(run.store, source["asset_id"], dest, max_bytes, what)
+        job = run.job()
+        # A metered job (made with a key) may use only its owner's uploads; an unmetered one comes from
+        # a trusted caller (auth off, or the operator's internal gRPC listener).
+        owner = str(job.get("owner") or "") if job.get("key_id") else None
+        return copy_asset(run.store, source["asset_id"], dest, max_bytes, what, owner=owner)
     raise InvalidInput(f"the job names no {what} (URL or uploaded asset)")
 
 
-def copy_asset(store: ObjectStore, asset_id: str, dest: Path, max_bytes: int, what: str) -> Path:
+def copy_asset(
+    store: ObjectStore, asset_id: str, dest: Path, max_bytes: int, what: str, *, owner: str | None = None
+) -> Path:
+    """`uploads/{asset_id}` -> `dest`. With an `owner`, the upload must be theirs (the uploader is kept
+    in the object's metadata, services/gateway/uploads.py): another owner's reads as not found."""
     try:
         key = keys.upload(asset_id)
     except ValueError as e:
         raise InvalidInput(str(e)) from None
     try:
-        size = store.stat(key).size
+        stat = store.stat(key)
     except NotFound:
         raise NotFound(f"uploaded asset {asset_id} ({what}) not found") from None
+    if owner is not None and unquote(stat.metadata.get("owner", "")) != owner:
+        raise NotFound(f"uploaded asset {asset_id} ({what}) not found")
+    size = stat.size
     if size > max_bytes:
         raise TooLarge(f"The {what} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
     return store.get_file(key, dest)

@@ -4,10 +4,12 @@ keys required, tenants (an owner with a key and credits), and playing the stages
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -20,11 +22,12 @@ from videobg import keys, subjects
 
 VIDEO = "http://127.0.0.1:9/clip.mp4"  # never fetched: no stage runs in these tests
 JSON_CT = {"content-type": "application/json"}
+WEBHOOK_SECRET = "test-webhook-secret-of-this-deployment"
 
 
 def server_settings(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> GatewaySettings:
     """A gateway on the session's NATS and S3, REST and gRPC on free ports; `kw` sets the rest."""
-    return GatewaySettings(
+    base: dict[str, Any] = dict(
         nats_url=nats_url,
         s3_endpoint=s3_endpoint,
         s3_access_key=S3_ACCESS_KEY,
@@ -32,8 +35,9 @@ def server_settings(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: A
         s3_bucket=store.bucket,
         http_port=0,
         grpc_port=0,
-        **kw,
+        webhook_secret=WEBHOOK_SECRET,  # required with keys (settings.check_deployable)
     )
+    return GatewaySettings(**{**base, **kw})
 
 
 def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> GatewaySettings:
@@ -64,6 +68,14 @@ async def tenant(gw: RunningGateway, credits: float = 1000.0) -> tuple[str, dict
     if credits:
         await gw.gateway.ledger.add(owner, credits)
     return owner, {"X-API-Key": token}
+
+
+def own_asset(gw: RunningGateway, owner: str, asset_id: str) -> str:
+    """An upload of `owner` (a few bytes, never ingested here): jobs of that owner may name it."""
+    gw.gateway.objects.put_stream(
+        keys.upload(asset_id), io.BytesIO(b"not a video"), metadata={"owner": quote(owner, safe="")}
+    )
+    return f"asset://{asset_id}"
 
 
 async def ingest_seq(gw: RunningGateway) -> int:

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.integration import gatewaykit
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
 from videobg import keys
 
@@ -136,7 +137,9 @@ async def test_seed_examples(settings, path) -> None:
 )
 async def test_translation(settings, params, kind, rgb, image, fmt) -> None:
     async with gateway(settings) as (gw, http):
-        _, key = await tenant(gw)
+        owner, key = await tenant(gw)
+        if image and image.get("asset_id"):  # an upload of this tenant's: another's would be refused (tests/security)
+            gatewaykit.own_asset(gw, owner, image["asset_id"])
         job_id = assert_created(
             await http.post(JOBS, json={"video_url": VIDEO, **params}, headers=key), "processing"
         )
@@ -337,7 +340,8 @@ async def test_status_completed_and_failed(settings, object_store) -> None:
 
 async def test_uploaded_asset_as_source(settings) -> None:
     async with gateway(settings) as (gw, http):
-        _, key = await tenant(gw)
+        owner, key = await tenant(gw)
+        gatewaykit.own_asset(gw, owner, "up-1")
         job_id = assert_created(
             await http.post(JOBS, json={"video_url": "asset://up-1"}, headers=key), "processing"
         )

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from services.common.objstore import ObjectStore
+from tests.integration import gatewaykit
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
 from videobg import keys
 
@@ -88,7 +89,9 @@ async def test_seed_example_exact_response(settings) -> None:
 )
 async def test_background_and_trim(settings, params, kind, rgb, image, trim) -> None:
     async with gateway(settings) as (gw, http):
-        _, key = await tenant(gw)
+        owner, key = await tenant(gw)
+        if image and image.get("asset_id"):  # an upload of this tenant's: another's would be refused
+            gatewaykit.own_asset(gw, owner, image["asset_id"])
         r = await http.post(SUBMIT, json={"videoUrl": VIDEO, **params}, headers=key)
         assert r.status_code == 202, r.text
         spec = (await gw.gateway.jobs.get(r.json()["job"]["id"]))["spec"]

@@ -3,10 +3,12 @@ session) and its runner for `async def` tests; unit-tier tests here simply do no
 
 from tests.integration.conftest import (  # noqa: F401  (fixtures and the async-test hook, by name)
     infra_dir,
+    jetstream,
     nats_server,
     nats_url,
     object_store,
     pytest_pyfunc_call,
     s3_endpoint,
     s3_server,
+    uid,
 )
