@@ -28,7 +28,7 @@ async def upload(http, headers: dict[str, str]) -> str:
             "/v1/uploads", headers=headers, files={"file": ("clip.mov", f, "video/quicktime")}
         )
     assert r.status_code == 201, r.text
-    return r.json()["url"]
+    return "asset://" + r.json()["asset_id"]
 
 
 async def test_cross_tenant_asset_refused_at_submit(nats_url, s3_endpoint, object_store: ObjectStore) -> None:
