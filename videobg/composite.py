@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from videobg.errors import InvalidInput, MalformedMedia, NotFound
+from videobg.media import stills
 from videobg.types import Background
 
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -88,12 +89,15 @@ def cover_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(resized[y0 : y0 + height, x0 : x0 + width])
 
 
-def load_image_rgb(path: str | Path) -> np.ndarray:
-    """Any still image OpenCV reads -> [H, W, 3] uint8 RGB (alpha, if any, dropped over black)."""
+def load_image_rgb(path: str | Path, max_pixels: int = stills.MAX_PIXELS) -> np.ndarray:
+    """A PNG, JPEG or WebP file -> [H, W, 3] uint8 RGB (alpha, if any, dropped over black). Its header is
+    read first: another format is Unsupported, more than `max_pixels` is ResolutionTooHigh, before any
+    decoding (videobg/media/stills.py)."""
     p = Path(path)
     if not p.exists():
         raise NotFound(f"background image {str(p)!r} does not exist")
     data = np.fromfile(p, dtype=np.uint8)
+    stills.check_size(stills.read_header(data.tobytes()), max_pixels)  # JPEG's size may follow 64 KiB of EXIF
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise MalformedMedia(f"background image {p.name!r} could not be decoded")

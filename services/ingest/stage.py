@@ -31,6 +31,7 @@ from services.common.ssrf import AllowSetting
 from videobg import keys, subjects
 from videobg.composite import load_image_rgb
 from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
+from videobg.media import stills
 from videobg.media.probe import ACCEPTED_DEMUXERS, probe, span_seconds, validate
 from videobg.pipeline import expected_frames
 from videobg.types import Limits, Trim, VideoInfo
@@ -39,14 +40,6 @@ PROGRESS_DONE = 5.0  # the job's overall progress once ingest is done (matting a
 
 # probed container -> extension of jobs/{id}/source (the demuxer is auto-detected, the name is cosmetic)
 _SOURCE_EXT = {ACCEPTED_DEMUXERS[0]: ".mp4", ACCEPTED_DEMUXERS[1]: ".mkv", ACCEPTED_DEMUXERS[2]: ".gif"}
-_IMAGE_MAGIC = (
-    (b"\x89PNG", ".png"),
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"GIF8", ".gif"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-)
 
 
 class IngestSettings(StageSettings):
@@ -196,14 +189,9 @@ def copy_asset(
 
 
 def _image_ext(path: Path) -> str:
+    """.png, .jpg or .webp from the header (load_image_rgb has refused anything else)."""
     with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ".webp"
-    for magic, ext in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return ext
-    return ".img"
+        return stills.read_header(f.read()).extension  # a JPEG size may follow 64 KiB of EXIF
 
 
 def probe_object(store: ObjectStore, key: str, work_dir: str, limits: Limits) -> VideoInfo:

@@ -43,6 +43,9 @@ ACCEPTED_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "gif")
 ACCEPTED_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "prores", "gif"})
 _OPEN_OPTIONS = {"format_whitelist": ",".join(ACCEPTED_DEMUXERS), "protocol_whitelist": "file"}
 
+# Frames declared larger than this are refused before the first is decoded (8K is 33 MP); `validate`
+# then applies the configured max_side to the decoded size.
+MAX_HEADER_PIXELS = 8192 * 8192
 # A stream that yields no picture from this many packets is taken as undecodable.
 _FIRST_FRAME_PACKETS = 120
 # Counting packets to find duration/frame count is I/O bound; beyond this size we estimate instead.
@@ -90,6 +93,7 @@ def probe(path: str | Path) -> VideoInfo:
             raise Unsupported(
                 f"Unsupported video codec {codec!r}: accepted are H.264, H.265, VP8, VP9, AV1, ProRes and GIF"
             )
+        _check_header_size(stream)
         first = _first_frame(container, stream)
         # only the MP4/MOV demuxer computes avg_frame_rate from the whole sample table; elsewhere (GIF)
         # it is a guess from the first few frames
@@ -228,6 +232,16 @@ def _file_size(path: str | Path) -> int:
         raise NotFound(f"Input file not found: {Path(path).name}") from exc
     except OSError as exc:
         raise MalformedMedia(f"The file could not be read ({describe_error(exc)})") from exc
+
+
+def _check_header_size(stream: av.video.stream.VideoStream) -> None:
+    """A frame bomb is refused from the stream's parameters, before a decoder allocates for it."""
+    ctx = stream.codec_context
+    w, h = (ctx.width, ctx.height) if ctx is not None else (0, 0)
+    if w * h > MAX_HEADER_PIXELS:
+        raise ResolutionTooHigh(
+            f"The video declares {w}x{h} pixels per frame; the limit is {MAX_HEADER_PIXELS / 1e6:.0f} MP"
+        )
 
 
 def _codec_name(stream: av.video.stream.VideoStream) -> str:
