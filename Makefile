@@ -40,7 +40,7 @@ setup: venv models ## everything `run` and `test` need
 run: setup ## the main job: a sample clip through the local stack (nats-server, SeaweedFS, 5 services), REST in, video out
 	$(BIN)/python -m services.stack --demo --port $(PORT) --sample $(SAMPLE) --out $(OUT) $(if $(CLUSTER),--cluster)
 
-serve: setup ## start the local stack and keep it up (REST on http://127.0.0.1:8080) until Ctrl-C; METRICS=1 adds Prometheus, CLUSTER=1 3 NATS nodes + 2 volume servers
+serve: setup ## start the local stack and keep it up (web console and REST on http://127.0.0.1:8080/) until Ctrl-C; METRICS=1 adds Prometheus, CLUSTER=1 3 NATS nodes + 2 volume servers
 	$(BIN)/python -m services.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics) $(if $(CLUSTER),--cluster)
 
 test: setup ## all tests: unit, integration, end-to-end

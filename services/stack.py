@@ -481,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         print(f"ready in {time.monotonic() - t0:.1f} s; logs in {stack.data_dir / 'logs'}")
         print(f"REST  {stack.url}   (docs {stack.url}/docs)")
+        print(f"web console  {stack.url}/   (open it in a browser)")
         print(f"gRPC  Jobs on {stack.grpc_target('gateway')}")
         if stack.prometheus is not None:
             print(f"Prometheus {stack.prometheus.url}/graph   (alerts {stack.prometheus.url}/alerts)")
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             f'    -d \'{{"video_url": "{example}", "background_color": "transparent", '
             '"output_format": "webm_vp9"}\'\n'
             f"  curl -s {stack.url}/v1/video/remove-background/job/<job_id>\n"
+            f"or open the web console: {stack.url}/\n"
             "Ctrl-C stops everything.",
             flush=True,
         )

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
-from services.gateway import uploads, usage, webhooks
+from services.gateway import console, uploads, usage, webhooks
 from services.gateway.auth import ApiKeyAuth
 from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
@@ -172,6 +172,8 @@ def build_app(gateway: Gateway, auth: ApiKeyAuth | None = None) -> FastAPI:
     @app.post("/internal/jobs/{job_id}/cancel", tags=["internal"])
     async def cancel(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
         return await gw.cancel(job_id, caller)
+
+    console.mount(app, settings)  # GET / and /console/*: the web console, a client of the routes above
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

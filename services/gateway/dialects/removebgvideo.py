@@ -13,6 +13,8 @@ Request (JSON or multipart form):
     text_prompt    pro only; refused while no prompt-capable model is installed (400 invalid_parameter)
     webhook_url    http(s) URL: job.started / completed / failed callbacks
     auto_start     true (default); false creates a `draft` job that POST /v1/jobs/{id}/start starts
+    start, end     optional trim (our extension; the web console sends it): seconds (number or "12.5") or
+                   "hh:mm:ss(.fff)" / "mm:ss", as in the studio-background dialect; billed on the trimmed span
 Fields of a background type that does not use them (bg_color with green, ...) are ignored. Output format
 policy: with no background named and a format without alpha (mp4), the subject goes over chroma-key green
 (0, 177, 64), reported as `background.defaulted`; an explicit bg_type transparent with mp4 is refused.
@@ -20,7 +22,8 @@ policy: with no background named and a format without alpha (mp4), the subject g
 200 {"success": true, "id", "status": "processing" | "draft", "message"}
 GET /v1/jobs/{id} -> 200 {"success": true, "id", "status", "progress", "stage", "output_url",
     "output_url_expires_at", "result_expired" (completed),
-    "error": {"code", "message"} (failed, cancelled), "input", "model", "output_format", "background",
+    "error": {"code", "message"} (failed, cancelled), "input" {"video_url", "start", "end" (trim)}, "model",
+    "output_format", "background",
     "webhook_url", "credits": {"reserved", "charged"}, "billed_seconds", "created_at", "updated_at"}
 Status: draft | processing (queued or running) | completed | failed | cancelled.
 Errors: {"success": false, "error": {"code", "message"}} with the HTTP status of the code (400, 401, 403
@@ -63,6 +66,7 @@ from services.gateway.dialects.body import (
 from videobg.errors import InvalidInput, MissingParameter, VideoBgError
 from videobg.matte.session import check_text_prompt  # torch-free; shared with the segmenter
 from videobg.media.formats import FORMATS as OUR_FORMATS
+from videobg.media.timeparse import parse_trim
 
 NAME = "removebgvideo"
 MODELS = ("original", "light", "pro", "human")
@@ -194,9 +198,10 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
     text_prompt = params.get("text_prompt")
     check_text_prompt(model, text_prompt)
     background, fmt = background_and_format(params)
+    trim = parse_trim(params.get("start"), params.get("end"))
     return {
         "source": source,
-        "trim": {"start": 0.0, "end": None},
+        "trim": {"start": trim.start, "end": trim.end},
         "model": model,
         "background": background,
         "output_format": fmt,
@@ -236,13 +241,18 @@ def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
     billing = job.get("billing") or {}
     source = spec.get("source") or {}
     fmt = spec.get("output_format") or ""
+    trim = spec.get("trim") or {}  # start 0 and end null: the whole clip
     view: dict[str, Any] = {
         "success": True,
         "id": job["id"],
         "status": STATUS.get(status, status),
         "progress": 100.0 if status == "completed" else round(float(job.get("progress") or 0), 1),
         "stage": job.get("stage") or "",
-        "input": {"video_url": _url_of(source)},
+        "input": {
+            "video_url": _url_of(source),
+            "start": float(trim.get("start") or 0.0),
+            "end": trim.get("end"),
+        },
         "model": job.get("model") or spec.get("model") or "",
         "output_format": SHORT_FORMAT.get(fmt, fmt),
         "background": _background_view(spec.get("background") or {}),
@@ -369,6 +379,8 @@ _PARAMS = {
             "description": "job.started/completed/failed callbacks",
         },
         "auto_start": {"type": "boolean", "default": True, "description": "false: create a draft job"},
+        "start": {"type": ["number", "string"], "description": "Trim start: seconds or hh:mm:ss (extension)"},
+        "end": {"type": ["number", "string"], "description": "Trim end: seconds or hh:mm:ss (extension)"},
     },
 }
 _EXAMPLES = {
