@@ -72,7 +72,7 @@ async def test_seed_examples(settings, path) -> None:
             body = r.json()
             assert body["success"] is True and body["id"] == job_id
             assert body["status"] == "processing" and body["progress"] == 0.0
-            assert body["input"] == {"video_url": example["video_url"]}
+            assert body["input"] == {"video_url": example["video_url"], "start": 0.0, "end": None}
             assert body["model"] == "original" and body["output_format"] == "webm"
             assert body["background"] == {"type": "transparent"}
             assert body["credits"] == {"reserved": 60.0, "charged": 0.0}  # 60 s at 60 credits/min
@@ -193,6 +193,9 @@ async def test_error_paths(settings) -> None:
             ({"webhook_url": "not a url"}, "invalid_parameter"),
             ({"webhook_url": "http://127.0.0.1:9/hook"}, "invalid_parameter"),  # the SSRF guard
             ({"video_url": "asset://../../etc"}, "invalid_parameter"),
+            ({"start": 5, "end": 2}, "invalid_parameter"),  # the trim extension
+            ({"start": -1}, "invalid_parameter"),
+            ({"end": "soon"}, "invalid_parameter"),
         ]
         for params, code in cases:
             assert_error(await http.post(JOBS, json={**v, **params}, headers=key), 400, code)
@@ -347,5 +350,26 @@ async def test_uploaded_asset_as_source(settings) -> None:
         )
         assert (await gw.gateway.jobs.get(job_id))["spec"]["source"] == {"asset_id": "up-1"}
         assert (await http.get(f"{JOBS}/{job_id}", headers=key)).json()["input"] == {
-            "video_url": "asset://up-1"
+            "video_url": "asset://up-1",
+            "start": 0.0,
+            "end": None,
         }
+
+
+async def test_trim_extension(settings) -> None:
+    """start/end (our extension, which the web console sends) trim the source as in studio-background:
+    seconds or clock times, echoed under `input`, and the reservation covers the trimmed span only."""
+    async with gateway(settings) as (gw, http):
+        _, key = await tenant(gw)
+        for params, start, end, reserved in [
+            ({"start": 1.5, "end": 4.5}, 1.5, 4.5, 3.0),  # 3 s at 60 credits/min
+            ({"start": "00:00:02", "end": "0:32"}, 2.0, 32.0, 30.0),
+            ({"start": "2.25"}, 2.25, None, 60.0),  # no end: the longest input is reserved
+        ]:
+            job_id = assert_created(
+                await http.post(JOBS, json={"video_url": VIDEO, **params}, headers=key), "processing"
+            )
+            assert (await gw.gateway.jobs.get(job_id))["spec"]["trim"] == {"start": start, "end": end}
+            body = (await http.get(f"{JOBS}/{job_id}", headers=key)).json()
+            assert body["input"] == {"video_url": VIDEO, "start": start, "end": end}
+            assert body["credits"]["reserved"] == reserved

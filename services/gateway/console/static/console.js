@@ -5,6 +5,7 @@ import * as api from "./api.js";
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 750; // the job's status is polled; stages report progress every ~10 frames
 const JOBS_PAGE = 10;
+const SPLIT_HEIGHT_PX = 360; // .compare video's max-height in console.css
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const STAGES = { ingest: "fetching and checking", segment: "matting", encode: "compositing and encoding", done: "done" };
 // removebgvideo's output formats. alpha: can carry transparency; plays: a browser can preview it.
@@ -20,7 +21,7 @@ const DEFAULT_FORMAT = "webm";
 const EXTENSIONS = { webm: ".webm", mp4: ".mp4", mov: ".mov", gif: ".gif", webp: ".webp", png_sequence: ".zip" }; // alpha-capable and plays in every browser, Debian's Chromium included
 
 const state = {
-  source: null, // {url: "asset://..." | "https://...", preview: blob URL | null, name}
+  source: null, // {url: "asset://..." or an http(s) URL, preview: blob URL or null, name}
   duration: 0, // of the source, once its metadata loaded (0: unknown)
   bgImage: "", // asset:// or URL of the background image
   job: null, // {id, trimStart, transparent, format, preview, t0}
@@ -444,11 +445,15 @@ function setJobProgress(pct) {
 function tick() {
   const job = state.job;
   if (!job || job.done) return;
-  const elapsed = (performance.now() - job.t0) / 1000;
-  $("job-elapsed").textContent = fmtSeconds(elapsed);
+  const now = performance.now();
+  $("job-elapsed").textContent = fmtSeconds((now - job.t0) / 1000);
   const p = +$("job-progress").value;
-  // the rate so far, from the first report on: crude, but honest about what it is
-  $("job-eta").textContent = p >= 1 && p < 100 ? `ETA ${fmtSeconds((elapsed * (100 - p)) / p)}` : "ETA …";
+  // The rate since the first report past ingest (queueing and fetching say nothing about the rest):
+  // crude, but honest about what it is.
+  if (!job.mark && p >= 5 && p < 100) job.mark = { t: now, p };
+  const m = job.mark;
+  const rate = m && p > m.p ? (p - m.p) / ((now - m.t) / 1000) : 0;
+  $("job-eta").textContent = rate > 0 && p < 100 ? `ETA ${fmtSeconds((100 - p) / rate)}` : "ETA …";
 }
 
 async function poll() {
@@ -571,7 +576,13 @@ async function downloadResult(e) {
 }
 
 function setView(mode) {
-  $("compare").className = `compare ${mode}`;
+  const compare = $("compare");
+  compare.className = `compare ${mode}`;
+  // split: the panes are as wide as the video at the height it is shown, so the slider's 0..100 % runs
+  // across the picture and not across letterbox bars
+  const before = $("before");
+  const aspect = before.videoWidth && before.videoHeight ? before.videoWidth / before.videoHeight : 0;
+  compare.style.maxWidth = mode === "split" && aspect ? `${Math.round(SPLIT_HEIGHT_PX * aspect)}px` : "";
   $("view-side").classList.toggle("on", mode === "side");
   $("view-split").classList.toggle("on", mode === "split");
   $("after-pane").style.clipPath = mode === "split" ? `inset(0 0 0 ${$("split").value}%)` : "";
@@ -607,6 +618,9 @@ function initPlayer() {
   after.addEventListener("ended", () => {
     $("play").textContent = "Play";
     before.pause();
+  });
+  before.addEventListener("loadedmetadata", () => {
+    if ($("compare").classList.contains("split")) setView("split");
   });
   after.addEventListener("loadedmetadata", () => {
     $("seek").max = String(after.duration || 1);
