@@ -173,7 +173,9 @@ def build_app(gateway: Gateway, auth: ApiKeyAuth | None = None) -> FastAPI:
     async def cancel(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
         return await gw.cancel(job_id, caller)
 
-    console.mount(app, settings)  # GET / and /console/*: the web console, a client of the routes above
+    console.mount(
+        app, gateway.settings
+    )  # GET / and /console/*: the web console, a client of the routes above
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -138,7 +138,9 @@ async def test_seed_examples(settings, path) -> None:
 async def test_translation(settings, params, kind, rgb, image, fmt) -> None:
     async with gateway(settings) as (gw, http):
         owner, key = await tenant(gw)
-        if image and image.get("asset_id"):  # an upload of this tenant's: another's would be refused (tests/security)
+        if image and image.get(
+            "asset_id"
+        ):  # an upload of this tenant's: another's would be refused (tests/security)
             gatewaykit.own_asset(gw, owner, image["asset_id"])
         job_id = assert_created(
             await http.post(JOBS, json={"video_url": VIDEO, **params}, headers=key), "processing"

@@ -72,7 +72,7 @@ export function listJobs({ limit = 10, cursor = "" } = {}) {
 }
 
 // POST /v1/uploads through XMLHttpRequest: fetch() cannot report upload progress.
-// onProgress(fraction 0..1). Resolves to {asset_id, url, size, content_type}.
+// onProgress(fraction 0..1). Resolves to {asset_id, url, asset_url, size, content_type}.
 export function upload(file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
@@ -101,12 +101,24 @@ export function upload(file, onProgress) {
   });
 }
 
-// An uploaded asset as a blob: URL (GET /v1/uploads/{id} needs the key header, which a <video src> cannot send).
-export async function assetBlobUrl(assetUrl) {
-  const id = assetUrl.slice("asset://".length);
+// The id of an upload of ours: asset://<id>, or this gateway's /v1/uploads/<id>/content URL; else "".
+export function uploadId(url) {
+  if (url.startsWith("asset://")) return url.slice("asset://".length);
+  try {
+    const u = new URL(url, location.href);
+    const m = u.origin === location.origin && u.pathname.match(/^\/v1\/uploads\/([^/]+)\/content$/);
+    return m ? decodeURIComponent(m[1]) : "";
+  } catch {
+    return "";
+  }
+}
+
+// An upload's bytes as a blob: URL (GET /v1/uploads/{id}/content needs the key header, which a
+// <video src> cannot send).
+export async function uploadBlobUrl(id) {
   let response;
   try {
-    response = await fetch(`/v1/uploads/${encodeURIComponent(id)}`, {
+    response = await fetch(`/v1/uploads/${encodeURIComponent(id)}/content`, {
       headers: authHeaders(),
       credentials: "omit",
     });

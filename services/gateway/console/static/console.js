@@ -154,7 +154,7 @@ const useFile = guard(async (file) => {
   const mine = state.source;
   const asset = await api.upload(file, setUploadProgress);
   if (state.source !== mine) return; // another video was given meanwhile
-  mine.url = asset.url;
+  mine.url = asset.asset_url || asset.url; // asset://<id>: names the upload whatever host serves the API
   $("upload-pct").textContent = "uploaded";
   updateSubmit();
 });
@@ -170,8 +170,9 @@ const useUrl = guard(async (url) => {
   resetSource();
   $("upload").hidden = true;
   state.source = { url, preview: null, name: url };
-  if (url.startsWith("asset://")) {
-    state.source.preview = await api.assetBlobUrl(url);
+  const upload = api.uploadId(url);
+  if (upload) {
+    state.source.preview = await api.uploadBlobUrl(upload);
     showPreview(state.source.preview);
   } else {
     // The page's Content-Security-Policy loads media from this service only, so another site's video
@@ -310,7 +311,7 @@ function initSettings() {
       const asset = await api.upload(file, (f) => {
         $("bg-image-state").textContent = `uploading ${Math.round(f * 100)} %`;
       });
-      state.bgImage = asset.url;
+      state.bgImage = asset.asset_url || asset.url;
       $("bg-image-state").textContent = `${file.name} uploaded`;
       updateSubmit();
     }),
@@ -695,16 +696,17 @@ function initJobs() {
 }
 
 // A job from the list: watch it if it runs, else show its outcome. Its source is previewed when it was
-// uploaded (read back through GET /v1/uploads/{id}).
+// uploaded (read back through GET /v1/uploads/{id}/content).
 const openJob = guard(async (j) => {
   hideError();
   const input = (j.input && j.input.video_url) || "";
   let preview = null;
-  if (input.startsWith("asset://")) {
+  const upload = api.uploadId(input);
+  if (upload) {
     try {
-      preview = await api.assetBlobUrl(input);
+      preview = await api.uploadBlobUrl(upload);
     } catch {
-      preview = null;
+      preview = null; // shown without its 'before' pane
     }
   }
   const trim = (j.input && j.input.start) || 0;
