@@ -4,15 +4,13 @@ every alert covered there by a test where it fires and a test where it stays qui
 runbook_url pointing at its entry in docs/OPERATIONS.md, which says what it means, three things to check
 first and how to mitigate.
 
-promtool comes with Debian's `prometheus` package. Without it the promtool tests skip on a developer's
-machine, and fail in CI (`CI` set, as .ci/run does), where it must be installed.
+promtool comes with Debian's `prometheus` package (the `promtool` fixture, tests/unit/conftest.py: a skip
+on a developer's machine without it, a failure in CI).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,16 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "deploy" / "grafana" / "alerts.yaml"
 ALERT_TESTS = REPO / "deploy" / "grafana" / "alerts_test.yaml"
 OPERATIONS = REPO / "docs" / "OPERATIONS.md"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool not found in CI: .ci/run installs Debian's `prometheus` package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return found
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
