@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -76,11 +76,42 @@ def quantize_alpha(alpha: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(alpha, alpha=255.0)
 
 
-def matte_batch(session: MatteSession, frames: list[Frame]) -> list[Matted]:
+def matte_batch(session: MatteSession, frames: list[Frame], prepared: Any = None) -> list[Matted]:
     """Consecutive frames of one job in one inference call (one frame on a CPU, a batch on a GPU). Call
-    in frame order, one session per job: a recurrent model keeps its state inside the session."""
-    alphas = session.predict_batch([f.rgb for f in frames])
+    in frame order, one session per job: a recurrent model keeps its state inside the session.
+    `prepared`: what `session.prepare` gave for these frames on another thread (None: done here)."""
+    rgbs = [f.rgb for f in frames]
+    alphas = session.finish(rgbs, prepared if prepared is not None else session.prepare(rgbs))
     return [Matted(f, quantize_alpha(a)) for f, a in zip(frames, alphas, strict=True)]
+
+
+def prepare_batch(session: MatteSession, frames: list[Frame]) -> tuple[list[Frame], Any]:
+    """The stateless half of inference for one batch (`MatteSession.prepare`), meant for a thread of
+    its own ahead of `matte_batch`: on two cores the two halves of the network then run side by side."""
+    return frames, session.prepare([f.rgb for f in frames])
+
+
+def matte_stages(
+    session: MatteSession,
+    frames: Iterator[Frame],
+    *,
+    batch_frames: int,
+    queue_frames: int,
+    clock: StageClock | None = None,
+) -> Iterator[Matted]:
+    """Frames in order -> mattes in order, through two overlapped threads: prepare (stateless, runs
+    ahead) and matte (recurrent state, temporal and subject steps). Whole batches travel between them;
+    the next stage gets single frames again."""
+    depth = max(1, queue_frames // batch_frames)
+    prepared = threaded(
+        batched(frames, batch_frames),
+        lambda fs: prepare_batch(session, fs),
+        name="prepare",
+        maxsize=depth,
+        clock=clock,
+    )
+    batches = threaded(prepared, lambda p: matte_batch(session, *p), name="matte", maxsize=depth, clock=clock)
+    return itertools.chain.from_iterable(batches)
 
 
 def refine_and_composite(m: Matted, plate: np.ndarray | None) -> Composited:
@@ -123,16 +154,7 @@ def process(
     frames: Iterator[Frame] = threaded(
         iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop
     )
-    # whole batches travel through the matte queue (of about queue_frames frames); the next stage
-    # gets single frames again
-    batches = threaded(
-        batched(frames, batch_frames),
-        lambda fs: matte_batch(session, fs),
-        name="matte",
-        maxsize=max(1, queue_frames // batch_frames),
-        clock=clock,
-    )
-    mattes: Iterator[Matted] = itertools.chain.from_iterable(batches)
+    mattes = matte_stages(session, frames, batch_frames=batch_frames, queue_frames=queue_frames, clock=clock)
     comps = threaded(
         mattes,
         lambda m: refine_and_composite(m, plate),

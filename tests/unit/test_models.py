@@ -200,8 +200,8 @@ def test_human_ratio_option():
     with pytest.raises(InvalidInput):
         model.new_session(downsample_ratio=1.5)
     session = model.new_session(downsample_ratio=0.5)
-    session.predict(_frame(0, (320, 180)))
-    assert session._small_size == (160, 90)
+    prepared = session.prepare([_frame(0, (320, 180))])
+    assert tuple(prepared.src_sm.shape[2:]) == (90, 160)  # [N, 3, h, w] at half size
 
 
 # -- registry and weight checks --------------------------------------------------------------------
@@ -272,6 +272,28 @@ def test_predict_batch_equals_frame_by_frame(name):
     assert grouped.predict_batch([]) == []
 
 
+@pytest.mark.parametrize("name", ["human", "light", "original", "pro"])
+def test_prepare_ahead_on_another_thread_equals_predict(name):
+    """What the pipeline does: `prepare` runs on its own thread, all batches prepared before any is
+    finished (the furthest ahead it can get), and `finish` in order gives the alphas of predict."""
+    import threading
+
+    _need_weights(name)
+    model = get_model(name, MODEL_DIR)
+    frames = [_frame(i, (320, 180)) for i in range(6)]
+    ref = model.new_session().predict_batch(frames)
+    session = model.new_session()
+    groups = [frames[:2], frames[2:3], frames[3:]]
+    prepared: list = []
+    t = threading.Thread(target=lambda: prepared.extend(session.prepare(g) for g in groups))
+    t.start()
+    t.join(timeout=120)
+    assert len(prepared) == len(groups)
+    got = [a for g, p in zip(groups, prepared, strict=True) for a in session.finish(g, p)]
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 def test_human_batch_with_a_size_change_restarts_the_state():
     """A batch whose frames change size is split there, and the state restarts at the new size, exactly
     as predict does frame by frame."""
@@ -299,7 +321,7 @@ def test_rvm_coarse_seq_matches_stepwise():
         rec = [zero] * 4
         steps = []
         for t in range(4):
-            a, b, *rec = net.coarse(x[t : t + 1], *rec)
+            a, b, *rec = net.coarse_seq(x[t : t + 1], *rec)
             steps.append((a, b))
         a_seq, b_seq, *rec_seq = net.coarse_seq(x, *[zero] * 4)
     assert a_seq.shape == (4, 4, 108, 192)

@@ -165,9 +165,21 @@ class MatteSession(abc.ABC):
         """[H, W, 3] uint8 upright frame -> [H, W] float32 alpha 0..1 at the frame's full resolution."""
         return self.predict_batch([rgb])[0]
 
-    @abc.abstractmethod
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """N consecutive frames of the same stream, in order -> N alphas as `predict` gives them."""
+        return self.finish(frames, self.prepare(frames))
+
+    def prepare(self, frames: list[np.ndarray]) -> Any:
+        """The part of inference that needs no earlier frame (checks, resizing, a stateless network or
+        the stateless half of a recurrent one). The pipeline runs it on a thread of its own, one batch
+        ahead of `finish`, so that one job's inference spreads over two cores; it must therefore read
+        nothing that `finish` changes. Returns what `finish` takes; None: `finish` does all the work."""
+        return None
+
+    @abc.abstractmethod
+    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
+        """The in-order part: recurrent state, temporal and subject steps. `prepared` is what `prepare`
+        returned for exactly these frames, or None (then this does the whole job)."""
 
     def reset(self) -> None:
         """Forget temporal state (a scene cut, a new clip): the model's and the post-processing's."""

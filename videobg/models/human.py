@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, cast
 
 import cv2
@@ -77,8 +78,7 @@ class HumanSession(MatteSession):
         self.internal_size = internal_size
         self.downsample_ratio = downsample_ratio
         self.area = area  # average pixels when shrinking the frame (antialiased) instead of bilinear taps
-        self._frame_shape: tuple[int, int] | None = None
-        self._small_size = (0, 0)  # (w, h) the network runs at
+        self._frame_shape: tuple[int, int] | None = None  # (H, W) the recurrent state belongs to
         self.reset()
 
     def reset(self) -> None:
@@ -86,39 +86,51 @@ class HumanSession(MatteSession):
         self._rec: list[Tensor] = [zero] * 4  # broadcast to each state's shape on the first frame
         self.post.reset()
 
-    def _configure(self, height: int, width: int) -> None:
+    def _net_size(self, height: int, width: int) -> tuple[int, int]:
+        """(w, h) the network runs at for a frame of this size. Pure: `prepare` calls it off-thread."""
         if self.downsample_ratio is not None:  # floor, like the export's Resize
             size = (math.floor(width * self.downsample_ratio), math.floor(height * self.downsample_ratio))
         else:
             scale = choose_ratio(height, width, self.internal_size)
             size = (round(width * scale), round(height * scale))
-        self._small_size = (max(1, size[0]), max(1, size[1]))
-        self._frame_shape = (height, width)
-        self.reset()  # the states' shapes follow the internal size
+        return max(1, size[0]), max(1, size[1])
 
-    def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+    def prepare(self, frames: list[np.ndarray]) -> _Prepared | None:
+        """Resize and run RVM's encoder and LR-ASPP (no recurrent state: about half the network's time)
+        on N frames of one size. None for an empty batch or one whose frame size changes inside it."""
+        for f in frames:
+            check_frame(f)
+        if not frames or any(f.shape != frames[0].shape for f in frames):
+            return None
+        height, width = frames[0].shape[:2]
+        # N x [h, w, 3] uint8, bilinear without antialias like the export. cv2 maps the two sizes onto
+        # each other (the export samples with 1/ratio), so when size * ratio is not whole the sampling
+        # grids differ by under a pixel; it also keeps the low-res grid aligned with the upsampling
+        # of the guided-filter coefficients below, which the export does by size.
+        small = [resize_u8(f, *self._net_size(height, width), area=self.area) for f in frames]
+        with torch.inference_mode():
+            src_sm = to_tensor(small, self.device, self.dtype)  # [N, 3, h, w] 0..1
+            return _Prepared((height, width), src_sm, self.rvm.features(src_sm))
+
+    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
         """N consecutive frames of this stream -> N alphas. The recurrent state runs through them in
         order; the network's per-frame parts run as one batch of N (what a GPU wants, docs/BENCHMARKS.md).
         A change of frame size inside the batch splits it (the state restarts at the new size)."""
         if not frames:
             return []
-        for f in frames:
-            check_frame(f)
-        shape = frames[0].shape
-        cut = next((i for i, f in enumerate(frames) if f.shape != shape), len(frames))
-        if cut < len(frames):
-            return self.predict_batch(frames[:cut]) + self.predict_batch(frames[cut:])
-        height, width = shape[:2]
-        if self._frame_shape != (height, width):
-            self._configure(height, width)
-        # N x [h, w, 3] uint8, bilinear without antialias like the export. cv2 maps the two sizes onto
-        # each other (the export samples with 1/ratio), so when size * ratio is not whole the sampling
-        # grids differ by under a pixel; it also keeps the low-res grid aligned with the upsampling
-        # of the guided-filter coefficients below, which the export does by size.
-        small = [resize_u8(f, *self._small_size, area=self.area) for f in frames]
+        if prepared is None:
+            for f in frames:
+                check_frame(f)
+            cut = next((i for i, f in enumerate(frames) if f.shape != frames[0].shape), len(frames))
+            if cut < len(frames):
+                return self.predict_batch(frames[:cut]) + self.predict_batch(frames[cut:])
+            prepared = self.prepare(frames)
+        if self._frame_shape != prepared.shape:
+            self._frame_shape = prepared.shape
+            self.reset()  # the states' shapes follow the internal size
         with torch.inference_mode():
-            src_sm = to_tensor(small, self.device, self.dtype)  # [N, 3, h, w] 0..1
-            a, b, *rec = self.rvm.coarse_seq(src_sm, *self._rec)  # a, b: [N, 4, h, w] guided-filter affine
+            # a, b: [N, 4, h, w] guided-filter affine
+            a, b, *rec = self.rvm.decode_seq(prepared.src_sm, prepared.features, *self._rec)
             self._rec = rec
             # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
             if self.device.type == "cpu":
@@ -129,6 +141,13 @@ class HumanSession(MatteSession):
                 alphas = _fine_alpha_torch(ab, frames, self.dtype)
         # in order: subject selection carries state from frame to frame
         return [self.post.full_res(f, alpha) for f, alpha in zip(frames, alphas, strict=True)]
+
+
+@dataclass
+class _Prepared:
+    shape: tuple[int, int]  # (H, W) of the frames
+    src_sm: Tensor  # [N, 3, h, w] 0..1 on the device
+    features: tuple[Tensor, Tensor, Tensor, Tensor]  # RVM encoder f1..f4 (f4 after LR-ASPP)
 
 
 _GRAY = np.full((1, 3), 1.0 / 765.0, np.float32)  # mean over RGB of x / 255

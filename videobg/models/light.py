@@ -43,14 +43,18 @@ class LightModel(MattingModel):
 
 
 class LightSession(MatteSession):
-    def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        if not frames:
-            return []
+    def prepare(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         for f in frames:
             check_frame(f)
         small = [resize_u8(f, SIZE, SIZE) for f in frames]  # N x [256, 256, 3] uint8 (stretched)
+        if not frames:
+            return small, np.zeros((0, SIZE, SIZE), np.float32)
         with torch.inference_mode():
             x = to_tensor(small, self.device, self.dtype)  # [N, 3, 256, 256] 0..1
             prob = self.net(x)[:, 0].float().cpu().numpy()  # [N, 256, 256] float32 0..1
+        return small, prob
+
+    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
+        small, prob = prepared if prepared is not None else self.prepare(frames)
         # in order: the temporal and subject steps carry state from frame to frame
         return [self.post.finish_low_res(f, s, p) for f, s, p in zip(frames, small, prob, strict=True)]

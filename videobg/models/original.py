@@ -56,10 +56,13 @@ class OriginalSession(MatteSession):
         # rembg stretches each map to 0..1; it also lifts a frame with no salient object to full range
         self.minmax = minmax
 
-    def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+    def prepare(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray] | None:
+        return self._saliency(frames) if frames else None
+
+    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
         if not frames:
             return []
-        small, maps = self._saliency(frames)
+        small, maps = prepared if prepared is not None else self._saliency(frames)
         return [self.post.finish_low_res(f, s, m) for f, s, m in zip(frames, small, maps, strict=True)]
 
     def saliency(self, rgb: np.ndarray) -> np.ndarray:

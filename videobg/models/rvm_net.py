@@ -235,23 +235,17 @@ class RVM(nn.Module):
         self.project_mat = _conv(16, 4)
         self.refiner = DeepGuidedFilter()
 
-    def coarse(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
-        # src_sm: [B, 3, h, w] 0..1 (already downsampled) -> A, b [B, 4, h, w], next states
+    def features(self, src_sm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The stateless part, per frame: src_sm [T, 3, h, w] 0..1 -> encoder features f1..f4 (f4 after
+        LR-ASPP). Needs no earlier frame, so it may run ahead of `decode_seq` on another thread."""
         f1, f2, f3, f4 = self.backbone(src_sm)
-        f4 = self.aspp(f4)
-        hid, r1, r2, r3, r4 = self.decoder(src_sm, f1, f2, f3, f4, r1, r2, r3, r4)
-        a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
-        return a, b, r1, r2, r3, r4
+        return f1, f2, f3, self.aspp(f4)
 
-    def coarse_seq(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
-        """`coarse` over T consecutive frames of ONE stream: src_sm [T, 3, h, w] 0..1 -> A, b [T, 4, h, w],
-        the states after the last frame. The encoder, LR-ASPP and the guided-filter fit (most of the
-        work) run on all T frames in one batch; only the recurrent decoder steps frame by frame. Same
-        result as T calls of `coarse` (the batch only changes float summation order)."""
-        if src_sm.shape[0] == 1:
-            return self.coarse(src_sm, r1, r2, r3, r4)
-        f1, f2, f3, f4 = self.backbone(src_sm)
-        f4 = self.aspp(f4)
+    def decode_seq(self, src_sm: Tensor, feats: tuple[Tensor, Tensor, Tensor, Tensor], r1, r2, r3, r4):
+        """The recurrent part over T consecutive frames of ONE stream, in order: src_sm [T, 3, h, w] and
+        its `features` -> A, b [T, 4, h, w] (guided-filter affine), the states after the last frame. Only
+        the decoder steps frame by frame; the guided-filter fit runs on all T at once."""
+        f1, f2, f3, f4 = feats
         hids = []
         for t in range(src_sm.shape[0]):
             one = slice(t, t + 1)
@@ -259,9 +253,14 @@ class RVM(nn.Module):
                 src_sm[one], f1[one], f2[one], f3[one], f4[one], r1, r2, r3, r4
             )
             hids.append(hid)  # [1, 16, h, w]
-        hid = torch.cat(hids)  # [T, 16, h, w]
+        hid = torch.cat(hids) if len(hids) > 1 else hids[0]  # [T, 16, h, w]
         a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
         return a, b, r1, r2, r3, r4
+
+    def coarse_seq(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
+        """`features` then `decode_seq` on T consecutive frames of one stream (src_sm already downsampled).
+        Batching T frames only changes float summation order, not the result."""
+        return self.decode_seq(src_sm, self.features(src_sm), r1, r2, r3, r4)
 
     def forward(self, src: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor, downsample_ratio: float):
         """Same contract as the ONNX export.
@@ -270,7 +269,7 @@ class RVM(nn.Module):
         Returns fgr [B, 3, H, W], pha [B, 1, H, W] (both 0..1), r1..r4 (16/20/40/64 channels).
         """
         src_sm = downsample(src, downsample_ratio)
-        a, b, r1, r2, r3, r4 = self.coarse(src_sm, r1, r2, r3, r4)
+        a, b, r1, r2, r3, r4 = self.coarse_seq(src_sm, r1, r2, r3, r4)
         size = src.shape[2:]
         a = F.interpolate(a, size, mode="bilinear", align_corners=False)
         b = F.interpolate(b, size, mode="bilinear", align_corners=False)
