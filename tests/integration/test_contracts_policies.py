@@ -338,3 +338,21 @@ async def test_upload_url_is_an_http_url_every_dialect_takes(settings) -> None:
         # a bare id is studio's alone; elsewhere it is not a URL
         r = await http.post(PIXELCUT, json={"video_url": asset_id}, headers=key)
         assert r.status_code == 400 and r.json()["error_code"] == "invalid_parameter"
+
+
+async def test_text_prompt_for_pro(settings) -> None:
+    """Seed 004: "text_prompt | Used with pro model"."""
+    async with gateway(settings) as (gw, http):
+        _, key = await tenant(gw)
+        body = {"video_url": VIDEO, "model": "pro", "text_prompt": "the dancer in the center"}
+        r = await http.post(JOBS, json=body, headers=key)
+        assert r.status_code == 200, r.text
+        assert (await gw.gateway.jobs.get(r.json()["id"]))["spec"][
+            "text_prompt"
+        ] == "the dancer in the center"
+        r = await http.post(JOBS, json={**body, "text_prompt": "the red car"}, headers=key)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter"
+        message = r.json()["error"]["message"]
+        assert "'red', 'car' not understood" in message and "position: center" in message
+        r = await http.post(JOBS, json={**body, "model": "human"}, headers=key)
+        assert r.status_code == 400 and "used with the pro model" in r.json()["error"]["message"]

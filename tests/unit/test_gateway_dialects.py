@@ -126,8 +126,12 @@ def test_removebgvideo_bad_rgb(value) -> None:
 
 
 def test_removebgvideo_text_prompt_is_refused_with_reason() -> None:
-    with pytest.raises(InvalidInput, match="text_prompt"):
+    with pytest.raises(InvalidInput, match="text_prompt.*not understood"):
         removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": "the red car"}, ACME)
+    with pytest.raises(InvalidInput, match="used with the pro model"):
+        removebgvideo.to_spec({"video_url": URL, "text_prompt": "everyone"}, ACME)  # model original
+    spec = removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": " everyone "}, ACME)
+    assert spec["text_prompt"] == "everyone"
     # empty or blank prompts are no prompt
     assert (
         removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": "  "}, ACME)["text_prompt"]

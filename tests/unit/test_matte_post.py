@@ -249,17 +249,30 @@ def test_post_runs_the_steps_in_order_for_a_low_res_model():
     assert "temporal" in post.config.describe() and "guided" in post.config.describe()
 
 
-def test_text_prompt_is_refused_not_ignored():
-    check_text_prompt("human", "")
-    check_text_prompt("human", None)
-    check_text_prompt("human", "   ")
-    with pytest.raises(InvalidInput, match="no prompt-capable model is installed"):
-        check_text_prompt("human", "the man in the red hoodie")
-    with pytest.raises(InvalidInput, match="no prompt-capable model is installed"):
-        split_post_options("light", PostConfig(), {"text_prompt": "a dog"})
+def test_text_prompt_is_for_pro_and_never_ignored():
+    assert check_text_prompt("human", "") is None
+    assert check_text_prompt("human", None) is None
+    assert check_text_prompt("pro", "   ") is None
+    with pytest.raises(InvalidInput, match="used with the pro model"):
+        check_text_prompt("human", "the man on the left")
+    with pytest.raises(InvalidInput, match="used with the pro model"):
+        split_post_options("light", PostConfig(), {"text_prompt": "everyone"})
+    with pytest.raises(InvalidInput, match="not understood.*people:"):
+        check_text_prompt("pro", "the man in the red hoodie")  # 'red', 'hoodie': no colours or clothes
+    gate = PostConfig(subjects="main", gate=True)
+    post, _ = split_post_options("pro", gate, {"text_prompt": "the dancer in the center"})
+    assert post.subjects == "main" and not post.gate and post.anchor and post.position == "center"
+    post, _ = split_post_options("pro", gate, {"text_prompt": "everyone"})
+    assert post.subjects == "all" and not post.gate
+    post, _ = split_post_options("pro", gate, {"text_prompt": "the largest person"})
+    assert post.pick == "largest" and not post.anchor and not post.gate
+    post, _ = split_post_options("pro", gate, {"text_prompt": "the product"})
+    assert post.gate and post.saliency_matte == "always"
+    post, _ = split_post_options("pro", gate, {"text_prompt": "the person"})
+    assert post.gate and post.saliency_matte == "never" and "the person" in post.describe()
 
 
-def test_every_model_refuses_a_text_prompt_at_session_creation(models_path):
+def test_every_model_but_pro_refuses_a_text_prompt_at_session_creation(models_path):
     from videobg.models import MODELS, get_model
     from videobg.models.weights import WEIGHTS
 
@@ -269,7 +282,12 @@ def test_every_model_refuses_a_text_prompt_at_session_creation(models_path):
             continue  # an optional model that is not installed
         checked += 1
         model = get_model(name, models_path)
-        with pytest.raises(InvalidInput, match="no prompt-capable model is installed") as err:
+        if name == "pro":
+            model.new_session(text_prompt="the person on the left")
+            with pytest.raises(InvalidInput, match="not understood"):
+                model.new_session(text_prompt="the red car")
+            continue
+        with pytest.raises(InvalidInput, match="used with the pro model") as err:
             model.new_session(text_prompt="person")
         assert err.value.code == "invalid_parameter"
         model.new_session(text_prompt="")  # an empty prompt is the normal case

@@ -19,8 +19,12 @@ import numpy as np
 
 from videobg.errors import InvalidInput
 from videobg.matte import guided as gf
+from videobg.matte.prompt import Prompt, positional_prior
+from videobg.matte.prompt import parse as parse_prompt
 from videobg.matte.subject import SUBJECT_MODES, Anchor, SaliencyGate, SubjectSelector
 from videobg.matte.temporal import DEFAULT_LEVELS, DEFAULT_STILL, TemporalSmoother
+
+PROMPT_MODEL = "pro"  # seed 004: "text_prompt | Used with pro model"
 
 # session options every model accepts on top of its own (threads, internal_size, ...)
 POST_OPTIONS = frozenset({"subjects", "temporal", "guided", "text_prompt"})
@@ -38,9 +42,15 @@ class PostConfig:
     anchor: bool = False  # choose the main subject with a saliency model (U²-Net small) where installed
     anchor_every: int = 0  # re-read the saliency every N frames (0: only when choosing the subject)
     gate: bool = False  # main subject = the salient region, every frame (needs the saliency model)
+    # where the gate's salient subject is not a person: "auto" (its saliency becomes the matte), "never"
+    # (people only: the person matte stays), "always" (the salient object: the saliency is the matte)
+    saliency_matte: str = "auto"
+    position: str | None = None  # text_prompt: choose the subject at left / right / center
+    pick: str | None = None  # text_prompt: choose the largest / smallest subject
+    prompt: str = ""  # the text_prompt these came from, for describe()
 
     def describe(self) -> str:
-        steps = []
+        steps = [f"text_prompt {self.prompt!r}"] if self.prompt else []
         if self.temporal:
             steps.append("motion-gated temporal smoothing")
         if self.guided:
@@ -56,21 +66,43 @@ class PostConfig:
         return ", ".join(steps) or "none"
 
 
-def check_text_prompt(model: str, text_prompt: Any) -> None:
-    """Refuse a non-empty text prompt: no prompt-capable (text-conditioned) model is installed here.
-
-    The one check the pipeline, the session factory and every service reach; never ignore a prompt.
-    """
+def check_text_prompt(model: str, text_prompt: Any) -> Prompt | None:
+    """The prompt's choices (videobg/matte/prompt.py), None without one. Seed 004: "text_prompt | Used
+    with pro model": any other model with a non-empty prompt is refused, and so is a word the grammar
+    does not know; never ignored. The one check the pipeline, the session factory and every service
+    reach."""
     if text_prompt is None or text_prompt == "":
-        return
+        return None
     if not isinstance(text_prompt, str):
         raise InvalidInput(f"text_prompt must be a string, got {type(text_prompt).__name__}")
     if text_prompt.strip() == "":
-        return
-    raise InvalidInput(
-        f"text_prompt is not supported: no prompt-capable model is installed (model '{model}' segments "
-        f"without prompts); send an empty text_prompt, or pick the subject with subjects='main'/'all'"
-    )
+        return None
+    if model != PROMPT_MODEL:
+        raise InvalidInput(
+            f"text_prompt is used with the {PROMPT_MODEL} model; model '{model}' takes no prompt: send "
+            f"model '{PROMPT_MODEL}', or leave text_prompt out"
+        )
+    return parse_prompt(text_prompt)
+
+
+def apply_prompt(config: PostConfig, prompt: Prompt) -> PostConfig:
+    """pro's defaults (a per-frame saliency gate) changed by what the prompt chose."""
+    if prompt.kind == "object":
+        return replace(config, subjects="main", gate=True, saliency_matte="always", prompt=prompt.text)
+    if prompt.everyone:
+        return replace(config, subjects="all", gate=False, prompt=prompt.text)
+    if prompt.position:
+        # flow-tracked selection, chosen (first frame, or when lost) from saliency x the position's prior
+        return replace(
+            config, subjects="main", gate=False, anchor=True, position=prompt.position, prompt=prompt.text
+        )
+    if prompt.size:
+        return replace(
+            config, subjects="main", gate=False, anchor=False, pick=prompt.size, prompt=prompt.text
+        )
+    if prompt.kind == "person":
+        return replace(config, saliency_matte="never", prompt=prompt.text)
+    return replace(config, prompt=prompt.text)
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -84,7 +116,9 @@ def split_post_options(
 ) -> tuple[PostConfig, dict[str, Any]]:
     """(post configuration, the remaining model options). Checks the prompt and the option values."""
     rest = dict(opts)
-    check_text_prompt(model, rest.pop("text_prompt", None))
+    prompt = check_text_prompt(model, rest.pop("text_prompt", None))
+    if prompt is not None:
+        defaults = apply_prompt(defaults, prompt)
     changes: dict[str, Any] = {}
     if "subjects" in rest:
         subjects = rest.pop("subjects")
@@ -95,6 +129,17 @@ def split_post_options(
         if name in rest:
             changes[name] = _bool(name, rest.pop(name))
     return replace(defaults, **changes), rest
+
+
+def positioned(anchor: Anchor, position: str) -> Anchor:
+    """The saliency map times the position word's prior: the salient thing THERE seeds the subject, and
+    foreground far from it (the crowd elsewhere) seeds the others."""
+
+    def choose(rgb: np.ndarray) -> np.ndarray:
+        sal = anchor(rgb)  # [h, w] float32 0..1
+        return sal * positional_prior(position, *sal.shape)
+
+    return choose
 
 
 class MattePost:
@@ -111,10 +156,14 @@ class MattePost:
             if config.gate:
                 if anchor is None:
                     raise ValueError("a saliency gate needs a saliency anchor")
-                self.subject = SaliencyGate(anchor)
+                gate_anchor = positioned(anchor, config.position) if config.position else anchor
+                self.subject = SaliencyGate(gate_anchor, saliency_matte=config.saliency_matte)
             else:
+                chooser = anchor if config.anchor else None
+                if chooser is not None and config.position:
+                    chooser = positioned(chooser, config.position)
                 self.subject = SubjectSelector(
-                    "main", anchor=anchor if config.anchor else None, anchor_every=config.anchor_every
+                    "main", anchor=chooser, anchor_every=config.anchor_every, pick=config.pick
                 )
 
     def reset(self) -> None:

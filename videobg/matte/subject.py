@@ -60,6 +60,7 @@ class SubjectSelector:
         anchor_margin: float = 0.05,
         merge_ratio: float = 1.6,
         reanchor_gap: int = 25,
+        pick: str | None = None,
     ):
         if mode not in SUBJECT_MODES:
             raise InvalidInput(f"subjects must be one of {', '.join(SUBJECT_MODES)}, got {mode!r}")
@@ -75,6 +76,9 @@ class SubjectSelector:
         self.merge_ratio = merge_ratio  # a blob this much larger than its salient part holds bystanders
         self.match_level = match_level  # grey levels: a warped pixel further off than this is not trusted
         self.reanchor_gap = reanchor_gap  # frames between two anchor reads when choosing again (cost)
+        if pick not in (None, "largest", "smallest"):
+            raise InvalidInput(f"pick must be largest or smallest, got {pick!r}")
+        self.pick = pick  # choose by size (text_prompt "the largest person") instead of area x centrality
         self._dis = new_flow()
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         self.reset()
@@ -153,7 +157,23 @@ class SubjectSelector:
                 hit = np.unique(labels[picked > 0])
                 blob = np.isin(labels, hit[hit > 0]).astype(np.uint8)
                 return blob if blob.sum() <= self.merge_ratio * picked.sum() else picked
+        if self.pick is not None:
+            return self._by_size(fg, self.pick, self._attach(fg.shape))
         return self._largest_central(fg, self._attach(fg.shape))
+
+    @staticmethod
+    def _by_size(fg: np.ndarray, pick: str, attach: int) -> np.ndarray:
+        """The largest or smallest foreground piece (pieces under 0.5 % of the frame are specks, not
+        people), with what is within reach of it."""
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        area = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
+        big_enough = np.flatnonzero(area >= 0.005 * fg.size)
+        candidates = big_enough if big_enough.size else np.arange(area.size)
+        best = candidates[np.argmax(area[candidates]) if pick == "largest" else np.argmin(area[candidates])]
+        chosen = (labels == 1 + int(best)).astype(np.uint8)
+        close = cv2.distanceTransform(1 - chosen, cv2.DIST_L2, 3) <= attach
+        near = np.unique(labels[close & (fg > 0)])
+        return np.isin(labels, near[near > 0]).astype(np.uint8)
 
     def _anchor_seeds(self, sal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(subject seed, others seed) from a saliency map. Saliency often misses limbs and held things
@@ -295,7 +315,11 @@ class SaliencyGate:
         margin: float = 0.009,
         person_cover: float = 0.2,
         window: int = 15,
+        saliency_matte: str = "auto",
     ):
+        if saliency_matte not in ("auto", "never", "always"):
+            raise InvalidInput(f"saliency_matte must be auto, never or always, got {saliency_matte!r}")
+        self.saliency_matte = saliency_matte  # text_prompt: people only ("never"), the object ("always")
         self.anchor = anchor
         self.threshold = threshold
         self.margin = margin  # kept around the salient region, fraction of the long side
@@ -310,7 +334,10 @@ class SaliencyGate:
 
     @property
     def salient_not_person(self) -> bool:
-        """True while the recent frames' salient subject is mostly outside the person matte."""
+        """True while the recent frames' salient subject is mostly outside the person matte (or a prompt
+        decided it: always for "the object", never for "the person")."""
+        if self.saliency_matte != "auto":
+            return self.saliency_matte == "always"
         return bool(self._covers) and float(np.median(self._covers)) < self.person_cover
 
     def __call__(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ Request (JSON or multipart form):
     bg_image_url   http(s) URL, for image
     background     the nested form, {"type", "color", "image_url"}; agrees with bg_* when both are given
     model          original (default) | light | pro | human
-    text_prompt    pro only; refused while no prompt-capable model is installed (400 invalid_parameter)
+    text_prompt    pro only: a small grammar choosing whom to keep (videobg/matte/prompt.py); another model
+                   or an unknown word is a 400 invalid_parameter listing what is understood
     webhook_url    http(s) URL: job.started / completed / failed callbacks
     auto_start     true (default); false creates a `draft` job that POST /v1/jobs/{id}/start starts
     start, end     optional trim (our extension; the web console sends it): seconds (number or "12.5") or
@@ -372,7 +373,11 @@ _PARAMS = {
             },
         },
         "model": {"type": "string", "enum": list(MODELS), "default": DEFAULT_MODEL},
-        "text_prompt": {"type": "string", "description": "pro only; not supported by the installed models"},
+        "text_prompt": {
+            "type": "string",
+            "description": "pro only: whom to keep, e.g. 'the dancer in the center', 'everyone', "
+            "'the largest person', 'the product' (docs/API.md lists the words understood)",
+        },
         "webhook_url": {
             "type": "string",
             "format": "url",
