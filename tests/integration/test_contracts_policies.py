@@ -286,19 +286,25 @@ async def jobs_stub(gw: RunningGateway) -> AsyncIterator[jobs_pb2_grpc.JobsStub]
 
 async def test_grpc_list_is_the_same_listing(settings) -> None:
     async with gateway(settings) as (gw, http), jobs_stub(gw) as stub:
-        owner, key = await tenant(gw)
+        _, key = await tenant(gw)
+        other_owner, other = await tenant(gw)
+        md = (("x-api-key", key["X-API-Key"]),)
         ids = await _submit_n(http, key, 3)
+        await _submit_n(http, other, 1)
         await finish(gw, ids[0], "failed", error_code="malformed_image", error="bad")
-        reply = await stub.List(jobs_pb2.ListJobsRequest(owner=owner, limit=2))
+        reply = await stub.List(jobs_pb2.ListJobsRequest(limit=2), metadata=md)
         assert [j.id for j in reply.jobs] == [ids[2], ids[1]] and reply.next_cursor
-        rest = await stub.List(jobs_pb2.ListJobsRequest(owner=owner, limit=2, cursor=reply.next_cursor))
+        rest = await stub.List(jobs_pb2.ListJobsRequest(limit=2, cursor=reply.next_cursor), metadata=md)
         assert [j.id for j in rest.jobs] == [ids[0]] and rest.next_cursor == ""
-        failed = await stub.List(jobs_pb2.ListJobsRequest(owner=owner, status=[common_pb2.FAILED]))
+        failed = await stub.List(jobs_pb2.ListJobsRequest(status=[common_pb2.FAILED]), metadata=md)
         assert [j.id for j in failed.jobs] == [ids[0]] and failed.jobs[0].error_code == "malformed_image"
         rest_page = (await http.get(JOBS, params={"limit": "2"}, headers=key)).json()
         assert rest_page["next_cursor"] == reply.next_cursor  # one cursor format for both
+        # a keyed caller naming another owner still gets its own jobs
+        mine = await stub.List(jobs_pb2.ListJobsRequest(owner=other_owner), metadata=md)
+        assert {j.id for j in mine.jobs} == set(ids)
         with pytest.raises(grpc.aio.AioRpcError) as e:
-            await stub.List(jobs_pb2.ListJobsRequest(owner=owner, cursor="!!"))
+            await stub.List(jobs_pb2.ListJobsRequest(cursor="!!"), metadata=md)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
