@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from services import prometheus_local as prom
+from services.common.procs import ServerStartError
 from services.stack import FileServer, Stack, StackConfig, download, submit, wait_job
 from tests.conftest import model_dir
 from tests.mediacheck import summarize
@@ -52,16 +54,27 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     models = model_dir()
     if not (models / "rvm_mobilenetv3_fp32.onnx").exists():
         pytest.skip(f"model weights not found in {models} (make models)")
-    config = StackConfig(
-        data_dir=tmp_path_factory.mktemp("observed"),
-        http_port=0,
-        model_dir=models,
-        metrics=True,
-        scrape_interval_s=SCRAPE_S,
-        env={"VBG_QUEUE_METRICS_S": str(SCRAPE_S)},  # the stages' queue gauges, as often as scraped
-    )
-    with Stack(config) as stack:
+
+    def config() -> StackConfig:
+        return StackConfig(
+            data_dir=tmp_path_factory.mktemp("observed"),
+            http_port=0,
+            model_dir=models,
+            metrics=True,
+            scrape_interval_s=SCRAPE_S,
+            env={"VBG_QUEUE_METRICS_S": str(SCRAPE_S)},  # the stages' queue gauges, as often as scraped
+        )
+
+    try:
+        stack = Stack(config()).start()
+    except ServerStartError as e:
+        # ports are picked free, then bound by the child: another process may take one in between
+        warnings.warn(f"observed stack failed to start, retrying once: {e}", stacklevel=1)
+        stack = Stack(config()).start()
+    try:
         yield stack
+    finally:
+        stack.stop()
 
 
 def until(check: Callable[[], Any], what: str, timeout_s: float = SETTLE_S) -> Any:
