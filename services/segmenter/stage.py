@@ -41,7 +41,7 @@ from videobg.errors import InvalidInput, Transient
 from videobg.media.decode import iter_frames
 from videobg.media.probe import probe
 from videobg.models import MattingModel, get_model
-from videobg.pipeline import matte_batch
+from videobg.pipeline import matte_batch, prepare_batch
 from videobg.stages import batched, threaded
 from videobg.types import Frame
 
@@ -158,14 +158,21 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         frames: Iterator[Frame] = threaded(
             iter_frames(src, info, trim), name="decode", maxsize=core.queue_frames, stop=stop
         )
+        # the stateless half of inference runs a batch ahead on its own thread (two cores per job)
+        prepared = threaded(
+            batched(frames, batch),
+            lambda fs: prepare_batch(session, fs),
+            name="prepare",
+            maxsize=max(1, core.queue_frames // batch),
+        )
         inference = metrics.INFERENCE.labels(model=model_name)
         n, alphas, times = 0, [], []
         try:
-            for group in batched(frames, batch):
+            for group, ahead in prepared:
                 run.check()
                 t0 = time.perf_counter()
-                matted = matte_batch(session, group)  # N x [H, W] uint8 alpha
-                per_frame = (time.perf_counter() - t0) / len(group)
+                matted = matte_batch(session, group, ahead)  # N x [H, W] uint8 alpha
+                per_frame = (time.perf_counter() - t0) / len(group)  # the in-order half only
                 for m in matted:
                     inference.observe(per_frame)
                     run.count_frames()
@@ -183,7 +190,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
             writer.wait()
         finally:
             stop.set()
-            close_all(frames)
+            close_all(prepared, frames)
             writer.close()
     if n == 0:
         raise InvalidInput("the requested span contains no frames")
