@@ -66,6 +66,7 @@ fmt: venv ## apply ruff format and fixes
 
 bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)
+	$(BIN)/python bench/bench_baseline.py --clip $(SAMPLE) --runs 3 --two-jobs
 	$(BIN)/python bench/bench_stack.py --clip $(SAMPLE) --model human
 	$(BIN)/python bench/bench_stack.py --clip $(SAMPLE) --model light
 

@@ -88,6 +88,26 @@ def _frames(path: str) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
+def two_jobs(cmd: list[str], env: dict[str, str], tmp: Path) -> None:
+    """Two jobs as two CLI processes: one after the other, then both at once (same clip, same options)."""
+    out = cmd.index("-o") + 1
+    pair = [cmd[:out] + [str(tmp / f"pair{i}.mp4")] + cmd[out + 1 :] for i in range(2)]
+    t0 = time.perf_counter()
+    for c in pair:
+        subprocess.run(c, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    serial = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in pair]
+    codes = [p.wait() for p in procs]
+    together = time.perf_counter() - t0
+    if any(codes):
+        raise SystemExit(f"a concurrent job failed: exit codes {codes}")
+    print(
+        f"\ntwo jobs: one after the other {serial:.1f} s, both at once {together:.1f} s "
+        f"({serial / together:.2f}x)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clip", default=str(REPO.parent / "shared/media/people/sam2_01_dog.mp4"))
@@ -95,6 +115,9 @@ def main() -> None:
     ap.add_argument("--model", default="human", help="our model to compare (the plain loop is always RVM)")
     ap.add_argument("--runs", type=int, default=3, help="runs of each, alternated")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads in the plain loop")
+    ap.add_argument(
+        "--two-jobs", action="store_true", help="also: two of our jobs at once vs one after the other"
+    )
     ap.add_argument("--child", choices=["baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -163,6 +186,8 @@ def main() -> None:
             f"| {name} ({a.model if name == 'ours' else 'ORT RVM'}) | {n[name]} | {wall:.1f} | "
             f"{fps[name]:.1f} | {cpu:.1f} | {cpu / wall / cores:.0%} | {size:.2f} | {enc} |"
         )
+    if a.two_jobs:
+        two_jobs(cmds["ours"], env, tmp)
     print(
         f"\nratio ours/plain frames/s: {fps['ours'] / fps['plain']:.2f}x "
         f"(median of {a.runs} alternated runs each; load average {os.getloadavg()[0]:.1f} at end)"
