@@ -13,6 +13,9 @@ CLUSTER ?=
 WITH_MODELS ?=
 DIR ?= $(SHARED)/media/gt/davis2016/dance-twirl
 PYTEST_ARGS ?=
+AUTH ?=
+CLIP ?= $(SHARED)/media/people/androidx_bt601.mov
+BG_IMAGE ?= $(SHARED)/media/backgrounds/androidx_london.jpg
 
 export VIDEOBG_MODEL_DIR := $(MODEL_DIR)
 export VIDEOBG_MEDIA_DIR ?= $(SHARED)/media
@@ -40,8 +43,12 @@ setup: venv models ## everything `run` and `test` need
 run: setup ## the main job: a sample clip through the local stack (nats-server, SeaweedFS, 5 services), REST in, video out
 	$(BIN)/python -m services.stack --demo --port $(PORT) --sample $(SAMPLE) --out $(OUT) $(if $(CLUSTER),--cluster)
 
-serve: setup ## start the local stack and keep it up (web console and REST on http://127.0.0.1:8080/) until Ctrl-C; METRICS=1 adds Prometheus, CLUSTER=1 3 NATS nodes + 2 volume servers
-	$(BIN)/python -m services.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics) $(if $(CLUSTER),--cluster)
+serve: setup ## start the local stack and keep it up (web console and REST on http://127.0.0.1:8080/) until Ctrl-C; AUTH=1 requires API keys, METRICS=1 adds Prometheus, CLUSTER=1 3 NATS nodes + 2 volume servers
+	$(BIN)/python -m services.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics) $(if $(CLUSTER),--cluster) $(if $(AUTH),--auth)
+
+conformance: venv ## run the vendor conformance kit against a server: make conformance BASE=http://host:port KEY=... [POOR_KEY=...] [VIDEO_URL=...] [KIT_ARGS=...]
+	@test -n "$(BASE)" -a -n "$(KEY)" || { echo "usage: make conformance BASE=http://host:port KEY=<api key with credits> [POOR_KEY=<key without credits>] [VIDEO_URL=<a URL of CLIP the server can fetch>] [KIT_ARGS=...]"; exit 2; }
+	$(BIN)/python -m conformance --base $(BASE) --key $(KEY) --sample $(CLIP) --image $(BG_IMAGE) $(if $(POOR_KEY),--poor-key $(POOR_KEY)) $(if $(VIDEO_URL),--video-url $(VIDEO_URL)) $(KIT_ARGS)
 
 test: setup ## all tests: unit, integration, end-to-end
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -56,13 +63,13 @@ test-e2e: setup ## end-to-end tier only
 	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
 
 lint: venv ## ruff check + format check, mypy on the core package
-	$(BIN)/ruff check videobg services tests bench scripts deploy
-	$(BIN)/ruff format --check videobg services tests bench scripts deploy
+	$(BIN)/ruff check videobg services tests bench scripts deploy conformance
+	$(BIN)/ruff format --check videobg services tests bench scripts deploy conformance
 	$(BIN)/mypy videobg --ignore-missing-imports
 
 fmt: venv ## apply ruff format and fixes
-	$(BIN)/ruff format videobg services tests bench scripts deploy
-	$(BIN)/ruff check --fix videobg services tests bench scripts deploy
+	$(BIN)/ruff format videobg services tests bench scripts deploy conformance
+	$(BIN)/ruff check --fix videobg services tests bench scripts deploy conformance
 
 bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)
@@ -85,4 +92,4 @@ protos-check: protos ## fail if the committed generated code is stale
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: serve k8s-validate protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
+.PHONY: serve conformance k8s-validate protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean

@@ -54,6 +54,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uploads-path", default="/v1/uploads", help="the upload route ('' : none)")
     p.add_argument("--webhooks", choices=("auto", "on", "off"), default="auto", help="auto: only for loopback")
     p.add_argument("--job-timeout", type=float, default=600.0, help="seconds for all jobs to end")
+    p.add_argument(
+        "--model", default="original", help="removebgvideo `model` of the jobs that run (default: the seeds')"
+    )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between status polls")
     p.add_argument(
         "--known-gap",
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             webhooks=args.webhooks,
             job_timeout_s=args.job_timeout,
             poll_s=args.poll,
+            model=args.model,
             known_gaps=gaps,
             only=args.only,
             work=work,

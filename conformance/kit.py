@@ -40,6 +40,7 @@ class Options:
     webhooks: str = "auto"  # auto (only for a loopback server) | on | off
     job_timeout_s: float = 600.0
     poll_s: float = 1.0
+    model: str = "original"  # removebgvideo's `model` in the jobs that run (the seeds' default)
     known_gaps: tuple[str, ...] = ()
     only: str = ""  # regex on flow names
     work: Path = Path(".")
@@ -61,10 +62,11 @@ class Case:
     def got(self, text: str) -> None:
         self.result.got = text
 
-    def expect(self, ok: bool, got: str | None = None) -> None:
-        if got is not None:
-            self.result.got = got
+    def expect(self, ok: bool, why: str | None = None) -> None:
+        """Fail the case unless `ok`; `why` (what was seen) becomes its "got" when it fails."""
         if not ok:
+            if why is not None:
+                self.result.got = why
             raise CaseFailed(self.result.got)
 
     def skip(self, reason: str) -> None:
@@ -228,7 +230,8 @@ class Kit:
     def same_picture(self, info: media.Info, c: Case, duration_s: float | None = None) -> str:
         """Size equal to the source's; duration within a frame (and 0.1 s) of `duration_s` (the source's)."""
         want = self.source.duration_s if duration_s is None else duration_s
-        got = f"{info.describe()}"
+        got = info.describe()
+        c.got(got)
         c.expect((info.width, info.height) == (self.source.width, self.source.height), f"{got}; size differs")
         c.expect(abs(info.duration_s - want) <= info.frame_s + 0.1, f"{got}; wanted {want:.2f} s")
         return got
@@ -240,7 +243,7 @@ def want_error(
     """The reply is `status` with one of `codes` (any code when empty) in the dialect's error shape."""
     code = error_code(r.body)
     c.got(r.short())
-    c.expect(r.status == status)
+    c.expect(r.status == status, f"{r.short()} (wanted {status})")
     c.expect(code is not None, f"{r.short()}: no error code in the body")
     if codes:
         c.expect(code in codes)

@@ -40,7 +40,8 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         seeds.PC_FORM,
         "multipart/form-data with only video_url → 202 {job_id}, Location /v1/video/remove-background/job/{id}",
     ) as c:
-        r = kit.submit(DIALECT, PATH, data={"video_url": kit.source_url})
+        # files= with no file name makes httpx send multipart/form-data (data= alone is urlencoded)
+        r = kit.submit(DIALECT, PATH, files={"video_url": (None, kit.source_url)})
         defaults = accepted(kit, c, r, "pixelcut-defaults")
     with kit.case(
         "pixelcut.submit.json",
@@ -61,6 +62,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         frame = media.frames(path)[-1]
         edge = media.share_near(media.border(frame), (0, 0, 0))
         c.expect(edge > 0.5, f"{got}; border {edge:.0%} black")
+        c.got(f"{got}; border {edge:.0%} black")
     with kit.case(
         "pixelcut.result.transparent",
         (seeds.PC_WEBM_ALPHA,),
@@ -72,6 +74,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         alpha = np.stack([f[..., 3] for f in media.frames(path, rgba=True, limit=10)])  # [T, H, W]
         opaque, clear = float((alpha > 240).mean()), float((alpha < 16).mean())
         c.expect(opaque > 0.05 and clear > 0.05, f"{got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
+        c.got(f"{got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
 
 
 def flow_errors(kit: Kit) -> Iterator[None]:

@@ -52,7 +52,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         (seeds.RBV_CORE, seeds.RBV_CREATED, seeds.RBV_STATUS),
         "the guide's payload (+ webhook_url) → 2xx {success: true, id, status: processing, message}",
     ) as c:
-        body = {"video_url": kit.source_url, "output_format": "webm", "bg_type": "transparent", "model": "original"}
+        body = {"video_url": kit.source_url, "output_format": "webm", "bg_type": "transparent", "model": kit.opts.model}
         if hooks is not None:
             body["webhook_url"] = hooks.url
         core = created(kit, c, kit.submit(DIALECT, "/v1/jobs", json=body), "rbv-core")
@@ -69,6 +69,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
             "bg_type": "image",
             "bg_image_url": image_url,
             "output_format": "mp4",
+            "model": kit.opts.model,
             "auto_start": False,
         }
         image = created(kit, c, kit.submit(DIALECT, "/v1/jobs", json=body), "rbv-image", status="draft")
@@ -82,13 +83,14 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         assert image is not None
         r = kit.api.post(f"/v1/jobs/{image.id}/start", dialect=DIALECT)
         body = r.body if isinstance(r.body, dict) else {}
-        c.expect(200 <= r.status < 300 and body.get("status") == "processing", f"{r.short()}")
+        c.got(f"{r.status} status {body.get('status')!r}")
+        c.expect(200 <= r.status < 300 and body.get("status") == "processing")
     with kit.case(
         "removebgvideo.policy.mp4_default_bg",
         (seeds.RBV_FORMAT_POLICY, seeds.RBV_BG_DEFAULT),
         "output_format mp4 with the default bg_type → accepted and processed over a background the job reports",
     ) as c:
-        body = {"video_url": kit.source_url, "output_format": "mp4"}
+        body = {"video_url": kit.source_url, "output_format": "mp4", "model": kit.opts.model}
         mp4 = created(kit, c, kit.submit(DIALECT, "/v1/jobs", json=body), "rbv-mp4")
     yield
     with kit.case(
@@ -101,7 +103,8 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         c.expect(info.video_codec in ("vp9", "libvpx-vp9", "vp8"), f"{got}; not VP8/VP9")
         alpha = np.stack([f[..., 3] for f in media.frames(path, rgba=True, limit=10)])  # [T, H, W]
         opaque, clear = float((alpha > 240).mean()), float((alpha < 16).mean())
-        c.expect(opaque > 0.05 and clear > 0.05, f"{got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
+        c.got(f"{got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
+        c.expect(opaque > 0.05 and clear > 0.05)
     with kit.case(
         "removebgvideo.result.image",
         (seeds.RBV_START_POLL, seeds.UPLOAD_URL),
@@ -112,7 +115,8 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         out = media.border(media.frames(path)[-1]).astype(np.float32)
         src = media.border(media.frames(kit.opts.sample, limit=info.frames)[-1]).astype(np.float32)
         diff, spread = float(np.abs(out - src).mean()), float(out.std(axis=0).mean())
-        c.expect(diff > 20 and spread > 10, f"{got}; border Δ {diff:.0f} from the source, spread {spread:.0f}")
+        c.got(f"{got}; border Δ {diff:.0f} from the source, spread {spread:.0f}")
+        c.expect(diff > 20 and spread > 10)
     with kit.case(
         "removebgvideo.result.mp4_default_bg",
         seeds.RBV_FORMAT_POLICY,

@@ -46,7 +46,7 @@ STUDIO_EITHER = q(
 )
 
 # --- 001 / 002: removebgvideo guides -------------------------------------------------------------------------
-RBV_CORE = q("001", '"output_format": "webm", "bg_type": "transparent", "model": "original"')
+RBV_CORE = q("001", '"output_format": "webm", "bg_type": "transparent",')
 RBV_MODEL = q("001", "model | string | yes | original | light | pro | human")
 RBV_BG_TYPE = q("001", "bg_type | string | yes | transparent | color | image")
 RBV_FORMAT = q("001", "output_format | string | yes | webm | mov | mp4 | gif | webp | png_sequence")

@@ -71,9 +71,9 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         "completed, result URL; one MP4 with H.264 video and AAC audio",
     ) as c:
         _, info = kit.result_file(hexed, c)
+        c.got(info.describe())
         c.expect(
-            info.container.startswith("mov,mp4") and info.video_codec == "h264" and info.audio_codec == "aac",
-            info.describe(),
+            info.container.startswith("mov,mp4") and info.video_codec == "h264" and info.audio_codec == "aac"
         )
     with kit.case(
         "studio.result.size_trim",
@@ -87,7 +87,8 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         path, _ = kit.result_file(hexed, c)
         frame = media.frames(path)[-1]
         edge, whole = media.share_near(media.border(frame), (30, 144, 255)), media.share_near(frame, (30, 144, 255))
-        c.expect(edge > 0.5 and whole < 0.98, f"border {edge:.0%} #1E90FF, whole frame {whole:.0%}")
+        c.got(f"border {edge:.0%} #1E90FF, whole frame {whole:.0%}")
+        c.expect(edge > 0.5 and whole < 0.98)
     with kit.case("studio.billing.trimmed", seeds.STUDIO_BILLED, f"billed_seconds {end - start:.1f}") as c:
         c.expect(hexed is not None and hexed.status == "completed", "no completed job")
         assert hexed is not None
@@ -95,13 +96,15 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         billed = view.get("billed_seconds")
         if billed is None:
             c.skip("the job body reports no billed_seconds")
-        c.expect(abs(float(billed) - (end - start)) <= 0.1, f"billed_seconds {billed}")
+        c.got(f"billed_seconds {billed}")
+        c.expect(abs(float(billed) - (end - start)) <= 0.1)
     with kit.case("studio.result.remove", seeds.STUDIO_WHITE, "subject over white; 1.0 s (hh:mm:ss trim)") as c:
         path, info = kit.result_file(white, c)
         got = kit.same_picture(info, c, duration_s=min(1.0, kit.source.duration_s))
         frame = media.frames(path)[-1]
         edge = media.share_near(media.border(frame), (255, 255, 255))
-        c.expect(edge > 0.5, f"{got}; border {edge:.0%} white")
+        c.got(f"{got}; border {edge:.0%} white")
+        c.expect(edge > 0.5)
     with kit.case("studio.result.asset_id", seeds.STUDIO_ASSET, "the job from an asset id completes") as c:
         if asset is None and not kit.uploaded.get("sample"):
             c.skip("no uploaded asset")

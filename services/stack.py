@@ -417,7 +417,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--background", default="#1E90FF", help="demo: background_color (hex or transparent)")
     p.add_argument("--format", default="mp4_h264", help="demo: output_format")
     p.add_argument("--out", type=Path, default=Path("out"), help="demo: where the result goes")
+    p.add_argument(
+        "--auth", action="store_true", help="require API keys, as in production (prints how to make one)"
+    )
     return p.parse_args(argv)
+
+
+def key_instructions(stack: Stack) -> str:
+    """How to make a key for this stack (the admin CLI on its nats-server) and run the kit with it."""
+    assert stack.nats is not None
+    python = Path(sys.executable)
+    if python.is_relative_to(REPO):
+        python = python.relative_to(REPO)
+    return (
+        "\nAPI keys are required (X-API-KEY, X-API-Key or Authorization: Bearer). Create one with credits:\n"
+        f"  {python} -m services.gateway.admin --nats-url {stack.nats.url} create-key --owner me --credits 600\n"
+        "then send it with every request, or run the conformance kit against this stack:\n"
+        f"  make conformance BASE={stack.url} KEY=<the key>"
+    )
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -460,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics=args.metrics,
         prometheus_port=args.prometheus_port,
         cluster=args.cluster,
+        auth_required=args.auth,
     )
     if args.model_dir is not None:
         config.model_dir = args.model_dir
@@ -496,12 +514,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             if clips:
                 example = files.url_for(clips[0])
+        key_header = " -H 'X-API-KEY: <key>'" if args.auth else ""
+        if args.auth:
+            print(key_instructions(stack), flush=True)
         print(
             "\ntry:\n"
-            f"  curl -si {stack.url}/v1/video/remove-background -H 'Content-Type: application/json' \\\n"
+            f"  curl -si {stack.url}/v1/video/remove-background{key_header} -H 'Content-Type: application/json' \\\n"
             f'    -d \'{{"video_url": "{example}", "background_color": "transparent", '
             '"output_format": "webm_vp9"}\'\n'
-            f"  curl -s {stack.url}/v1/video/remove-background/job/<job_id>\n"
+            f"  curl -s{key_header} {stack.url}/v1/video/remove-background/job/<job_id>\n"
             f"or open the web console: {stack.url}/\n"
             "Ctrl-C stops everything.",
             flush=True,
