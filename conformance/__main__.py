@@ -52,7 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "upload them, or none (cases that need them are skipped)",
     )
     p.add_argument("--uploads-path", default="/v1/uploads", help="the upload route ('' : none)")
-    p.add_argument("--webhooks", choices=("auto", "on", "off"), default="auto", help="auto: only for loopback")
+    p.add_argument(
+        "--webhooks", choices=("auto", "on", "off"), default="auto", help="auto: only for loopback"
+    )
     p.add_argument("--job-timeout", type=float, default=600.0, help="seconds for all jobs to end")
     p.add_argument(
         "--model", default="original", help="removebgvideo `model` of the jobs that run (default: the seeds')"
@@ -87,7 +89,9 @@ def run(opts: Options) -> Kit:
         ctype = mimetypes.guess_type(opts.sample.name)[0] or "video/mp4"
         kit.source_url = opts.video_url or kit.host(opts.sample.name, Entry(ctype, path=opts.sample)) or ""
         if not kit.source_url:
-            raise SystemExit("the server cannot get the sample: give --video-url, or let the kit serve/upload it")
+            raise SystemExit(
+                "the server cannot get the sample: give --video-url, or let the kit serve/upload it"
+            )
         flows = [Flow(name, make(kit)) for name, make in FLOWS.items() if matches(opts.only, name)]
         for flow in flows:  # submit, quick cases
             flow.done = next(flow.steps, StopIteration) is StopIteration

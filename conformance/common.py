@@ -12,9 +12,14 @@ from conformance.kit import Kit
 
 def flow_uploads(kit: Kit) -> Iterator[None]:
     opts = kit.opts
-    for name, path, quote in (("image", opts.image, seeds.UPLOAD_URL), ("sample", opts.sample, seeds.RBV_VIDEO_URL)):
+    for name, path, quote in (
+        ("image", opts.image, seeds.UPLOAD_URL),
+        ("sample", opts.sample, seeds.RBV_VIDEO_URL),
+    ):
         with kit.case(
-            f"uploads.{name}", quote, f"POST {opts.uploads_path or '(uploads)'} of the {name} → 2xx with an http(s) URL"
+            f"uploads.{name}",
+            quote,
+            f"POST {opts.uploads_path or '(uploads)'} of the {name} → 2xx with an http(s) URL",
         ) as c:
             if not opts.uploads_path:
                 c.skip("no upload endpoint (--uploads-path '')")

@@ -237,9 +237,7 @@ class Kit:
         return got
 
 
-def want_error(
-    c: Case, r: Reply, status: int, codes: tuple[str, ...] = (), *, shape: str = "any"
-) -> None:
+def want_error(c: Case, r: Reply, status: int, codes: tuple[str, ...] = (), *, shape: str = "any") -> None:
     """The reply is `status` with one of `codes` (any code when empty) in the dialect's error shape."""
     code = error_code(r.body)
     c.got(r.short())

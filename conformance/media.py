@@ -26,7 +26,9 @@ class Info:
 
     def describe(self) -> str:
         audio = f"+{self.audio_codec}" if self.audio_codec else ", no audio"
-        return f"{self.video_codec}{audio} {self.width}x{self.height} {self.frames} fr {self.duration_s:.2f} s"
+        return (
+            f"{self.video_codec}{audio} {self.width}x{self.height} {self.frames} fr {self.duration_s:.2f} s"
+        )
 
 
 def inspect(path: str | Path) -> Info:

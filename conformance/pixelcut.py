@@ -101,11 +101,15 @@ def flow_errors(kit: Kit) -> Iterator[None]:
     with kit.case("pixelcut.auth.missing_key", seeds.PC_401, "no X-API-KEY → 401 invalid_auth_token") as c:
         r = kit.submit(DIALECT, PATH, json={"video_url": src}, key=NO_KEY)
         want_error(c, r, 401, ("invalid_auth_token",), shape="pixelcut")
-    with kit.case("pixelcut.auth.bad_key", (seeds.PC_401, seeds.AUTH), "unknown key → 401 invalid_auth_token") as c:
+    with kit.case(
+        "pixelcut.auth.bad_key", (seeds.PC_401, seeds.AUTH), "unknown key → 401 invalid_auth_token"
+    ) as c:
         r = kit.submit(DIALECT, PATH, json={"video_url": src}, key="sk-conformance-not-a-key")
         want_error(c, r, 401, ("invalid_auth_token",), shape="pixelcut")
     with kit.case(
-        "pixelcut.credits.insufficient", (seeds.PC_403,), "a key without credits → 403 insufficient_api_credits"
+        "pixelcut.credits.insufficient",
+        (seeds.PC_403,),
+        "a key without credits → 403 insufficient_api_credits",
     ) as c:
         if not kit.opts.poor_key:
             c.skip("no --poor-key given (a key whose account cannot pay for a job)")
@@ -149,7 +153,12 @@ def flow_limits(kit: Kit) -> Iterator[None]:
                 if not kit.serving:
                     c.skip("needs the kit's loopback file host (a 110 MB file is not uploaded)")
                 assert kit.files is not None
-                entry = Entry("video/mp4", path=clip, pad_to=big, pad_header=media.free_box_header(big, clip.stat().st_size))
+                entry = Entry(
+                    "video/mp4",
+                    path=clip,
+                    pad_to=big,
+                    pad_header=media.free_box_header(big, clip.stat().st_size),
+                )
                 url = kit.files.add("big.mp4", entry, tag=kit.run_tag)
             else:
                 entry, filename = made[what]
@@ -158,7 +167,12 @@ def flow_limits(kit: Kit) -> Iterator[None]:
                 c.skip("the server cannot reach the kit's files (no loopback host, no uploads)")
             r = kit.submit(DIALECT, PATH, json={"video_url": url, "output_format": "mp4_h264"})
             if r.status == 202 and isinstance(r.body, dict) and r.body.get("job_id"):
-                job = kit.track(DIALECT, r.body["job_id"], r.headers.get("Location") or f"{PATH}/job/{r.body['job_id']}", name)
+                job = kit.track(
+                    DIALECT,
+                    r.body["job_id"],
+                    r.headers.get("Location") or f"{PATH}/job/{r.body['job_id']}",
+                    name,
+                )
                 pending.append((name, job))
                 c.got("202 (accepted; see the job below)")
                 c.expect(False)

@@ -34,8 +34,10 @@ def created(
     body = r.body if isinstance(r.body, dict) else {}
     job_id = body.get("id")
     c.expect(isinstance(job_id, str) and bool(job_id), f"{r.short()}: no id")
-    job = kit.track(DIALECT, job_id, f"/v1/jobs/{job_id}", label) if track else Job(
-        DIALECT, job_id, f"/v1/jobs/{job_id}", label
+    job = (
+        kit.track(DIALECT, job_id, f"/v1/jobs/{job_id}", label)
+        if track
+        else Job(DIALECT, job_id, f"/v1/jobs/{job_id}", label)
     )
     got = f"{r.status} success {body.get('success')!r}, status {body.get('status')!r}, id {job_id[:8]}…"
     c.expect(body.get("success") is True and isinstance(body.get("message"), str), got)
@@ -52,7 +54,12 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         (seeds.RBV_CORE, seeds.RBV_CREATED, seeds.RBV_STATUS),
         "the guide's payload (+ webhook_url) → 2xx {success: true, id, status: processing, message}",
     ) as c:
-        body = {"video_url": kit.source_url, "output_format": "webm", "bg_type": "transparent", "model": kit.opts.model}
+        body = {
+            "video_url": kit.source_url,
+            "output_format": "webm",
+            "bg_type": "transparent",
+            "model": kit.opts.model,
+        }
         if hooks is not None:
             body["webhook_url"] = hooks.url
         core = created(kit, c, kit.submit(DIALECT, "/v1/jobs", json=body), "rbv-core")
@@ -166,7 +173,9 @@ def verify_signature(kit: Kit, delivery: Delivery | None) -> str:
     if not secret or not stamp or not header:
         return "signature not checked (no secret endpoint or headers)"
     mac = hmac.new(secret.encode(), f"{stamp}.".encode() + delivery.body, hashlib.sha256).hexdigest()
-    ok = any(hmac.compare_digest(mac, p.strip()[3:]) for p in header.split(",") if p.strip().startswith("v1="))
+    ok = any(
+        hmac.compare_digest(mac, p.strip()[3:]) for p in header.split(",") if p.strip().startswith("v1=")
+    )
     if not ok:
         raise AssertionError("webhook signature does not verify")
     return "signature verified"
@@ -181,7 +190,12 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
         (seeds.RBV_NESTED, seeds.RBV_AUTO_START),
         'the reference\'s curl body with "background": {"type": "transparent"}, auto_start false → draft',
     ) as c:
-        body = {"video_url": src, "model": "original", "background": {"type": "transparent"}, "output_format": "webm"}
+        body = {
+            "video_url": src,
+            "model": "original",
+            "background": {"type": "transparent"},
+            "output_format": "webm",
+        }
         r = kit.submit(DIALECT, "/v1/jobs", json={**body, "auto_start": False})
         draft = created(kit, c, r, "rbv-draft", "draft", track=False)  # read below, never started
     with kit.case("removebgvideo.auth.valid", seeds.AUTH, "GET /v1/jobs/{id} with the key → 200") as c:
@@ -196,7 +210,9 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
         want_error(c, kit.api.get(draft.poll, dialect=DIALECT, key="sk-conformance-not-a-key"), 401)
     with kit.case("removebgvideo.auth.missing_key", seeds.AUTH, "POST /v1/jobs without a key → 401") as c:
         want_error(c, kit.submit(DIALECT, "/v1/jobs", json={"video_url": src}, key=NO_KEY), 401)
-    with kit.case("removebgvideo.legacy.api_process", seeds.RBV_LEGACY, "POST /api/process → the same answer") as c:
+    with kit.case(
+        "removebgvideo.legacy.api_process", seeds.RBV_LEGACY, "POST /api/process → the same answer"
+    ) as c:
         body = {"video_url": src, "bg_type": "green", "output_format": "mp4", "auto_start": False}
         created(kit, c, kit.submit(DIALECT, "/api/process", json=body), "rbv-legacy", "draft", track=False)
     with kit.case(
@@ -229,7 +245,9 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
         c.expect(draft is not None, "no draft to read")
         assert draft is not None
         rid = f"kit-{uuid.uuid4().hex[:12]}"
-        echoed = kit.api.get(draft.poll, dialect=DIALECT, headers={"X-Request-Id": rid}).headers.get("X-Request-Id")
+        echoed = kit.api.get(draft.poll, dialect=DIALECT, headers={"X-Request-Id": rid}).headers.get(
+            "X-Request-Id"
+        )
         fresh = kit.api.get(draft.poll, dialect=DIALECT).headers.get("X-Request-Id")
         c.expect(echoed == rid and bool(fresh), f"echoed {echoed!r}, fresh {fresh!r}")
         c.got("echoed; a fresh one when none was sent")
@@ -251,10 +269,14 @@ def flow_errors(kit: Kit) -> Iterator[None]:
     for name, quote, kwargs in cases:
         with kit.case(name, quote, "400 with an error code") as c:
             want_error(c, kit.submit(DIALECT, "/v1/jobs", **kwargs), 400)
-    with kit.case("removebgvideo.credits.insufficient", seeds.RBV_CREDIT_PATHS, "a key without credits → 403") as c:
+    with kit.case(
+        "removebgvideo.credits.insufficient", seeds.RBV_CREDIT_PATHS, "a key without credits → 403"
+    ) as c:
         if not kit.opts.poor_key:
             c.skip("no --poor-key given (a key whose account cannot pay for a job)")
-        r = kit.submit(DIALECT, "/v1/jobs", json={"video_url": src, "output_format": "webm"}, key=kit.opts.poor_key)
+        r = kit.submit(
+            DIALECT, "/v1/jobs", json={"video_url": src, "output_format": "webm"}, key=kit.opts.poor_key
+        )
         want_error(c, r, 403)
     # A job that fails after it was accepted, for the job.failed callback: a file that is not a video. A
     # server that probes the URL at submit refuses it there instead (then there is no job to fail).
@@ -269,7 +291,9 @@ def flow_errors(kit: Kit) -> Iterator[None]:
         elif 200 <= r.status < 300 and isinstance(r.body, dict) and r.body.get("id"):
             kit.extra["failing"] = kit.track(DIALECT, r.body["id"], f"/v1/jobs/{r.body['id']}", "rbv-failing")
         else:
-            kit.extra["failing_reason"] = f"a broken source is refused at submit ({r.short()}): no job to fail"
+            kit.extra["failing_reason"] = (
+                f"a broken source is refused at submit ({r.short()}): no job to fail"
+            )
     yield
 
 
@@ -285,7 +309,9 @@ def flow_rate(kit: Kit) -> Iterator[None]:
     }
     for name, (dialect, route) in routes.items():
         quotes = (seeds.RATE, seeds.PC_429) if dialect == "pixelcut" else (seeds.RATE,)
-        with kit.case(f"{name}.rate.burst", quotes, "a burst → 429 with Retry-After; after waiting it, 2xx") as c:
+        with kit.case(
+            f"{name}.rate.burst", quotes, "a burst → 429 with Retry-After; after waiting it, 2xx"
+        ) as c:
             path = route.format(id=job.id if job else uuid.uuid4())
             limited = burst(kit, dialect, path)
             c.expect(limited is not None, "no 429 after 400 requests")
@@ -309,7 +335,9 @@ def burst(kit: Kit, dialect: str, path: str, wave: int = 40, most: int = 400) ->
     sent = 0
     with ThreadPoolExecutor(max_workers=16) as pool:
         while sent < most:
-            replies = list(pool.map(lambda _: kit.api.get(path, dialect=dialect, retry_429=False), range(wave)))
+            replies = list(
+                pool.map(lambda _: kit.api.get(path, dialect=dialect, retry_429=False), range(wave))
+            )
             sent += wave
             for r in replies:
                 if r.status == 429:

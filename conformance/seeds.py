@@ -54,7 +54,9 @@ RBV_CREDIT_PATHS = q("001", "Verify success, failure, timeout, retry, and insuff
 UPLOAD_URL = q("002", "Upload your background image and get a URL.")
 RBV_IMAGE_JOB = q("002", "Create job with bg_type=image and bg_image_url.")
 RBV_START_POLL = q("002", "Start and poll status until completed.")
-RBV_FORMAT_POLICY = q("002", "Use explicit output format policy for transparent vs non-transparent workflows.")
+RBV_FORMAT_POLICY = q(
+    "002", "Use explicit output format policy for transparent vs non-transparent workflows."
+)
 
 # --- 003: Pixelcut ------------------------------------------------------------------------------------------
 PC_ACCEPTED = q("003", "description: Accepted - processing has started")
@@ -95,8 +97,12 @@ PC_400_LIMITS = q("003", "often returned when the input image exceeds API limits
 RBV_CREATED = q("004", "success | boolean | Request accepted")
 RBV_STATUS = q("004", "status | string | Initial status, usually processing")
 RBV_VIDEO_URL = q("004", "video_url | string | yes | Input video URL (from upload or external URL)")
-RBV_FORMAT_DEFAULT = q("004", "output_format | string | no | Default webm; webm/mov/mp4/gif/webp/png_sequence")
-RBV_BG_DEFAULT = q("004", "bg_type | string | no | Default transparent; transparent/green/white/black/blue/custom")
+RBV_FORMAT_DEFAULT = q(
+    "004", "output_format | string | no | Default webm; webm/mov/mp4/gif/webp/png_sequence"
+)
+RBV_BG_DEFAULT = q(
+    "004", "bg_type | string | no | Default transparent; transparent/green/white/black/blue/custom"
+)
 RBV_BG_COLOR = q("004", "bg_color | number[] | no | RGB array for custom background")
 RBV_MODEL_DEFAULT = q("004", "model | string | no | Default original; original/light/pro/human")
 RBV_WEBHOOK = q("004", "webhook_url | string | no | Receive job.started/completed/failed callbacks")

@@ -86,7 +86,10 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
     with kit.case("studio.result.hex", seeds.STUDIO_HEX, "background #1E90FF around the subject") as c:
         path, _ = kit.result_file(hexed, c)
         frame = media.frames(path)[-1]
-        edge, whole = media.share_near(media.border(frame), (30, 144, 255)), media.share_near(frame, (30, 144, 255))
+        edge, whole = (
+            media.share_near(media.border(frame), (30, 144, 255)),
+            media.share_near(frame, (30, 144, 255)),
+        )
         c.got(f"border {edge:.0%} #1E90FF, whole frame {whole:.0%}")
         c.expect(edge > 0.5 and whole < 0.98)
     with kit.case("studio.billing.trimmed", seeds.STUDIO_BILLED, f"billed_seconds {end - start:.1f}") as c:
@@ -98,7 +101,9 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
             c.skip("the job body reports no billed_seconds")
         c.got(f"billed_seconds {billed}")
         c.expect(abs(float(billed) - (end - start)) <= 0.1)
-    with kit.case("studio.result.remove", seeds.STUDIO_WHITE, "subject over white; 1.0 s (hh:mm:ss trim)") as c:
+    with kit.case(
+        "studio.result.remove", seeds.STUDIO_WHITE, "subject over white; 1.0 s (hh:mm:ss trim)"
+    ) as c:
         path, info = kit.result_file(white, c)
         got = kit.same_picture(info, c, duration_s=min(1.0, kit.source.duration_s))
         frame = media.frames(path)[-1]

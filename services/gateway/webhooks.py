@@ -292,7 +292,10 @@ class Dispatcher:
                     continue
                 try:
                     msgs = await sub.fetch(free, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # nats' TimeoutError, and the builtin one a batch fetch (free > 1) raises when its
+                    # deadline runs out between its two pull requests (common on a loaded machine):
+                    # catching only nats' ended this loop and, silently, every webhook of this gateway
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as e:
                     log.warning("webhooks: fetch failed (%r); retrying", e)
