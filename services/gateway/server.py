@@ -75,6 +75,7 @@ async def _http(app: object, settings: GatewaySettings) -> AsyncIterator[int]:
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=2,
+        log_config=None,  # uvicorn's lines go through the process's JSON logging (services/common/logs.py)
     )
     server = _Uvicorn(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -120,6 +120,7 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
             run.store.put_file(background_key, img)
 
     result = IngestResult(source_key, info_to_dict(info), billed_seconds(info, trim))
+    _check_probed_reservation(job, result.billed_seconds)
     frames_total = expected_frames(info, trim)
     fields: dict[str, Any] = {
         "info": result.info,
@@ -140,6 +141,21 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
         info.width, info.height, info.duration_s, frames_total, result.billed_seconds, run.elapsed,
     )  # fmt: skip
     return result
+
+
+def _check_probed_reservation(job: dict[str, Any], seconds: float) -> None:
+    """The gateway reserved credits on the length its submit probe measured (services/gateway/precheck.py).
+    A URL that now serves a longer video than it did then would be charged past what was held: refused,
+    the client submits it again and is reserved for what it is now."""
+    billing = job.get("billing") or {}
+    if billing.get("basis") != "probed":
+        return
+    reserved = float(billing.get("reserved_seconds") or 0.0)
+    if seconds > reserved + 1.0:
+        raise InvalidInput(
+            f"The source video changed since it was submitted ({reserved:.1f} s then, {seconds:.1f} s now): "
+            f"submit it again"
+        )
 
 
 def _bring(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,5 +183,23 @@ async def test_process_ingests_and_drains_on_sigterm(
         assert job["info"]["frame_count"] == kit.CLIP_FRAMES
         assert await asyncio.to_thread(proc.terminate) == 0, proc.log()
         assert "ingest stopped" in proc.log()
+        # structured logs: one JSON object per line; every line of the job's stage names the job
+        lines = [json.loads(line) for line in proc.log_path.read_text().splitlines() if line.startswith("{")]
+        of_job = [line for line in lines if job_id in line["msg"]]
+        assert of_job and all(line.get("job_id") == job_id for line in of_job), of_job
+        assert any(line.get("stage") == "ingest" and "ingested" in line["msg"] for line in of_job)
     finally:
         proc.kill()
+
+
+def test_a_source_longer_than_its_probed_reservation_is_refused():
+    """The gateway reserved on the length its submit probe measured; a URL now serving a longer video
+    is not charged past that hold (services/ingest/stage.py)."""
+    from services.ingest.stage import _check_probed_reservation
+
+    probed = {"billing": {"basis": "probed", "reserved_seconds": 5.0}}
+    _check_probed_reservation(probed, 5.6)  # within a second: frame rounding
+    with pytest.raises(InvalidInput, match="changed since it was submitted"):
+        _check_probed_reservation(probed, 30.0)
+    _check_probed_reservation({"billing": {"basis": "worst_case", "reserved_seconds": 60.0}}, 59.0)
+    _check_probed_reservation({}, 59.0)  # unmetered
