@@ -372,3 +372,19 @@ async def test_result_urls_expire_and_are_minted_again(
             "result_url_expires_at": None,
             "result_expired": True,
         }
+
+
+async def test_a_cancellation_goes_out_as_job_failed_with_status_cancelled(
+    settings: GatewaySettings, receiver: Receiver
+) -> None:
+    """Seed 004 names three events (job.started/completed/failed): a cancelled job is job.failed with
+    "status": "cancelled" and error code cancelled (docs/CONTRACTS.md), no fourth event name."""
+    async with gateway(settings) as (gw, _):
+        job_id = await submit(gw, receiver.url + "/cancel")
+        await gw.gateway.cancel(job_id)
+        await wait_for(lambda: len(receiver.of("/cancel")) >= 1, what="the cancellation's delivery")
+    got = receiver.of("/cancel")
+    assert [r.headers["x-videobg-event"] for r in got] == ["job.failed"]
+    body = json.loads(got[0].body)
+    assert body["event"] == "job.failed" and body["status"] == "cancelled" and body["job_id"] == job_id
+    assert body["error"]["code"] == "cancelled" and body["result"] is None
