@@ -85,6 +85,7 @@ async def precheck(
         path = Path(tmp) / "head"
         try:
             async with asyncio.timeout(budget_s):
+                size: int | None
                 if source.get("asset_id"):
                     size, complete = await _read_asset(objects, source["asset_id"], path, head_bytes, limits)
                 else:
