@@ -119,6 +119,7 @@ def job_to_proto(job: Job, result_url: str | None = None) -> common_pb2.Job:
         source_seconds=_number(job.get("source_seconds")),
         created_at=str(job.get("created") or ""),
         updated_at=str(job.get("updated") or ""),
+        request_id=str(job.get("request_id") or ""),
     )
     if job.get("spec"):
         out.spec.CopyFrom(jobspec.to_proto(job["spec"]))

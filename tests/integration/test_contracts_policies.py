@@ -362,3 +362,17 @@ async def test_text_prompt_for_pro(settings) -> None:
         assert "'red', 'car' not understood" in message and "position: center" in message
         r = await http.post(JOBS, json={**body, "model": "human"}, headers=key)
         assert r.status_code == 400 and "used with the pro model" in r.json()["error"]["message"]
+
+
+async def test_grpc_submit_takes_and_answers_the_request_id(settings) -> None:
+    async with gateway(settings) as (gw, http), jobs_stub(gw) as stub:
+        _, key = await tenant(gw)
+        spec = common_pb2.JobSpec(source=common_pb2.Source(url=VIDEO), output_format="mp4_h264")
+        md = (("x-api-key", key["X-API-Key"]), ("x-request-id", "grpc-req-7"))
+        call = stub.Submit(jobs_pb2.SubmitRequest(spec=spec), metadata=md)
+        job = await call
+        assert dict(await call.initial_metadata())["x-request-id"] == "grpc-req-7"
+        assert job.request_id == "grpc-req-7"
+        assert (await gw.gateway.jobs.get(job.id))["request_id"] == "grpc-req-7"
+        got = await stub.Get(jobs_pb2.GetJobRequest(job_id=job.id), metadata=md[:1])
+        assert got.request_id == "grpc-req-7"
