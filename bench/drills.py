@@ -8,6 +8,7 @@ what the reliability story in docs/ARCHITECTURE.md promises; it prints its figur
     .venv/bin/python bench/drills.py sigterm    # SIGTERM each service with a job in flight
     .venv/bin/python bench/drills.py submit     # 200 concurrent submissions: none lost
     .venv/bin/python bench/drills.py odd        # every file of shared/media/odd: completes or a known error
+    .venv/bin/python bench/drills.py failover   # cluster stack: kill -9 NATS leaders, stop a volume server
     .venv/bin/python bench/drills.py all --quick
 
 `--quick` runs a smaller version of each. Every drill has a global deadline (`--deadline`, else its own):
@@ -65,7 +66,7 @@ CONSUMER_OF = {"ingest": "ingest", "segmenter": "segment", "compositor": "encode
 # drill -> (full, quick) deadline in seconds
 DEADLINES = {
     "kill9": (600, 240), "nats": (300, 180), "s3": (300, 180), "sigterm": (420, 240),
-    "submit": (240, 150), "odd": (600, 300),
+    "submit": (240, 150), "odd": (600, 300), "failover": (1500, 480),
 }  # fmt: skip
 LOG_PATTERNS = {
     "redeliveries": r"redelivery \d+ of seq",
@@ -910,19 +911,62 @@ DRILLS: dict[str, Callable[[Drill], None]] = {
 }  # fmt: skip
 
 
+def run_failover(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """The failover drill (bench/failover.py) on a stack of its own in cluster mode, with API keys."""
+    from bench import failover
+
+    a = args
+    tmp = Path(tempfile.mkdtemp(prefix="vbg-drill-failover-"))
+    config = StackConfig(
+        data_dir=tmp / "stack", http_port=0, model_dir=_model_dir(), default_model=a.model,
+        ack_wait_s=a.ack_wait, auth_required=True, cluster=True,
+        env={"VBG_BACKOFF_S": json.dumps(a.backoff), "VBG_DRAIN_GRACE_S": str(a.drain_grace)},
+    )  # fmt: skip
+    if a.quick:
+        plan = failover.Plan(jobs=a.jobs or 8, down_s=a.down_s, deadline_s=a.deadline or 480)
+    else:
+        plan = failover.Plan(
+            jobs=a.jobs or 40, clips=(SHORT, LONGER), models=("light", "human"), owners=3,
+            down_s=a.down_s, deadline_s=a.deadline or 1500,
+        )  # fmt: skip
+    load = os.getloadavg()
+    print(
+        f"== drill failover{' (quick)' if a.quick else ''}: {plan}; load {load[0]:.2f} {load[1]:.2f}",
+        flush=True,
+    )
+    try:
+        with Stack(config) as stack, FileServer(MEDIA) as files:
+            print(f"   cluster stack up: NATS {stack.nats.url}", flush=True)
+            report = failover.run(stack, files, MEDIA, plan, log=lambda s: print(s, flush=True))
+    finally:
+        if a.keep:
+            print(f"   data and logs kept in {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(report.figures, indent=1, default=str), flush=True)
+    return report.problems, report.figures
+
+
+def _run_in_drill(name: str, args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    with Drill(name, args) as d:
+        try:
+            DRILLS[name](d)
+        except DrillTimeout as e:
+            d.problems.append(str(e))
+        except Exception as e:  # a drill that breaks still stops its stack and says why
+            traceback.print_exc()
+            d.problems.append(f"drill raised {type(e).__name__}: {e}")
+        return d.problems, d.figures
+
+
 def run_drill(name: str, args: argparse.Namespace) -> bool:
     t0 = time.monotonic()
     figures: dict[str, Any] = {}
     try:
-        with Drill(name, args) as d:
-            try:
-                DRILLS[name](d)
-            except DrillTimeout as e:
-                d.problems.append(str(e))
-            except Exception as e:  # a drill that breaks still stops its stack and says why
-                traceback.print_exc()
-                d.problems.append(f"drill raised {type(e).__name__}: {e}")
-            problems, figures = d.problems, d.figures
+        if name == "failover":  # a cluster stack of its own, not the Drill class's
+            problems, figures = run_failover(args)
+        else:
+            problems, figures = _run_in_drill(name, args)
     except (DrillTimeout, ServerStartError, RuntimeError, httpx.HTTPError) as e:
         problems = [f"{type(e).__name__}: {e}"]
     wall = time.monotonic() - t0
@@ -939,7 +983,7 @@ def run_drill(name: str, args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("drill", choices=[*DRILLS, "all"])
+    p.add_argument("drill", choices=[*DRILLS, "failover", "all"])
     p.add_argument("--quick", action="store_true", help="the smaller version of the drill")
     p.add_argument("--jobs", type=int, default=0, help="batch size (default: per drill)")
     p.add_argument(
@@ -954,7 +998,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--drain-grace", type=float, default=5.0, help="stages' drain grace after SIGTERM, seconds"
     )
-    p.add_argument("--down-s", type=float, default=5.0, help="nats drill: how long nats-server stays down")
+    p.add_argument(
+        "--down-s", type=float, default=5.0, help="nats and failover drills: how long a server stays down"
+    )
     p.add_argument("--s3-down-s", type=float, default=10.0, help="s3 drill: how long SeaweedFS stays down")
     p.add_argument("--concurrency", type=int, default=32, help="submit drill: requests in flight at once")
     p.add_argument("--hard", action="store_true", help="nats/s3 drills: SIGKILL the server, not SIGTERM")
@@ -966,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )
-    names = list(DRILLS) if args.drill == "all" else [args.drill]
+    names = [*DRILLS, "failover"] if args.drill == "all" else [args.drill]
     results = {n: run_drill(n, args) for n in names}
     if len(names) > 1:
         print("summary: " + ", ".join(f"{n} {'PASS' if ok else 'FAIL'}" for n, ok in results.items()))

@@ -44,6 +44,11 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cpu+hpa-stages+models-pvc": ("overlays/cpu", ("components/hpa-stages", "components/models-pvc")),
 }
 
+# Targets that must survive losing a node (components/ha), and whether they bundle NATS and MinIO (an
+# external NATS and S3 are the operator's to replicate): checked by production_problems.
+PRODUCTION: dict[str, bool] = {"gpu": True, "gpu+external": False}
+HOST = "kubernetes.io/hostname"
+
 # Custom resources validated against our own schema: (apiVersion, kind) -> schema file in schemas/.
 CRD_SCHEMAS: dict[tuple[str, str], str] = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda-v1alpha1.json",
@@ -158,6 +163,121 @@ def validate_objects(objs: Iterable[Obj], versions: Sequence[str] = K8S_VERSIONS
     return errors
 
 
+def _one(objs: list[Obj], kind: str, name: str) -> Obj | None:
+    return next((o for o in objs if o.get("kind") == kind and o["metadata"]["name"] == name), None)
+
+
+def _pod(obj: Obj) -> Obj:
+    return obj["spec"]["template"]["spec"]
+
+
+def _anti_affine(obj: Obj, app: str) -> bool:
+    """Required pod anti-affinity on the node name against its own pods: one per node."""
+    terms = ((_pod(obj).get("affinity") or {}).get("podAntiAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or []
+    return any(
+        t.get("topologyKey") == HOST
+        and (t.get("labelSelector") or {}).get("matchLabels") == {"app.kubernetes.io/name": app}
+        for t in terms
+    )
+
+
+def _min_replicas(objs: list[Obj], deployment: str) -> int:
+    """The fewest pods a Deployment runs: its autoscaler's minimum, else spec.replicas (default 1)."""
+    for o in objs:
+        ref = (o.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("name") == deployment and o["kind"] == "ScaledObject":
+            return int(o["spec"].get("minReplicaCount", 0))
+        if ref.get("name") == deployment and o["kind"] == "HorizontalPodAutoscaler":
+            return int(o["spec"].get("minReplicas", 1))
+    dep = _one(objs, "Deployment", deployment)
+    return int((dep or {}).get("spec", {}).get("replicas", 1))
+
+
+def _pdb_for(objs: list[Obj], app: str) -> Obj | None:
+    return next(
+        (o for o in objs if o["kind"] == "PodDisruptionBudget"
+         and o["spec"].get("selector", {}).get("matchLabels") == {"app.kubernetes.io/name": app}),
+        None,
+    )  # fmt: skip
+
+
+def production_problems(objs: list[Obj], bundled: bool = True) -> list[str]:
+    """What keeps a production render from surviving the loss of one node ([] = nothing): NATS a
+    JetStream cluster of 3 (routes, one pod per node, one down at a time) and the services told to keep 3
+    replicas; MinIO distributed over >= 4 pods, one per node; every stage at least 2 pods with a PDB that
+    keeps one; the segmenter spread strictly over the GPU nodes. With `bundled` False (components/external)
+    the NATS and MinIO checks are the operator's."""
+    out: list[str] = []
+    config = next((o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("videobg-services")), None)  # fmt: skip
+    data = (config or {}).get("data") or {}
+    if int(data.get("NATS_REPLICAS") or 0) < 3:
+        out.append(f"videobg-services: NATS_REPLICAS={data.get('NATS_REPLICAS')!r}, want 3")
+    if bundled:
+        urls = [u for u in str(data.get("NATS_URL", "")).split(",") if u.strip()]
+        if len(urls) < 3:
+            out.append(f"videobg-services: NATS_URL names {len(urls)} server(s), want every NATS pod")
+        out += _nats_problems(objs) + _minio_problems(objs)
+    for dep in (o for o in objs if o["kind"] == "Deployment"):
+        name = dep["metadata"]["name"]
+        if _min_replicas(objs, name) < 2:
+            out.append(f"Deployment/{name}: may run a single pod (want at least 2)")
+        pdb = _pdb_for(objs, name)
+        if pdb is None or int(pdb["spec"].get("minAvailable", 0)) < 1:
+            out.append(f"Deployment/{name}: no PodDisruptionBudget keeping a pod (minAvailable >= 1)")
+    seg = _one(objs, "Deployment", "segmenter")
+    spread = _pod(seg).get("topologySpreadConstraints", []) if seg else []
+    if not any(
+        c.get("topologyKey") == HOST and c.get("whenUnsatisfiable") == "DoNotSchedule" for c in spread
+    ):
+        out.append(
+            "Deployment/segmenter: not spread over the GPU nodes (topologySpreadConstraints, DoNotSchedule)"
+        )
+    return out
+
+
+def _nats_problems(objs: list[Obj]) -> list[str]:
+    nats = _one(objs, "StatefulSet", "nats")
+    if nats is None:
+        return ["StatefulSet/nats missing"]
+    out = []
+    n = int(nats["spec"].get("replicas", 1))
+    args = _pod(nats)["containers"][0].get("args", [])
+    routes = args[args.index("--routes") + 1].split(",") if "--routes" in args else []
+    if n < 3:
+        out.append(f"StatefulSet/nats: {n} replica(s), want 3 (a JetStream quorum survives one lost)")
+    if "--cluster" not in args or len(routes) < n or "--server_name" not in args:
+        out.append("StatefulSet/nats: not a cluster (--cluster, --server_name, --routes to every pod)")
+    if nats["spec"].get("podManagementPolicy") != "Parallel":
+        out.append(
+            "StatefulSet/nats: podManagementPolicy must be Parallel (a pod is ready only with a quorum)"
+        )
+    if not _anti_affine(nats, "nats"):
+        out.append("StatefulSet/nats: no required pod anti-affinity on the node")
+    pdb = _pdb_for(objs, "nats")
+    if pdb is None or pdb["spec"].get("maxUnavailable") != 1:
+        out.append("StatefulSet/nats: no PodDisruptionBudget with maxUnavailable 1")
+    return out
+
+
+def _minio_problems(objs: list[Obj]) -> list[str]:
+    minio = _one(objs, "StatefulSet", "minio")
+    if minio is None:
+        return ["StatefulSet/minio missing"]
+    out = []
+    n = int(minio["spec"].get("replicas", 1))
+    args = _pod(minio)["containers"][0].get("args", [])
+    if n < 4 or not any("{0..." in a for a in args):
+        out.append(f"StatefulSet/minio: {n} pod(s), not distributed (want >= 4, erasure coded)")
+    if not _anti_affine(minio, "minio"):
+        out.append("StatefulSet/minio: no required pod anti-affinity on the node")
+    pdb = _pdb_for(objs, "minio")
+    if pdb is None or pdb["spec"].get("maxUnavailable") != 1:
+        out.append("StatefulSet/minio: no PodDisruptionBudget with maxUnavailable 1")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,10 +304,13 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"{target}.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
         errors = validate_objects(objs, versions)
+        if target in PRODUCTION:
+            errors += [f"production: {p}" for p in production_problems(objs, PRODUCTION[target])]
         crds = sorted({kn(o) for o in objs if (o.get("apiVersion"), o.get("kind")) in CRD_SCHEMAS})
         status = "FAIL" if errors else "ok  "
         print(
             f"{status} {target}: {len(objs)} objects, Kubernetes {' '.join(versions)} strict"
+            + ("; survives a node (production checks)" if target in PRODUCTION else "")
             + (f"; custom resources on deploy/k8s/schemas: {', '.join(crds)}" if crds else "")
         )
         for err in errors:

@@ -332,7 +332,10 @@ def test_env_prefix_matches_service_and_settings_read_it(rendered, target, monke
         s = cls()
         assert (s.grpc_host, s.grpc_port, s.metrics_port) == ("0.0.0.0", grpc_port, METRICS_PORT)
         if any(o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats" for o in objs):
-            assert s.nats_url == f"nats://nats:{service_port(objs, 'nats', 'client')}"
+            client = service_port(objs, "nats", "client")
+            replicas = named(objs, "StatefulSet", "nats")["spec"].get("replicas", 1)
+            want = [f"nats://nats-{i}.nats-headless:{client}" for i in range(replicas)]
+            assert s.nats_url.split(",") == (want if replicas > 1 else [f"nats://nats:{client}"])
             assert s.s3_endpoint == f"minio:{service_port(objs, 'minio', 's3')}"
         if name == "gateway":
             http = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
@@ -481,3 +484,40 @@ def test_dockerfile_has_a_target_per_image(rendered):
         assert "COPY --from=models /models /models" in block
     assert "torchvision" not in re.sub(r"#.*", "", text)
     assert re.search(r"^USER 10001:10001$", text, re.M), "the runtime user must be numeric and non-root"
+
+
+@pytest.mark.parametrize("target", list(V.PRODUCTION))
+def test_production_survives_losing_a_node(rendered, target):
+    assert V.production_problems(rendered[target], bundled=V.PRODUCTION[target]) == []
+
+
+def test_production_nats_is_a_cluster_the_services_dial_in_full(rendered):
+    objs = rendered["gpu"]
+    nats = named(objs, "StatefulSet", "nats")
+    args = pod_spec(nats)["containers"][0]["args"]
+    routes = args[args.index("--routes") + 1].split(",")
+    assert routes == [f"nats://nats-{i}.nats-headless:6222" for i in range(3)]
+    headless = named(objs, "Service", "nats-headless")
+    assert {"name": "cluster", "port": 6222, "targetPort": "cluster"} in headless["spec"]["ports"]
+    env = effective_env(objs, pod_spec(named(objs, "Deployment", "ingest"))["containers"][0])
+    assert env["VBG_INGEST_NATS_URL"].split(",") == [f"nats://nats-{i}.nats-headless:4222" for i in range(3)]
+    assert env["VBG_INGEST_NATS_REPLICAS"] == "3"
+    # the services read both (a comma-separated URL list; a replica count)
+    settings = settings_class("ingest")(**{"nats_url": env["VBG_INGEST_NATS_URL"], "nats_replicas": 3})
+    assert len(settings.nats_url.split(",")) == 3
+
+
+def test_laptop_overlay_is_not_production_and_the_check_says_why(rendered):
+    """The checks can fail: the cpu overlay (one NATS, one MinIO, single pods) is what they reject."""
+    problems = "\n".join(V.production_problems(rendered["cpu"]))
+    for expected in ("NATS_REPLICAS", "StatefulSet/nats: 1 replica", "StatefulSet/minio: 1 pod",
+                     "Deployment/ingest: may run a single pod", "Deployment/segmenter: not spread"):  # fmt: skip
+        assert expected in problems
+
+
+def test_bundled_pdbs_follow_the_servers(rendered):
+    for target in ("gpu", "cpu"):
+        names = {o["metadata"]["name"] for o in of_kind(rendered[target], "PodDisruptionBudget")}
+        assert {"nats", "minio"} <= names
+    gone = {o["metadata"]["name"] for o in of_kind(rendered["gpu+external"], "PodDisruptionBudget")}
+    assert not {"nats", "minio"} & gone
