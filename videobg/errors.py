@@ -46,6 +46,11 @@ ERROR_TABLE: dict[str, ErrorSpec] = {
     "transient_error": ErrorSpec(503, "UNAVAILABLE", NatsAction.NAK),
     "cancelled": ErrorSpec(409, "CANCELLED", NatsAction.TERM),
     "internal_error": ErrorSpec(500, "INTERNAL", NatsAction.NAK),
+    # job outcomes (a job's error_code, rarely an HTTP answer): a stage ran past stage_deadline_s (retried;
+    # once given up the job is charged for what was processed), or died max_deliver times / stopped making
+    # progress (free: the failure is ours)
+    "deadline_exceeded": ErrorSpec(504, "DEADLINE_EXCEEDED", NatsAction.NAK),
+    "stage_crashed": ErrorSpec(500, "INTERNAL", NatsAction.TERM),
 }
 
 
@@ -120,6 +125,19 @@ class ModelUnavailable(VideoBgError):
 
 class Transient(VideoBgError):
     code = "transient_error"
+
+
+class DeadlineExceeded(Transient):
+    """A stage of a job ran past its deadline: retried like any transient failure, but when the job is
+    given up it fails with this code (and is charged for the compute spent)."""
+
+    code = "deadline_exceeded"
+
+
+class StageCrashed(VideoBgError):
+    """A stage died (no ack, no error) on every delivery of a job, or the job stopped making progress."""
+
+    code = "stage_crashed"
 
 
 class Unauthenticated(VideoBgError):

@@ -44,7 +44,7 @@ from nats.js.api import (
 )
 
 from videobg import subjects
-from videobg.errors import NatsAction, RateLimited, Transient, VideoBgError
+from videobg.errors import NatsAction, RateLimited, StageCrashed, Transient, VideoBgError
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,10 @@ class Worker:
 
     ack_wait    seconds a delivery may go without an ack or heartbeat before the server redelivers it
                 (a dead worker); heartbeats go out every ack_wait/3 while the handler runs.
-    max_deliver attempts in all, first delivery included.
+    max_deliver attempts in all, first delivery included. The server is told one more: a worker that
+                died on the last attempt (OOM, a poison input: no ack, no nak, no error to give up on)
+                gets the message once more, and that delivery only gives the job up (`on_give_up` with
+                StageCrashed), so the job ends `failed` instead of staying `processing` for ever.
     backoff     delays before retry n+1 after a failed attempt n (the last repeats); also sent to the
                 server as the consumer's BackOff, floored at ack_wait (there it replaces ack_wait per
                 attempt, and a shorter value would outrun the heartbeats), so crash loops back off too.
@@ -451,7 +454,7 @@ class Worker:
             filter_subject=self.subject,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
+            max_deliver=self.max_deliver + 1,  # the last one gives up (class docstring)
             backoff=server_backoff or None,
             max_ack_pending=1000,
         )
@@ -536,6 +539,14 @@ class Worker:
             log.info(
                 "%s: redelivery %d of seq %d (%s)", self.durable, d.num_delivered, d.stream_seq, d.msg_id
             )
+        if d.num_delivered > self.max_deliver:
+            # every attempt died without a word: do not run it again, give the job up
+            crashed = StageCrashed(
+                f"the {self.subject.rsplit('.', 1)[-1]} stage stopped without a result "
+                f"{self.max_deliver} times (a crash or running out of memory on this input)"
+            )
+            await self._give_up(msg, d, crashed)
+            return
         beat = asyncio.create_task(self._heartbeat(msg))
         try:
             await self.handler(d)
@@ -574,6 +585,9 @@ class Worker:
                 log.warning("%s: nak failed (%r); redelivery after ack_wait", self.durable, e)
             return
         # TERM, or the last attempt failed: terminate so the message does not linger in the work queue.
+        await self._give_up(msg, d, exc)
+
+    async def _give_up(self, msg: Msg, d: Delivery, exc: BaseException) -> None:
         try:
             await msg.term()
         except Exception as e:

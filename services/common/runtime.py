@@ -59,6 +59,7 @@ from videobg import metrics
 from videobg.errors import (
     ERROR_TABLE,
     Cancelled,
+    DeadlineExceeded,
     InvalidRequestBody,
     NatsAction,
     NotFound,
@@ -74,6 +75,9 @@ WARMUP_JOIN_S = 2.0  # at exit, how long a still-running warm-up (a model load) 
 
 T = TypeVar("T")
 FAILABLE = frozenset({"draft", "queued", "processing"})  # states a stage may move to failed
+# record fields that only grow: stages report them concurrently, and a redelivery starts again from 0.
+# processed_seconds is the span of source matted so far, what a cancelled job is billed for.
+GROWING = frozenset({"progress", "processed_seconds"})
 
 
 class StageSettings(ServiceSettings):
@@ -293,7 +297,9 @@ class StageRun:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled(f"{self.stage}: the caller cancelled job {self.job_id}")
         if self.remaining <= 0:
-            raise Transient(f"{self.stage} of job {self.job_id} passed its deadline of {self.deadline_s:g} s")
+            raise DeadlineExceeded(
+                f"{self.stage} of job {self.job_id} passed its deadline of {self.deadline_s:g} s"
+            )
 
     def job(self) -> Job:
         job = self.deps.call(self.deps.jobs.get(self.job_id))
@@ -314,14 +320,14 @@ class StageRun:
 
     def set(self, **fields: Any) -> Job:
         """Merge `fields` into the record (dict fields such as stage_seconds are merged one level deep);
-        `progress` only ever grows, since stages report concurrently."""
+        `progress` and `processed_seconds` only ever grow, since stages report concurrently."""
 
         def merge(job: Job) -> Job:
             out = dict(job)
             for k, v in fields.items():
                 if isinstance(v, dict) and isinstance(out.get(k), dict):
                     out[k] = {**out[k], **v}
-                elif k == "progress":
+                elif k in GROWING:
                     out[k] = max(float(out.get(k) or 0.0), float(v))
                 else:
                     out[k] = v
@@ -333,11 +339,15 @@ class StageRun:
         body = {"stage": self.stage, "status": status, **fields}
         self.deps.call(bus.publish_event(self.deps.js, self.job_id, body, msg_id=msg_id))
 
-    def progress(self, overall: float, frames_done: int, frames_total: int) -> None:
-        """Record and announce progress (every ~10 frames): `overall` is the job's 0..100. Best effort: a
-        NATS hiccup costs one progress report, not the job."""
+    def progress(
+        self, overall: float, frames_done: int, frames_total: int, processed_s: float | None = None
+    ) -> None:
+        """Record and announce progress (every ~10 frames): `overall` is the job's 0..100; `processed_s`
+        the seconds of source processed (the segmenter's, for billing). Best effort: a NATS hiccup costs
+        one progress report, not the job."""
+        extra = {} if processed_s is None else {"processed_seconds": round(processed_s, 3)}
         try:
-            job = self.set(progress=round(min(overall, 99.0), 2))
+            job = self.set(progress=round(min(overall, 99.0), 2), **extra)
             # the record's value, the max over the stages reporting concurrently: it does not go backwards
             total = max(frames_total, frames_done)
             self.event(progress=job["progress"], frames_done=frames_done, frames_total=total)
@@ -411,10 +421,9 @@ def stage_worker(
         if permanent(err):
             code, message = err.code, err.message
         else:
-            code, message = (
-                "transient_error",
-                f"{stage} failed {d.num_delivered} times; last error: {err.message}",
-            )
+            # a deadline keeps its own code: the job is then charged for the span it had processed
+            code = err.code if isinstance(err, DeadlineExceeded) else "transient_error"
+            message = f"{stage} failed {d.num_delivered} times; last error: {err.message}"
         await fail_job(deps, job_id, stage, code, message)
 
     s = deps.settings

@@ -23,9 +23,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from services.gateway.core import ANONYMOUS, Caller
 from services.gateway.keys import NOT_FOUND_MESSAGE, KeyStore
 from services.gateway.ratelimit import TokenBuckets
-from videobg.errors import Unauthenticated
+from videobg.errors import RateLimited, Unauthenticated
 
 API_KEY_HEADER = "X-API-Key"
+FAILED_AUTH_MESSAGE = "Too many failed authentication attempts from this address; retry later"
 
 # Declared for OpenAPI (/docs shows both schemes and an Authorize button); the value is read below.
 _api_key_scheme = APIKeyHeader(
@@ -52,24 +53,47 @@ def presented_key(request: Request) -> str:
 
 
 class ApiKeyAuth:
-    def __init__(self, keys: KeyStore, limiter: TokenBuckets, *, required: bool = True):
+    """`failures`: a token bucket per client address, one token per failed authentication. While an
+    address's bucket is empty every request from it is refused with 429 before its key is even looked
+    at, so guessing keys costs a flood its rate, and a right guess answers like a wrong one."""
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        limiter: TokenBuckets,
+        *,
+        required: bool = True,
+        failures: TokenBuckets | None = None,
+    ):
         self.keys = keys
         self.limiter = limiter
         self.required = required
+        self.failures = failures or TokenBuckets(0, 0)  # rate 0: off
 
     async def __call__(self, request: Request) -> Caller:
-        caller = await self.authenticate(presented_key(request))
+        peer = request.client.host if request.client else ""
+        caller = await self.authenticate(presented_key(request), peer=peer)
         request.state.key_id = caller.key_id  # for logs: the id, never the key
         return caller
 
-    async def authenticate(self, key: str, *, anonymous_allowed: bool = False) -> Caller:
+    async def authenticate(self, key: str, *, anonymous_allowed: bool = False, peer: str = "") -> Caller:
         """A presented key (REST header or gRPC metadata) -> its owner; no key -> the anonymous owner
-        when keys are not required (or `anonymous_allowed`: the gRPC listener an operator trusts)."""
-        if not key:
-            if self.required and not anonymous_allowed:
-                raise Unauthenticated(NOT_FOUND_MESSAGE)
-            return ANONYMOUS
-        record = await self.keys.verify(key)
+        when keys are not required (or `anonymous_allowed`: the gRPC listener an operator trusts).
+        `peer`: the client's address, whose failed attempts are rate limited."""
+        if peer:
+            wait = self.failures.wait(peer)
+            if wait > 0:
+                raise RateLimited(FAILED_AUTH_MESSAGE, retry_after_s=wait)
+        try:
+            if not key:
+                if self.required and not anonymous_allowed:
+                    raise Unauthenticated(NOT_FOUND_MESSAGE)
+                return ANONYMOUS
+            record = await self.keys.verify(key)
+        except Unauthenticated:
+            if peer:
+                self.failures.take(peer)
+            raise
         self.limiter.check(record.id)
         return Caller(owner=record.owner, key_id=record.id)
 

@@ -41,7 +41,7 @@ from services.common import bus, jobspec, logs
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
 from services.gateway import precheck
-from services.gateway.credits import Billing, Ledger, Rates
+from services.gateway.credits import Billing, Ledger, Rates, age_s
 from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
 from videobg import keys, metrics, subjects
@@ -109,7 +109,7 @@ class Gateway:
         self.ledger = Ledger(js)
         # configured rates override the defaults model by model, so every installed model has one
         per_minute = {**DEFAULT_CREDITS_PER_MINUTE, **settings.credits_per_minute}
-        rates = Rates(per_minute, self.default_model, settings.credits_reserve_s)
+        rates = Rates(per_minute, self.default_model, self.limits.max_duration_s)
         self.billing = Billing(self.ledger, jobs, rates)
         self._sub: Subscription | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -158,9 +158,42 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.settle_sweep_s)
             try:
+                await self.sweep_stalled()
+            except Exception as e:
+                log.warning("stalled-job sweep failed: %r", e)
+            try:
                 await self.billing.sweep(self.settings.orphan_reservation_s)
             except Exception as e:
                 log.warning("credit sweep failed: %r", e)
+
+    async def sweep_stalled(self) -> list[str]:
+        """Fail (stage_crashed) every processing job whose record has not changed for `job_stall_s`: its
+        stage is gone without a word (the work message lost, every replica dead). Its reservation is then
+        released like any failure of ours. Returns the ids it failed."""
+        limit = self.settings.job_stall_s
+        if limit <= 0:
+            return []
+        failed = []
+        for job in await self.jobs.list(limit=1_000_000):
+            if job.get("status") != "processing" or age_s(str(job.get("updated") or "")) < limit:
+                continue
+            message = f"the job made no progress for {limit:g} s (its stage stopped without a result)"
+            # compare-and-set from processing: a stage that reports meanwhile keeps its job
+            changed = await self.jobs.transition(
+                job["id"], ("processing",), "failed", error_code="stage_crashed", error=message
+            )
+            if changed:
+                log.warning("job %s: %s", job["id"], message)
+                metrics.count_job(job, "failed", "stage_crashed")
+                with contextlib.suppress(VideoBgError):
+                    await self.billing.settle(job["id"])
+                event = {"status": "failed", "stage": job.get("stage", ""), "error_code": "stage_crashed"}
+                with contextlib.suppress(Transient):
+                    await bus.publish_event(
+                        self.js, job["id"], {**event, "message": message}, msg_id=f"{job['id']}:failed"
+                    )
+                failed.append(job["id"])
+        return failed
 
     # --- submit ------------------------------------------------------------------------------------
 

@@ -10,14 +10,18 @@ never drift; the API shows credits with three decimals.
 The life of a metered job:
 
 1. submit: the reservation is the job's longest possible cost, `rate x seconds`, where seconds is the
-   trimmed span when the request gives an `end`, else `credits_reserve_s` (the longest input accepted,
-   60 s): the length of a video is unknown until ingest has probed it, and a reservation that covers
+   trimmed span when the request gives an `end`, else `max_duration_s` (VIDEOBG_MAX_DURATION_S, the
+   longest input ingest accepts: one setting for both): the length of a video is unknown until ingest has probed it, and a reservation that covers
    the worst case means a job that was admitted can always be paid for. If `available` is short the
    request is refused with 403 insufficient_api_credits and nothing is created. The reservation is
    keyed by job id, so reserving twice (an idempotent retry racing itself) holds it once. A draft job
    (removebgvideo `auto_start: false`) is only checked; its reservation is made when it is started.
-2. completed: the charge is `rate x billed_seconds` (written by ingest: the trimmed span actually
-   decoded), never the estimate. Failed and cancelled jobs are not charged: the reservation is released.
+2. completed: the charge is `rate x billed_seconds` (written by ingest: the trimmed span measured from
+   the packets; decoding stops there), never the estimate. Compute already spent is not free: a job
+   cancelled after processing started, or failed on a stage deadline (`deadline_exceeded`), is charged
+   for `processed_seconds` (the span the segmenter has matted, on the record). Other failures are
+   ours and free: the reservation is released. No charge exceeds the reservation, so settling never
+   overdraws an account.
 3. settling is two idempotent steps, so any replica may run it any number of times:
    a) the job record's `billing.state` moves reserved -> charged | released by compare-and-set, with
       the amount (`credits` on the record); only one writer wins, and every racer computes the same
@@ -132,7 +136,7 @@ def _doc_key(owner: str) -> str:
     return f"account.{owner}"
 
 
-def _age_s(iso: str) -> float:
+def age_s(iso: str) -> float:
     try:
         at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
@@ -314,24 +318,48 @@ class Billing:
                 continue
             n += 1
             job = await self.settle(job_id)
-            stale = _age_s(at) >= orphan_after_s
+            stale = age_s(at) >= orphan_after_s
             if (job is None or job.get("status") == "draft") and stale:
                 await self.ledger.settle(account, job_id, 0)
         return n
 
 
+# A failure that spent compute on the caller's behalf: charged for the seconds processed. Every other
+# failure (ours: a crash, S3 or NATS away, a bug) stays free.
+CHARGED_FAILURES = frozenset({"deadline_exceeded"})
+
+
+def chargeable_seconds(job: Job) -> float:
+    """Seconds of source a job that has ended is billed for: the validated span if it completed; the
+    span processed so far if it was cancelled after processing started or failed on a stage deadline;
+    else 0. The caller caps the charge at the reservation."""
+    status = job.get("status")
+    if status == "completed":
+        seconds = job.get("billed_seconds")
+        if seconds is None:  # ingest always writes it; should it be missing, bill what was reserved
+            seconds = (job.get("billing") or {}).get("reserved_seconds") or 0.0
+        return float(seconds)
+    if status == "cancelled" or (status == "failed" and job.get("error_code") in CHARGED_FAILURES):
+        processed = float(job.get("processed_seconds") or 0.0)
+        return min(processed, float(job.get("billed_seconds") or processed))
+    return 0.0
+
+
 def _final(job: Job) -> Job | None:
-    """The record once its billing is final: charged from billed_seconds if completed, else released.
-    A pure function of the record, as JobStore.update wants."""
+    """The record once its billing is final: charged for `chargeable_seconds`, never more than was
+    reserved (settling cannot overdraw the account), else released. A pure function of the record, as
+    JobStore.update wants."""
     billing = dict(job.get("billing") or {})
     if billing.get("state") not in (ESTIMATED, RESERVED) or job.get("status") not in TERMINAL:
         return None
-    if job.get("status") == "completed":
-        seconds = job.get("billed_seconds")
-        if seconds is None:  # ingest always writes it; should it be missing, bill what was reserved
-            seconds = billing.get("reserved_seconds") or 0.0
-        charge = cost_milli(float(seconds), float(billing.get("credits_per_minute") or 0.0))
-        billing.update(state=CHARGED, charged_milli=charge, billed_seconds=float(seconds))
+    seconds = chargeable_seconds(job)
+    charge = cost_milli(seconds, float(billing.get("credits_per_minute") or 0.0))
+    if billing.get("state") == RESERVED:
+        charge = min(charge, int(billing.get("reserved_milli") or 0))
+    else:
+        charge = 0  # nothing was held (a draft): nothing can be taken
+    if charge > 0:
+        billing.update(state=CHARGED, charged_milli=charge, billed_seconds=round(seconds, 3))
     else:
         charge = 0
         billing.update(state=RELEASED, charged_milli=0)

@@ -165,7 +165,9 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         self.allow_anonymous = allow_anonymous
 
     async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        return await self.auth.authenticate(presented_key(context), anonymous_allowed=self.allow_anonymous)
+        return await self.auth.authenticate(
+            presented_key(context), anonymous_allowed=self.allow_anonymous, peer=peer_address(context)
+        )
 
     @mapped
     async def Submit(
@@ -235,3 +237,13 @@ async def start_grpc(gateway: Gateway, auth: ApiKeyAuth, host: str, port: int) -
     for name in ("vbg.v1.Jobs", ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, bound
+
+
+def peer_address(context: grpc.aio.ServicerContext) -> str:
+    """The client's address from gRPC's peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678")."""
+    kind, _, rest = (context.peer() or "").partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return rest

@@ -54,6 +54,16 @@ class TokenBuckets:
             self._store(key, tokens, now)
             return (cost - tokens) / self.rate
 
+    def wait(self, key: str) -> float:
+        """0.0 if a token is there now, else the seconds until one will be (nothing is taken)."""
+        if not self.enabled:
+            return 0.0
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def check(self, key: str) -> None:
         """Raise RateLimited (429, Retry-After) when the key's bucket is empty."""
         wait = self.take(key)

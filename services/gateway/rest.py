@@ -133,6 +133,7 @@ def authenticator(gateway: Gateway) -> ApiKeyAuth:
         gateway.keys,
         TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
         required=settings.auth_required,
+        failures=TokenBuckets(settings.auth_failures_per_s, settings.auth_failures_burst),
     )
 
 

@@ -45,17 +45,27 @@ class GatewaySettings(ServiceSettings):
     # Per-key token bucket, per gateway replica (N replicas admit up to N times this).
     rate_limit_per_s: float = 10.0  # sustained requests per second per key; 0 turns rate limiting off
     rate_limit_burst: int = 20  # requests a key may make at once after being idle
+    # Failed authentications per client address (REST and gRPC): past the burst, every request from that
+    # address is refused (429) until the bucket refills. Behind a proxy the address is the proxy's unless
+    # it forwards X-Forwarded-For from an address uvicorn trusts (--forwarded-allow-ips).
+    auth_failures_per_s: float = 0.2  # sustained failed attempts per second per address; 0 turns it off
+    auth_failures_burst: int = 20
 
     # Credits: per second of trimmed source, at the model's rate. A job is refused (403) when the caller's
-    # available credits do not cover its reservation: the trimmed span when `end` is given, else this.
+    # available credits do not cover its reservation: the trimmed span when `end` is given, else the longest
+    # input accepted (VIDEOBG_MAX_DURATION_S, the one setting ingest also enforces).
     credits_per_minute: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CREDITS_PER_MINUTE))
     # What a job costs in money, per second of trimmed source, by service (dialect); shown on the job.
     # The seed prices studio-background at $0.06/s; the other two dialects bill in credits only.
     price_per_second: dict[str, float] = Field(default_factory=lambda: {"studio-background": 0.06})
     price_currency: str = "USD"
-    credits_reserve_s: float = 60.0  # reservation for a job of unknown length: the longest input accepted
     settle_sweep_s: float = 30.0  # how often reservations of finished (or never created) jobs are settled
     orphan_reservation_s: float = 300.0  # a reservation whose job does not exist is released after this
+    # a processing job whose record has not changed for this long is failed (stage_crashed) by the sweep
+    # above (0: never). Running stages write progress every few frames, so a job stays still this long
+    # only when its stage is gone, or while it waits behind a backlog of more than this: keep it well
+    # above the stage deadline (15 min) and the longest queue wait you tolerate.
+    job_stall_s: float = 3600.0
 
     # Uploads (services/gateway/uploads.py), webhooks (webhooks.py), and the SSRF allow-list for webhook URLs
     # The gateway's external base URL ("https://api.example.com") for the URLs it hands out (uploads);

@@ -39,7 +39,7 @@ from services.ingest.stage import PROGRESS_DONE as INGESTED
 from videobg import keys, metrics, subjects
 from videobg.errors import InvalidInput, Transient
 from videobg.media.decode import iter_frames
-from videobg.media.probe import probe
+from videobg.media.probe import frame_rate, probe
 from videobg.models import MattingModel, get_model
 from videobg.pipeline import matte_batch, prepare_batch
 from videobg.stages import batched, threaded
@@ -166,6 +166,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
             maxsize=max(1, core.queue_frames // batch),
         )
         inference = metrics.INFERENCE.labels(model=model_name)
+        frame_step = 1.0 / frame_rate(info)
         n, alphas, times = 0, [], []
         try:
             for group, ahead in prepared:
@@ -184,7 +185,9 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
                         alphas, times = [], []
                         run.live_job()  # stop early if the job was cancelled or failed elsewhere
                     if n % EVENT_EVERY == 0:
-                        run.progress(INGESTED + PROGRESS_SPAN * n / max(frames_total, n), n, frames_total)
+                        overall = INGESTED + PROGRESS_SPAN * n / max(frames_total, n)
+                        # the span matted so far: what a job cancelled now is billed for
+                        run.progress(overall, n, frames_total, processed_s=m.frame.t + frame_step)
             if alphas:
                 writer.put(n - len(alphas), alphas, times)
             writer.wait()

@@ -48,6 +48,7 @@ def settings_for(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any)
         key_cache_s=0.0,  # a revoked key fails at once
         rate_limit_per_s=1000.0,
         rate_limit_burst=1000,
+        auth_failures_burst=1000,  # the contract tests try many bad keys on purpose
         settle_sweep_s=0.0,  # tests settle through events and GET /v1/usage, not by the clock
         webhooks_enabled=False,  # no callbacks leave these tests
         submit_probe_s=0.0,  # VIDEO is never fetched; test_submit_probe.py turns the probe on

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 
 import grpc
 import numpy as np
@@ -165,6 +166,10 @@ async def test_compositor_errors_fail_the_job(conf, jetstream, nats_url, s3_endp
         async with stages(conf, segment_worker=False) as (_, _, enc):
             await js.publish(subjects.WORK_ENCODE, json.dumps({"job_id": bad}).encode())
             failed = await kit.wait_record(js, bad, lambda j: j["status"] == "failed")
+            # the record is failed before the message is terminated: wait for the term, do not race it
+            deadline = time.monotonic() + 20
+            while enc.worker.stats.termed < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             assert enc.worker.stats.termed == 1
         assert failed["error_code"] == "invalid_parameter" and "background image" in failed["error"]
         # no compositor at all: retried (max_deliver 3), then the job fails with transient_error

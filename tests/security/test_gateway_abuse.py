@@ -10,6 +10,7 @@ import json
 import socket
 import time
 
+import httpx
 import pytest
 
 from services.common.objstore import ObjectStore
@@ -76,3 +77,24 @@ async def test_chunked_oversized_body_is_refused_while_it_streams(
     # the cap plus what the kernel's socket buffers hold, far from the 256 MiB offered
     assert sent < 64 * 1024 * 1024, sent
     assert json.loads(body)["error"]["code"] == "invalid_request_body", body  # removebgvideo shape
+
+
+async def test_failed_auth_flood_is_rate_limited_per_address(
+    nats_url: str, s3_endpoint: str, object_store: ObjectStore
+) -> None:
+    """Past the burst of failures, an address gets 429 for everything, a right key included (no oracle);
+    another address is not affected."""
+    settings = gatewaykit.settings_for(
+        nats_url, s3_endpoint, object_store, auth_failures_burst=5, auth_failures_per_s=0.001
+    )
+    async with gatewaykit.gateway(settings) as (gw, http):
+        _, good = await gatewaykit.tenant(gw)
+        bad = {"X-API-Key": "vbg_000000000000_" + "x" * 40}
+        codes = [(await http.get("/v1/usage", headers=bad)).status_code for _ in range(8)]
+        assert codes[:5] == [401] * 5 and codes[5:] == [429] * 3, codes
+        refused = await http.get("/v1/usage", headers=good)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=gw.url, transport=other, trust_env=False) as elsewhere:
+            assert (await elsewhere.get("/v1/usage", headers=good)).status_code == 200
+            assert (await elsewhere.get("/v1/usage", headers=bad)).status_code == 401

@@ -310,7 +310,10 @@ class RemovebgvideoCreated(BaseModel):
 
 class JobCredits(BaseModel):
     reserved: float = Field(description="Held for the job while it runs")
-    charged: float = Field(description="Charged once it completed (per second of source, model rate)")
+    charged: float = Field(
+        description="Charged once it ended: the source seconds if it completed, the seconds processed if "
+        "it was cancelled during processing or failed with deadline_exceeded, else 0 (per second, model rate)"
+    )
 
 
 class RemovebgvideoJobStatus(BaseModel):
@@ -567,7 +570,8 @@ async def list_jobs(
 @router.delete(
     "/v1/jobs/{job_id}",
     summary="Cancel a job, or delete a finished job's result",
-    description="A draft, queued or processing job is cancelled (nothing is charged). A finished job's "
+    description="A draft, queued or processing job is cancelled (charged only for the seconds already "
+    "processed, if processing had started). A finished job's "
     "stored files (source, mattes, result) are deleted; its record stays, with `result_expired: true`.",
     response_model=RemovebgvideoJobStatus,
     responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429)},

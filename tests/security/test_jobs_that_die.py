@@ -1,0 +1,195 @@
+"""Jobs that die or are abandoned: compute already spent is charged, a poison job ends `failed`, a stalled
+one is swept, and no settlement ever takes more than was reserved.
+
+The gateway runs in-process with keys required; the test plays the stages on the records, except for
+the poison job, where a real stage worker (services/common/runtime.py) crashes on every delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from services.common import bus, runtime
+from services.common.jobstore import JobStore, now_iso
+from services.common.objstore import ObjectStore
+from services.common.runtime import StageSettings
+from services.gateway.credits import to_milli
+from tests.integration import gatewaykit, stagekit
+from videobg import subjects
+
+pytestmark = [pytest.mark.security, pytest.mark.integration]
+
+VIDEO = gatewaykit.VIDEO
+
+
+async def wait_for(pred: Callable[[], Awaitable[bool]], timeout_s: float = 40.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def settings(nats_url: str, s3_endpoint: str, object_store: ObjectStore):
+    return gatewaykit.settings_for(nats_url, s3_endpoint, object_store)
+
+
+async def submit(http, key: dict[str, str]) -> str:
+    """A new job each call (identical bodies would be one job: the gateway's implicit idempotency)."""
+    url = f"{VIDEO}?n={uuid.uuid4().hex}"
+    r = await http.post("/v1/jobs", json={"video_url": url, "model": "light"}, headers=key)
+    assert r.status_code in (200, 201, 202), r.text
+    return r.json()["id"]
+
+
+async def test_cancel_after_processing_started_is_charged_for_what_was_processed(settings) -> None:
+    async with gatewaykit.gateway(settings) as (gw, http):
+        owner, key = await gatewaykit.tenant(gw, credits=100)
+        job_id = await submit(http, key)
+        store = gw.gateway.jobs
+        assert await store.transition(job_id, ("queued",), "processing", stage="segment", billed_seconds=30.0)
+        await store.update(job_id, lambda j: {**j, "processed_seconds": 8.0})  # as the segmenter reports
+        r = await http.post(f"/internal/jobs/{job_id}/cancel", headers=key)
+        assert r.status_code == 200, r.text
+        job = await store.get(job_id)
+        assert job["status"] == "cancelled"
+        assert job["billing"]["state"] == "charged" and job["credits"] == 6.0  # 8 s at 45/min
+        account = await gw.gateway.ledger.account(owner)
+        assert account.used_milli == to_milli(6.0) and account.reservations == 0
+
+
+async def test_deadline_failure_is_charged_ours_is_free(settings) -> None:
+    async with gatewaykit.gateway(settings) as (gw, http):
+        owner, key = await gatewaykit.tenant(gw, credits=100)
+        spent, ours = await submit(http, key), await submit(http, key)
+        for job_id in (spent, ours):
+            await gw.gateway.jobs.update(job_id, lambda j: {**j, "processed_seconds": 20.0})
+        await gatewaykit.finish(gw, spent, "failed", error_code="deadline_exceeded", error="segment deadline")
+        await gatewaykit.finish(gw, ours, "failed", error_code="transient_error", error="S3 away")
+
+        async def settled() -> bool:
+            return (await gw.gateway.ledger.account(owner)).reservations == 0
+
+        await wait_for(settled, what="both jobs settled")
+        assert (await gw.gateway.jobs.get(spent))["credits"] == 15.0  # 20 s at 45/min
+        assert (await gw.gateway.jobs.get(ours))["credits"] == 0.0
+        assert (await gw.gateway.ledger.account(owner)).used_milli == to_milli(15.0)
+
+
+async def test_settling_never_takes_more_than_the_reservation(settings) -> None:
+    """A trimmed job reserves its trim (10 s); even a record claiming 600 s billed is charged 10 s."""
+    async with gatewaykit.gateway(settings) as (gw, http):
+        owner, key = await gatewaykit.tenant(gw, credits=100)
+        r = await http.post(
+            "/v1/proxy/studio-background", json={"videoUrl": VIDEO, "start": 0, "end": 10}, headers=key
+        )
+        assert r.status_code in (200, 201, 202), r.text
+        job_id = r.json()["job"]["id"]
+        reserved = (await gw.gateway.jobs.get(job_id))["billing"]["reserved_milli"]
+        assert reserved == to_milli(10 * gw.gateway.billing.rates.rate("") / 60)
+        await gatewaykit.finish(gw, job_id, "completed", billed_seconds=600.0)
+        job = await gw.gateway.billing.settle(job_id)
+        assert job is not None and job["billing"]["charged_milli"] == reserved
+        account = await gw.gateway.ledger.account(owner)
+        assert account.balance_milli == to_milli(100) - reserved and account.reservations == 0
+
+
+async def test_reservation_ceiling_is_the_max_duration_setting(
+    nats_url: str, s3_endpoint: str, object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEOBG_MAX_DURATION_S", "20")
+    settings = gatewaykit.settings_for(nats_url, s3_endpoint, object_store)
+    async with gatewaykit.gateway(settings) as (gw, http):
+        _, key = await gatewaykit.tenant(gw, credits=100)
+        job_id = await submit(http, key)
+        billing = (await gw.gateway.jobs.get(job_id))["billing"]
+        assert billing["reserved_seconds"] == 20.0 and billing["reserved_milli"] == to_milli(15.0)
+
+
+async def test_poison_job_fails_and_releases_its_reservation(
+    settings, nats_url: str, s3_endpoint: str, object_store: ObjectStore
+) -> None:
+    """The ingest stage dies (no ack, no error) on every delivery; after max_deliver the job is failed
+    with stage_crashed and its credits come back. Before the fix it stayed `processing` for ever."""
+    stage_settings = stagekit.stage_settings(
+        StageSettings, nats_url, s3_endpoint, object_store, ack_wait_s=1.0, max_deliver=2, backoff_s=(0.1,)
+    )
+    release = threading.Event()
+    attempts: list[str] = []
+    poison = ""
+
+    def crash(run: runtime.StageRun) -> None:
+        """The poison job never returns (its process is killed meanwhile); other tests' leftover ingest
+        work in the shared queue is simply acked."""
+        if run.job_id == poison:
+            attempts.append(run.job_id)
+            release.wait(60)
+
+    async with gatewaykit.gateway(settings) as (gw, http):
+        owner, key = await gatewaykit.tenant(gw, credits=100)
+        nc = await bus.connect(nats_url, name="poison-test")
+        js = nc.jetstream()
+        deps = runtime.Deps(stage_settings, nc, js, JobStore(js), object_store, asyncio.get_running_loop())
+        try:
+            job_id = poison = await submit(http, key)
+            for _ in range(2):  # each "replica" takes the message and dies with it
+                worker = runtime.stage_worker(deps, subjects.WORK_INGEST, "ingest", "ingest", crash)
+                task = asyncio.create_task(worker.run())
+                before = attempts.count(job_id)
+
+                async def taken(before: int = before) -> bool:
+                    return attempts.count(job_id) > before
+
+                await wait_for(taken, what="a delivery of the poison job")
+                task.cancel()  # the process dies: no ack, no nak, no error
+                await asyncio.gather(task, return_exceptions=True)
+            survivor = runtime.stage_worker(deps, subjects.WORK_INGEST, "ingest", "ingest", crash)
+            task = asyncio.create_task(survivor.run())
+            try:
+
+                async def failed() -> bool:
+                    return (await gw.gateway.jobs.get(job_id))["status"] == "failed"
+
+                await wait_for(failed, what="the poison job to fail")
+                job = await gw.gateway.jobs.get(job_id)
+                assert job["error_code"] == "stage_crashed", job
+                assert "2 times" in job["error"]
+                assert attempts.count(job_id) == 2  # the last delivery only gave the job up
+
+                async def released() -> bool:
+                    return (await gw.gateway.ledger.account(owner)).reservations == 0
+
+                await wait_for(released, what="the reservation to be released")
+                assert (await gw.gateway.ledger.account(owner)).used_milli == 0
+            finally:
+                survivor.stop()
+                await asyncio.wait_for(task, 10)
+        finally:
+            release.set()
+            await nc.close()
+
+
+async def test_stalled_job_is_swept(settings) -> None:
+    async with gatewaykit.gateway(settings.model_copy(update={"job_stall_s": 600.0})) as (gw, http):
+        owner, key = await gatewaykit.tenant(gw, credits=100)
+        stalled, alive = await submit(http, key), await submit(http, key)
+        store = gw.gateway.jobs
+        for job_id in (stalled, alive):
+            assert await store.transition(job_id, ("queued",), "processing", stage="segment")
+        # the stalled job's record was last written an hour ago (written as a crashed stage left it)
+        record = {**(await store.get(stalled)), "updated": "2000-01-01T00:00:00.000000Z"}
+        kv = await gw.gateway.js.key_value(subjects.JOBS_BUCKET)
+        await kv.put(stalled, json.dumps(record).encode())
+        assert await gw.gateway.sweep_stalled() == [stalled]
+        job = await store.get(stalled)
+        assert job["status"] == "failed" and job["error_code"] == "stage_crashed"
+        assert (await store.get(alive))["status"] == "processing"
+        assert (await gw.gateway.ledger.account(owner)).reservations == 1  # only the live job holds credits
+        assert now_iso() > record["updated"]
