@@ -11,7 +11,12 @@ without it these tests skip, except under CI, where they fail.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -259,3 +264,129 @@ def test_console_does_not_shadow_the_api(stack: Stack) -> None:
     assert "content-security-policy" not in r.headers
     r = httpx.get(f"{stack.url}/console/console.js", timeout=10, trust_env=False)
     assert r.status_code == 200 and "content-security-policy" in r.headers
+
+
+def metered_key(stack: Stack, credits: float) -> str:
+    """A key of a new owner with `credits`, made with the operator CLI (services/gateway/admin.py). A
+    child process: Playwright's sync API holds this thread's event loop."""
+    assert stack.nats is not None
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "services.gateway.admin", "--nats-url", stack.nats.url, "--json"]
+        + ["create-key", "--owner", owner, "--credits", str(credits)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return str(json.loads(out.stdout)["key"])
+
+
+def use_key(page, key: str) -> None:  # type: ignore[no-untyped-def]
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('key-state').textContent.startsWith('key ')")
+
+
+def test_metered_key_transparent_gif_and_jobs_paging(
+    page, problems: list[str], stack: Stack, media: Path
+) -> None:
+    """With a key of its own: the balance, a transparent GIF shown over a checkerboard, the charge in the
+    usage box, and the jobs list of that owner only, paged 10 at a time."""
+    key = metered_key(stack, credits=100.0)
+    use_key(page, key)
+    page.wait_for_function(
+        "() => document.getElementById('usage').textContent.includes('balance 100 credits')"
+    )
+    page.wait_for_selector("text=No jobs yet.")
+
+    # dropped on the drop zone, as a file dragged from the desktop (1.1 s, 720x1080)
+    clip = media / "people/androidx_sample_portrait.mp4"
+    dropped = page.evaluate_handle(
+        """([name, b64]) => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, {type: "video/mp4"}));
+          return dt;
+        }""",
+        [clip.name, base64.b64encode(clip.read_bytes()).decode()],
+    )
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": dropped})
+    assert "over" in (page.get_attribute("#drop", "class") or "")
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    assert clip.name in page.text_content("#upload-name")
+    page.wait_for_function("() => !document.getElementById('submit').disabled")
+    page.check("input[name=model][value=light]")
+    page.check("input[name=format][value=gif]")
+    page.click("#submit")
+    page.wait_for_function(
+        "() => ['completed', 'failed', 'cancelled'].includes(document.getElementById('job-status').textContent)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    assert page.text_content("#job-status") == "completed", page.text_content("#error")
+    # a GIF is an image: shown in <img>, over the checkerboard that marks transparent pixels
+    page.wait_for_function("() => document.getElementById('after-img').naturalWidth > 0")
+    assert page.is_hidden("#after") and page.is_visible("#after-img")
+    assert "checker" in (page.get_attribute("#after-pane", "class") or "")
+    assert "does not play" not in page.text_content("#result-note")
+
+    usage = httpx.get(f"{stack.url}/v1/usage", headers={"X-Api-Key": key}, timeout=10, trust_env=False).json()
+    assert usage["credits"]["used"] > 0, usage
+    page.wait_for_function(
+        "used => document.getElementById('usage').textContent.includes('used ' + used)",
+        arg=f"{usage['credits']['used']:.2f}",
+    )
+
+    # paging: 11 drafts more (drafts cost nothing until started), newest first, 10 a page; each its own
+    # URL, as the same body twice within a short window is taken for a retry (one job)
+    for n in range(11):
+        r = httpx.post(
+            f"{stack.url}/v1/jobs",
+            json={"video_url": f"https://example.com/clip-{n}.mp4", "auto_start": False},
+            headers={"X-Api-Key": key},
+            timeout=10,
+            trust_env=False,
+        )
+        assert r.status_code == 200, r.text
+    page.click("#jobs-refresh")
+    rows = page.locator("#jobs-body tr")
+    page.wait_for_function("() => document.querySelectorAll('#jobs-body tr').length === 10")
+    assert all("draft" in rows.nth(i).text_content() for i in range(10))
+    assert page.is_enabled("#jobs-older") and page.is_disabled("#jobs-newer")
+    page.click("#jobs-older")
+    page.wait_for_function("() => document.querySelectorAll('#jobs-body tr').length === 2")
+    assert "draft" in rows.nth(0).text_content()
+    assert "completed" in rows.nth(1).text_content() and "gif" in rows.nth(1).text_content()
+    assert page.is_disabled("#jobs-older") and page.is_enabled("#jobs-newer")
+    page.click("#jobs-newer")
+    page.wait_for_function("() => document.querySelectorAll('#jobs-body tr').length === 10")
+    assert not problems, problems
+
+
+def test_image_background_by_upload_then_cancel(
+    page, problems: list[str], stack: Stack, media: Path, shots: Path
+) -> None:
+    page.set_input_files("#file", str(media / CLIP))
+    page.check("input[name=bg][value=image]")
+    assert page.is_disabled("#submit")  # no image yet
+    page.set_input_files("#bg-file", str(media / "people/bgmatting_0001_back.png"))
+    page.wait_for_function("() => document.getElementById('bg-image-state').textContent.endsWith('uploaded')")
+    page.wait_for_function("() => !document.getElementById('submit').disabled")
+    page.check("input[name=model][value=original]")  # the slowest on a CPU: still running when cancelled
+    page.fill("#trim-end-s", "2")
+    page.dispatch_event("#trim-end-s", "change")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('job-status').textContent === 'processing'")
+    job_id = job_id_of(page)
+    page.click("#cancel")
+    page.wait_for_function(
+        "() => ['completed', 'failed', 'cancelled'].includes(document.getElementById('job-status').textContent)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    assert page.text_content("#job-status") == "cancelled"
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error-code") == "cancelled"
+    assert page.is_hidden("#result-card")
+    job = httpx.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10, trust_env=False).json()
+    assert job["status"] == "cancelled" and job["model"] == "original", job
+    assert job["background"]["type"] == "image" and job["background"]["image_url"].startswith("asset://")
+    assert not problems, problems
