@@ -210,8 +210,17 @@ def test_upload_trim_colour_submit_play_download(
 
 
 def test_bad_url_shows_error_code(
-    page, problems: list[str], stack: Stack, files: FileServer, media: Path, shots: Path
+    page, problems: list[str], stack: Stack, files: FileServer, media: Path, shots: Path, tmp_path: Path
 ) -> None:
+    # an upload the API refuses (an empty file): its code, and the form waits for another video
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    page.set_input_files("#file", str(empty))
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error-code") == "invalid_parameter"
+    assert page.text_content("#upload-pct") == "upload failed"
+    assert page.is_disabled("#submit")
+
     # refused at submit: not an http(s) URL
     page.fill("#video-url", "ftp://example.com/clip.mp4")
     page.click("#url-form button")

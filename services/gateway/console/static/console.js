@@ -152,7 +152,16 @@ const useFile = guard(async (file) => {
   setUploadProgress(0);
   updateSubmit("Uploading…");
   const mine = state.source;
-  const asset = await api.upload(file, setUploadProgress);
+  let asset;
+  try {
+    asset = await api.upload(file, setUploadProgress);
+  } catch (e) {
+    if (state.source === mine) {
+      $("upload-pct").textContent = "upload failed";
+      resetSource();
+    }
+    throw e; // shown with its code by guard()
+  }
   if (state.source !== mine) return; // another video was given meanwhile
   mine.url = asset.asset_url || asset.url; // asset://<id>: names the upload whatever host serves the API
   $("upload-pct").textContent = "uploaded";
@@ -308,9 +317,16 @@ function initSettings() {
       $("bg-url").value = "";
       state.bgImage = "";
       updateSubmit("Uploading the background…");
-      const asset = await api.upload(file, (f) => {
-        $("bg-image-state").textContent = `uploading ${Math.round(f * 100)} %`;
-      });
+      let asset;
+      try {
+        asset = await api.upload(file, (f) => {
+          $("bg-image-state").textContent = `uploading ${Math.round(f * 100)} %`;
+        });
+      } catch (e) {
+        $("bg-image-state").textContent = "upload failed";
+        updateSubmit();
+        throw e;
+      }
       state.bgImage = asset.asset_url || asset.url;
       $("bg-image-state").textContent = `${file.name} uploaded`;
       updateSubmit();
