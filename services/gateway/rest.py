@@ -8,6 +8,7 @@ shape `{"error": message, "error_code": code}` elsewhere), plus `Retry-After` on
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -35,6 +36,8 @@ from videobg.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+access_log = logging.getLogger("services.gateway.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -113,13 +116,28 @@ class RequestIdMiddleware:
         rid = logs.request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"))
         logs.REQUEST_ID.set(rid)  # left set on purpose: the 500 handler runs after this returns
 
+        started = time.monotonic()
+        status = 500  # what the client gets if the app raises before answering
+
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = int(message["status"])
                 hdrs = MutableHeaders(scope=message)
                 hdrs[REQUEST_ID_HEADER] = rid
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # the access line (uvicorn's is off): method, path (never the query), status, time
+            access_log.info(
+                "%s %s %d %.1f ms",
+                scope.get("method", ""),
+                scope.get("path", ""),
+                status,
+                (time.monotonic() - started) * 1000,
+            )
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -69,6 +69,9 @@ async def test_request_id_on_every_response_in_logs_and_on_the_job(settings) -> 
         assert (await gw.gateway.jobs.get(job_id))["request_id"] == "req-42.a"
         queued = [line for line in captured.lines if "queued" in line["msg"] and job_id in line["msg"]]
         assert queued and queued[0]["request_id"] == "req-42.a" and queued[0]["job_id"] == job_id
+        access = [line for line in captured.lines if line["logger"] == "services.gateway.access"]
+        assert access and access[-1]["msg"].startswith("POST /v1/jobs 200 ")
+        assert all(line["request_id"] == "req-42.a" for line in access)
         # none sent, or one that is not a tame token: a new one; errors (401, 404, 405) carry it too
         for resp in (
             await http.get(f"{JOBS}/{job_id}", headers=key),
