@@ -80,8 +80,11 @@ bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RS
 quality: setup ## score each model on a DAVIS-layout folder: make quality DIR=path
 	$(BIN)/python bench/quality.py $(DIR)
 
-k8s-validate: venv ## render the Kubernetes overlays and validate every object strictly
-	bash scripts/validate_k8s.sh
+k8s-validate: venv ## validate the overlays strictly; FAILS on placeholder secrets (OVERLAY=dir: your own overlay)
+	bash scripts/validate_k8s.sh $(if $(OVERLAY),--overlay $(OVERLAY))
+
+k8s-validate-examples: venv ## the shipped overlays, strictly, placeholder secrets allowed (what CI checks)
+	bash scripts/validate_k8s.sh --allow-placeholder-secrets
 
 protos: venv ## regenerate vbg/v1 from protos/ (CI checks the committed output is current)
 	PY=$(BIN)/python bash scripts/gen_protos.sh
@@ -92,4 +95,4 @@ protos-check: protos ## fail if the committed generated code is stale
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: serve conformance k8s-validate protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
+.PHONY: serve conformance k8s-validate k8s-validate-examples protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean

@@ -42,6 +42,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import procs
+from services.common.natsauth import NatsAuth
 from services.common.objstore import ObjectStore
 from services.common.procs import LOOPBACK, NatsCluster, ServerProc, ServerStartError
 from services.prometheus_local import start_prometheus
@@ -96,6 +97,9 @@ class Stack:
         self.prometheus: ServerProc | None = None
         self.http_port = config.http_port
         self.webhook_secret = secrets.token_hex(32)
+        # NATS users with the same permissions as in Kubernetes (services/common/natsauth.py): each service
+        # connects as itself; `self.nats.url` carries the admin user (tests, drills, the admin CLI).
+        self.nats_auth = NatsAuth.generate()
 
     # --- addresses -----------------------------------------------------------------------------------
 
@@ -148,12 +152,12 @@ class Stack:
     def start_servers(self) -> None:
         c = self.config
         if not c.cluster:
-            self.nats = procs.start_nats(self.data_dir / "nats")
+            self.nats = procs.start_nats(self.data_dir / "nats", auth=self.nats_auth)
             self.s3 = procs.start_seaweedfs(
                 self.data_dir / "s3", access_key=c.access_key, secret_key=c.secret_key
             )
             return
-        self.nats = procs.start_nats_cluster(self.data_dir / "nats", 3)
+        self.nats = procs.start_nats_cluster(self.data_dir / "nats", 3, auth=self.nats_auth)
         # "001": a second copy of each volume on another server of the same rack; a write needs both
         # servers up (it is retried while one is down), a read needs either
         self.s3 = procs.start_seaweedfs(
@@ -173,7 +177,9 @@ class Stack:
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "VIDEOBG_MODEL_DIR": str(Path(c.model_dir).resolve()),
-            p + "NATS_URL": self.nats.url,
+            p + "NATS_URL": _without_user(self.nats.url),
+            p + "NATS_USER": name,  # its own NATS user, with its permissions
+            p + "NATS_PASSWORD": self.nats_auth.passwords[name],
             p + "S3_ENDPOINT": self.s3_endpoint,
             p + "S3_ACCESS_KEY": c.access_key,
             p + "S3_SECRET_KEY": c.secret_key,
@@ -305,6 +311,11 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _without_user(url: str) -> str:
+    """`self.nats.url` carries the admin user; a service logs in as itself instead."""
+    return ",".join("nats://" + u.split("://", 1)[-1].rpartition("@")[2] for u in url.split(","))
 
 
 def _grpc_serving(target: str) -> bool:

@@ -11,6 +11,11 @@ without a schema is an error, never a warning (the kubernetes-validate CLI only 
 
 TARGETS are what an operator applies: the two overlays, plus the optional components on top of one, so a
 component that stops rendering or validating is caught too. tests/unit/test_deploy.py imports this file.
+`--overlay DIR` renders and checks an operator's own kustomization instead.
+
+Secrets: the shipped ones hold placeholders ("REPLACE-ME..."), and a rendered target that still has one
+FAILS, so a deployment cannot go out with the published passwords: replace them in your overlay. For
+checking the shipped examples themselves, `--allow-placeholder-secrets` (`make k8s-validate-examples`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ CRD_SCHEMAS: dict[tuple[str, str], str] = {
 }
 
 Obj = dict[str, Any]
+
+PLACEHOLDER = "REPLACE-ME"  # every shipped secret value holds it (deploy/k8s/base/kustomization.yaml)
 
 
 class RenderError(RuntimeError):
@@ -154,6 +161,29 @@ def validate_object(obj: Obj, versions: Sequence[str] = K8S_VERSIONS) -> list[st
                 f"custom resource (known: {known}); add a schema to deploy/k8s/schemas/"
             )
     return list(dict.fromkeys(errors))  # an error found twice by one schema is reported once
+
+
+def placeholder_secrets(objs: Iterable[Obj]) -> list[str]:
+    """One line per Secret value that is still a shipped placeholder."""
+    import base64
+
+    problems: list[str] = []
+    for obj in objs:
+        if obj.get("kind") != "Secret":
+            continue
+        values = dict(obj.get("stringData") or {})
+        for key, encoded in (obj.get("data") or {}).items():
+            try:
+                values[key] = base64.b64decode(encoded).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+        for key, value in sorted(values.items()):
+            if PLACEHOLDER.lower() in str(value).lower():
+                problems.append(
+                    f"{kn(obj)}: {key} is the shipped placeholder; replace it in your overlay (secretGenerator "
+                    "behavior: replace, or a Secret made out of band): docs/SECURITY.md"
+                )
+    return problems
 
 
 def validate_objects(objs: Iterable[Obj], versions: Sequence[str] = K8S_VERSIONS) -> list[str]:
@@ -287,25 +317,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k8s-version", action="append", dest="versions",
                         help=f"Kubernetes version(s) to validate against (default: {' '.join(K8S_VERSIONS)})")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write each rendered target to OUT/<target>.yaml")
+    parser.add_argument("--overlay", type=Path, help="render and check this kustomization dir instead")
+    parser.add_argument("--allow-placeholder-secrets", action="store_true",
+                        help="do not fail on the shipped placeholder secrets (checking the examples only)")  # fmt: skip
     args = parser.parse_args(argv)
     versions = tuple(args.versions or K8S_VERSIONS)
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
     failed = False
-    for target in args.targets or list(TARGETS):
+    names = [str(args.overlay)] if args.overlay is not None else args.targets or list(TARGETS)
+    for target in names:
         try:
-            objs = render(target)
+            objs = render_dir(args.overlay.resolve()) if args.overlay is not None else render(target)
         except RenderError as e:
             print(f"FAIL {target}: {e}")
             failed = True
             continue
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"{target}.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
+            out_name = "overlay" if args.overlay is not None else target
+            (args.out / f"{out_name}.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
         errors = validate_objects(objs, versions)
         if target in PRODUCTION:
             errors += [f"production: {p}" for p in production_problems(objs, PRODUCTION[target])]
+        if not args.allow_placeholder_secrets:
+            errors += placeholder_secrets(objs)
         crds = sorted({kn(o) for o in objs if (o.get("apiVersion"), o.get("kind")) in CRD_SCHEMAS})
         status = "FAIL" if errors else "ok  "
         print(

@@ -80,6 +80,8 @@ async def connect(
     connect_timeout_s: float = 5.0,
     initial_attempts: int = 5,
     pending_size: int = 2 * 1024 * 1024,
+    user: str = "",
+    password: str = "",
 ) -> NatsClient:
     """Connect to any of the servers in `url` (comma-separated: a cluster's nodes; the client also
     learns the others from the server), trying `initial_attempts` rounds (1 s apart) before raising
@@ -87,14 +89,16 @@ async def connect(
     is waited for, not fatal; subscriptions, pull consumers included, are re-made on the new
     connection). `pending_size` bytes of publishes are buffered while reconnecting; 0 makes a publish
     during an outage fail at once (OutboundBufferLimitError, a Transient), which the gateway wants: a
-    client gets 503, not a hang."""
+    client gets 503, not a hang. `user`/`password` log in as that NATS user (services/common/natsauth.py)
+    unless a URL carries its own `user:password@`; logs show the servers without credentials."""
     servers = server_urls(url)
+    shown = ",".join(_without_userinfo(s) for s in servers)
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error: %s", e)
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected from %s", ",".join(servers))
+        log.warning("nats disconnected from %s", shown)
 
     async def on_reconnected() -> None:
         log.info("nats reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
@@ -111,11 +115,17 @@ async def connect(
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
+            **({"user": user, "password": password} if user else {}),
         )
     except (OSError, nats.errors.Error) as e:  # TimeoutError is an OSError
-        raise Transient(f"cannot connect to NATS at {','.join(servers)}: {e!r}") from e
+        raise Transient(f"cannot connect to NATS at {shown}: {e!r}") from e
     nc.options["max_reconnect_attempts"] = -1
     return nc
+
+
+def _without_userinfo(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
 
 
 # --- replication ---------------------------------------------------------------------------------------
@@ -284,7 +294,11 @@ async def ensure_jobs_bucket(
     await ensure_kv(js, bucket, replicas=replicas)
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 0) -> int:
+async def ensure_streams(
+    js: JetStreamContext,
+    replicas: int = 0,
+    buckets: tuple[str, ...] = (subjects.JOBS_BUCKET, subjects.KEYS_BUCKET),
+) -> int:
     """Create (or bring up to date) VBG_WORK, VBG_EVENTS and the KV buckets of jobs and of keys/credits,
     each with `replicas` copies (0: auto_replicas: 1 on a lone server, 3 on a cluster). Idempotent: every
     service calls it at start-up, in any order. Raises ReplicaShortfall (a Transient) when something must
@@ -293,7 +307,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 0) -> int:
         replicas = await _js_replicas(js, replicas)
         await ensure_work_stream(js, replicas=replicas)
         await ensure_events_stream(js, replicas=replicas)
-        for bucket in (subjects.JOBS_BUCKET, subjects.KEYS_BUCKET):
+        for bucket in buckets:  # stages leave out the keys bucket: their NATS user may not touch it
             await ensure_kv(js, bucket, replicas=replicas)
     except NATS_DOWN as e:
         raise Transient(f"JetStream unavailable: {e!r}") from e

@@ -27,6 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common import natsauth
+from services.common.natsauth import NatsAuth
+
 LOOPBACK = "127.0.0.1"
 
 # Never send readiness probes through an HTTP proxy taken from the environment: they target loopback.
@@ -200,6 +203,7 @@ def start_nats(
     binary: str | None = None,
     cluster: ClusterNode | None = None,
     wait: bool = True,
+    auth: NatsAuth | None = None,
 ) -> ServerProc:
     """nats-server with JetStream, file store under `data_dir`, client and monitor ports on 127.0.0.1.
 
@@ -207,7 +211,9 @@ def start_nats(
     `data_dir` recovers every stream, consumer and KV bucket. Ready = TCP accepts and `/healthz` (which
     checks JetStream, and after a restart that the recovered streams are current) answers 200. With
     `cluster`, the server is one node of a JetStream cluster (see `start_nats_cluster`); `wait=False`
-    returns at once, since a node is healthy only once a quorum of its peers is up too.
+    returns at once, since a node is healthy only once a quorum of its peers is up too. With `auth`, only
+    its users may connect, each with its role's permissions (services/common/natsauth.py), and `url`
+    carries the admin user (what tests and the drills dial); services get `auth.url(url, role)`.
     """
     data_dir = Path(data_dir)
     want = [p for p in (port, http_port) if p == 0]
@@ -224,6 +230,14 @@ def start_nats(
     ]  # fmt: skip
     if cluster is not None:
         argv += cluster.args()
+    url = f"nats://{LOOPBACK}:{port}"
+    if auth is not None:
+        conf = data_dir / "auth.conf"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        conf.write_text(auth.config())
+        conf.chmod(0o600)
+        argv += ["-c", str(conf)]
+        url = auth.url(url, natsauth.ADMIN)
     t0 = time.monotonic()
     popen, log_path = _spawn(argv, data_dir, "nats-server.log")
     proc = ServerProc(
@@ -232,7 +246,7 @@ def start_nats(
         data_dir=data_dir,
         log_path=log_path,
         ports={"client": port, "http": http_port} | ({"route": cluster.route_port} if cluster else {}),
-        url=f"nats://{LOOPBACK}:{port}",
+        url=url,
     )
     if wait:
         wait_nats_ready(proc, timeout_s, t0)
@@ -280,6 +294,7 @@ class NatsCluster:
     data_dir: Path
     nodes: list[ClusterNode]
     servers: list[ServerProc]
+    auth: NatsAuth | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -315,7 +330,12 @@ class NatsCluster:
         if old.alive():
             raise RuntimeError(f"{old.name} is still running (pid {old.pid})")
         self.servers[i] = start_nats(
-            old.data_dir, old.ports["client"], old.ports["http"], cluster=self.nodes[i], timeout_s=timeout_s
+            old.data_dir,
+            old.ports["client"],
+            old.ports["http"],
+            cluster=self.nodes[i],
+            timeout_s=timeout_s,
+            auth=self.auth,
         )
         return self.servers[i]
 
@@ -339,7 +359,12 @@ class NatsCluster:
 
 
 def start_nats_cluster(
-    data_dir: str | Path, size: int = 3, *, name: str = "vbg", timeout_s: float = 60.0
+    data_dir: str | Path,
+    size: int = 3,
+    *,
+    name: str = "vbg",
+    timeout_s: float = 60.0,
+    auth: NatsAuth | None = None,
 ) -> NatsCluster:
     """`size` JetStream nodes on loopback (routes on 127.0.0.1), all started before any is waited for:
     a node is healthy only once the meta group has a leader, which needs a quorum of them."""
@@ -350,7 +375,9 @@ def start_nats_cluster(
     servers: list[ServerProc] = []
     try:
         for i, node in enumerate(nodes):
-            servers.append(start_nats(data_dir / node.name, client[i], http[i], cluster=node, wait=False))
+            servers.append(
+                start_nats(data_dir / node.name, client[i], http[i], cluster=node, wait=False, auth=auth)
+            )
         t0 = time.monotonic()
         for s in servers:
             wait_nats_ready(s, timeout_s, t0)
@@ -358,7 +385,7 @@ def start_nats_cluster(
         for s in servers:
             s.stop(grace_s=2.0)
         raise
-    return NatsCluster(data_dir, nodes, servers)
+    return NatsCluster(data_dir, nodes, servers, auth)
 
 
 def write_s3_identities(path: Path, access_key: str, secret_key: str) -> Path:

@@ -55,7 +55,7 @@ from services.common import metrics as service_metrics
 from services.common.jobstore import TERMINAL, Job, JobStore
 from services.common.objstore import ObjectStore
 from services.common.settings import ServiceSettings
-from videobg import metrics
+from videobg import metrics, subjects
 from videobg.errors import (
     ERROR_TABLE,
     Cancelled,
@@ -374,10 +374,12 @@ class StageRun:
 
 async def connect(settings: StageSettings, name: str) -> Deps:
     """Connect to NATS (streams and KV bucket ensured) and S3 (bucket ensured); Transient if either is down."""
-    nc = await bus.connect(settings.nats_url, name=name)
+    nc = await bus.connect(
+        settings.nats_url, name=name, user=settings.nats_user, password=settings.nats_password
+    )
     try:
         js = nc.jetstream()
-        await bus.ensure_streams(js, settings.nats_replicas)
+        await bus.ensure_streams(js, settings.nats_replicas, buckets=(subjects.JOBS_BUCKET,))
         store = settings.object_store()
         await asyncio.to_thread(store.ensure_bucket)
     except BaseException:

@@ -16,6 +16,10 @@ class ServiceSettings(BaseSettings):
     # copies of every stream and KV bucket; 0: 1 against a lone server, 3 against a cluster. Existing
     # streams with fewer are scaled up in place at start; more than the cluster's servers: refuse to start
     nats_replicas: int = 0
+    # This service's NATS user (services/common/natsauth.py: each service its own, with its permissions);
+    # "" connects without one (a server without users, or credentials inside nats_url).
+    nats_user: str = ""
+    nats_password: str = ""
     s3_endpoint: str = "127.0.0.1:8333"  # host:port, as the minio client takes it
     s3_public_endpoint: str = ""  # host:port clients download presigned URLs from ("" = s3_endpoint)
     s3_access_key: str = "videobg"

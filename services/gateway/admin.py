@@ -6,8 +6,9 @@
     python -m services.gateway.admin add-credits --owner acme --credits 300     (negative takes back)
     python -m services.gateway.admin show-account --owner acme
 
-NATS is `--nats-url`, else VBG_GATEWAY_NATS_URL (the gateway's own setting). `--json` prints one JSON
-object per command for scripts. `create-key` prints the key once: only its sha256 is stored, so a lost
+NATS is `--nats-url` (the admin user's: `nats://admin:<password>@nats:4222`), else the gateway's own
+VBG_GATEWAY_NATS_URL with its NATS user (VBG_GATEWAY_NATS_USER / _PASSWORD), which may write the keys.
+`--json` prints one JSON object per command for scripts. `create-key` prints the key once: only its sha256 is stored, so a lost
 key cannot be shown again (revoke it and create another). Programs (the local stack) call `create_key`.
 """
 
@@ -40,7 +41,13 @@ async def create_key(
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    nc = await bus.connect(args.nats_url or GatewaySettings().nats_url, name="vbg-admin", initial_attempts=2)
+    # --nats-url (with the admin user's credentials in it), else the gateway's own NATS user and URL:
+    # the gateway's user may write the keys bucket (services/common/natsauth.py)
+    own = GatewaySettings()
+    user, password = ("", "") if args.nats_url else (own.nats_user, own.nats_password)
+    nc = await bus.connect(
+        args.nats_url or own.nats_url, name="vbg-admin", initial_attempts=2, user=user, password=password
+    )
     try:
         js = nc.jetstream()
         keys, ledger = KeyStore(js), Ledger(js)

@@ -98,7 +98,13 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     check_deployable(settings)
     metrics_server = service_metrics.start_server(settings)  # None unless metrics_port is set
     try:
-        nc = await bus.connect(settings.nats_url, name="gateway", pending_size=0)
+        nc = await bus.connect(
+            settings.nats_url,
+            name="gateway",
+            pending_size=0,
+            user=settings.nats_user,
+            password=settings.nats_password,
+        )
     except BaseException:
         if metrics_server is not None:
             metrics_server.stop()

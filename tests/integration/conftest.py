@@ -20,9 +20,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from services.common import bus
+from services.common.natsauth import NatsAuth
 from services.common.objstore import ObjectStore
 from services.common.procs import ServerProc, start_nats, start_seaweedfs
 
+# NATS users as in production (services/common/natsauth.py): `nats_url` is the admin user's; the
+# services the tests build connect as their own role (`nats_role_url`), so the permissions are exercised.
+NATS_AUTH = NatsAuth.generate()
 S3_ACCESS_KEY = "vbg-test"
 S3_SECRET_KEY = "vbg-test-secret-key"
 ASYNC_TEST_TIMEOUT_S = 60.0
@@ -46,7 +50,7 @@ def infra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def nats_server(infra_dir: Path) -> Iterator[ServerProc]:
-    proc = start_nats(infra_dir / "nats")
+    proc = start_nats(infra_dir / "nats", auth=NATS_AUTH)
     try:
         yield proc
     finally:
@@ -56,6 +60,11 @@ def nats_server(infra_dir: Path) -> Iterator[ServerProc]:
 @pytest.fixture(scope="session")
 def nats_url(nats_server: ServerProc) -> str:
     return nats_server.url
+
+
+def nats_role_url(nats_url: str, role: str) -> str:
+    """The session server's URL as one service's NATS user (`role`: gateway, ingest, ...)."""
+    return NATS_AUTH.url(nats_url, role)
 
 
 @pytest.fixture(scope="session")

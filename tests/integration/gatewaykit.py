@@ -17,7 +17,7 @@ from services.common import bus
 from services.common.objstore import ObjectStore
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
-from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, nats_role_url
 from videobg import keys, subjects
 
 VIDEO = "http://127.0.0.1:9/clip.mp4"  # never fetched: no stage runs in these tests
@@ -28,7 +28,7 @@ WEBHOOK_SECRET = "test-webhook-secret-of-this-deployment"
 def server_settings(nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> GatewaySettings:
     """A gateway on the session's NATS and S3, REST and gRPC on free ports; `kw` sets the rest."""
     base: dict[str, Any] = dict(
-        nats_url=nats_url,
+        nats_url=nats_role_url(nats_url, "gateway"),
         s3_endpoint=s3_endpoint,
         s3_access_key=S3_ACCESS_KEY,
         s3_secret_key=S3_SECRET_KEY,

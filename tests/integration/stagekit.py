@@ -27,7 +27,7 @@ from services.common.jobstore import Job, JobStore
 from services.common.objstore import ObjectStore
 from services.common.procs import free_ports
 from tests.conftest import REPO, media_dir
-from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, nats_role_url
 from videobg import keys, subjects
 
 CLIP = media_dir() / "people" / "androidx_bt601.mov"  # 640x428, 30 frames (1.02 s), AAC mono
@@ -37,8 +37,9 @@ DODGER_BLUE = (30, 144, 255)
 
 def stage_settings(cls: type, nats_url: str, s3_endpoint: str, store: ObjectStore, **kw: Any) -> Any:
     """Settings for an in-process service on the session's servers: fast retries, short deadlines."""
+    role = str(cls.model_config.get("env_prefix", "")).removeprefix("VBG_").rstrip("_").lower()
     base: dict[str, Any] = dict(
-        nats_url=nats_url,
+        nats_url=nats_role_url(nats_url, role),  # the stage's own NATS user, as deployed
         s3_endpoint=s3_endpoint,
         s3_access_key=S3_ACCESS_KEY,
         s3_secret_key=S3_SECRET_KEY,

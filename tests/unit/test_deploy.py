@@ -186,7 +186,7 @@ def test_validation_is_not_vacuous(rendered):
 
 
 def test_only_known_custom_resources(rendered):
-    builtin_groups = re.compile(r"^(v1|apps/v1|batch/v1|policy/v1|autoscaling/v2)$")
+    builtin_groups = re.compile(r"^(v1|apps/v1|batch/v1|policy/v1|autoscaling/v2|networking.k8s.io/v1)$")
     for target, objs in rendered.items():
         for o in objs:
             if not builtin_groups.match(o["apiVersion"]):
@@ -404,7 +404,11 @@ def test_bundled_nats_and_minio(rendered, target):
     assert minio["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     job = named(objs, "Job", "minio-create-bucket")
     env = effective_env(objs, pod_spec(job)["containers"][0])
-    assert env["VBG_S3_BUCKET"] == "videobg" and env["VBG_S3_ENDPOINT"].startswith("minio:")
+    assert env["S3_BUCKET"] == "videobg" and env["S3_ENDPOINT"].startswith("minio:")
+    # it logs in as MinIO's root and creates the services' user, which is another one
+    assert env["MINIO_ROOT_USER"] != env["S3_ACCESS_KEY"]
+    script = pod_spec(job)["containers"][0]["command"][-1]
+    assert 'mc admin user add vbg "$S3_ACCESS_KEY"' in script and "arn:aws:s3:::$S3_BUCKET/*" in script
 
 
 def test_external_component_drops_bundled_servers(rendered):
@@ -521,3 +525,151 @@ def test_bundled_pdbs_follow_the_servers(rendered):
         assert {"nats", "minio"} <= names
     gone = {o["metadata"]["name"] for o in of_kind(rendered["gpu+external"], "PodDisruptionBudget")}
     assert not {"nats", "minio"} & gone
+
+
+# --- security: secrets, NATS users, S3 user, network policies (docs/SECURITY.md) ---------------------------
+
+SHIPPED_SECRETS = {
+    "videobg-s3": {"S3_ACCESS_KEY": "videobg-services", "S3_SECRET_KEY": "s3-secret-0123456789abcdef"},
+    "videobg-minio-root": {
+        "MINIO_ROOT_USER": "root-of-minio",
+        "MINIO_ROOT_PASSWORD": "root-0123456789abcdef",
+    },
+    "videobg-nats": {
+        f"NATS_PASSWORD_{r.upper()}": f"nats-{r}-0123456789"
+        for r in ("admin", "gateway", "ingest", "segmenter", "compositor", "encoder")
+    },  # fmt: skip
+    "videobg-gateway": {"WEBHOOK_SECRET": "webhook-0123456789abcdef"},
+}
+
+
+@pytest.mark.security
+def test_placeholder_secrets_fail_validation_until_an_overlay_replaces_them(rendered, tmp_path):
+    shipped = V.placeholder_secrets(rendered["cpu"])
+    for name, keys in SHIPPED_SECRETS.items():
+        for key in keys:
+            if key not in ("S3_ACCESS_KEY", "MINIO_ROOT_USER"):  # user names are no secret
+                assert any(p.startswith(f"Secret/{name}-") and f": {key} " in p for p in shipped), (name, key)
+    assert V.main(["cpu", "--k8s-version", V.K8S_VERSIONS[0]]) == 1, "make k8s-validate passed placeholders"
+    assert V.main(["cpu", "--k8s-version", V.K8S_VERSIONS[0], "--allow-placeholder-secrets"]) == 0
+
+    import yaml
+
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "overlays" / "cpu", tmp_path)],
+        "secretGenerator": [
+            {"name": name, "behavior": "replace", "literals": [f"{k}={v}" for k, v in keys.items()]}
+            for name, keys in SHIPPED_SECRETS.items()
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    assert V.placeholder_secrets(V.render_dir(tmp_path)) == []
+    assert V.main(["--overlay", str(tmp_path), "--k8s-version", V.K8S_VERSIONS[0]]) == 0
+
+
+def test_nats_conf_is_the_permission_table():
+    """deploy/k8s/base/nats.conf is services/common/natsauth.py's table, as the local stack runs it."""
+    from services.common import natsauth
+
+    text = (K8S / "base" / "nats.conf").read_text()
+    body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
+    assert body == natsauth.server_config(natsauth.env_passwords()), (
+        "regenerate deploy/k8s/base/nats.conf from natsauth.server_config(natsauth.env_passwords())"
+    )
+
+
+@pytest.mark.parametrize("target", list(V.TARGETS))
+def test_each_service_is_its_own_nats_user_and_s3_is_not_root(rendered, target):
+    objs = rendered[target]
+    for name in SERVICES:
+        dep = named(objs, "Deployment", name)
+        (c,) = [c for c in pod_spec(dep)["containers"] if c["name"] == name]
+        env = {e["name"]: e for e in c.get("env", [])}
+        prefix = f"VBG_{name.upper()}_"
+        assert env[prefix + "NATS_USER"]["value"] == name
+        ref = env[prefix + "NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"].startswith("videobg-nats"), ref["key"]) == (True, f"NATS_PASSWORD_{name.upper()}")
+        loaded = [s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s]
+        assert not any(n.startswith(("videobg-minio-root", "videobg-nats")) for n in loaded), (name, loaded)
+        if name == "gateway":
+            ref = env[prefix + "WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]
+            assert ref["name"].startswith("videobg-gateway") and ref["key"] == "WEBHOOK_SECRET"
+    if any(o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats" for o in objs):
+        (c,) = pod_spec(named(objs, "StatefulSet", "nats"))["containers"]
+        assert c["args"][:2] == ["-c", "/etc/nats/nats.conf"]
+    if any(o["kind"] == "StatefulSet" and o["metadata"]["name"] == "minio" for o in objs):
+        (c,) = pod_spec(named(objs, "StatefulSet", "minio"))["containers"]
+        root = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e}
+        assert all(n.startswith("videobg-minio-root") for n in root.values()), root
+
+
+def _policy(objs: list[Obj], name: str) -> Obj:
+    return named(objs, "NetworkPolicy", name)
+
+
+def _selects(policy: Obj, app: str) -> bool:
+    sel = policy["spec"]["podSelector"]
+    if not sel:
+        return True
+    if sel.get("matchLabels"):
+        return sel["matchLabels"].get("app.kubernetes.io/name") == app
+    return any(app in e["values"] for e in sel.get("matchExpressions", []) if e["operator"] == "In")
+
+
+def _peers_apps(rule: Obj, key: str) -> set[str]:
+    out: set[str] = set()
+    for peer in rule.get(key, []):
+        sel = peer.get("podSelector")
+        if sel is None or "namespaceSelector" in peer:
+            continue
+        out |= {sel["matchLabels"]["app.kubernetes.io/name"]} if "matchLabels" in sel else set()
+        out |= {v for e in sel.get("matchExpressions", []) for v in e["values"]}
+    return out
+
+
+@pytest.mark.parametrize("target", ["gpu", "cpu"])
+def test_network_policies_default_deny_then_the_architecture(rendered, target):
+    objs = rendered[target]
+    deny = _policy(objs, "default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    policies = of_kind(objs, "NetworkPolicy")
+
+    def ingress_from(app: str, port: int) -> set[str]:
+        return {
+            a
+            for p in policies
+            if _selects(p, app)
+            for rule in p["spec"].get("ingress", [])
+            if any(pt["port"] == port for pt in rule.get("ports", []))
+            for a in _peers_apps(rule, "from")
+        }
+
+    def egress_to(app: str, port: int) -> set[str]:
+        return {
+            a
+            for p in policies
+            if _selects(p, app)
+            for rule in p["spec"].get("egress", [])
+            if any(pt["port"] == port for pt in rule.get("ports", []))
+            for a in _peers_apps(rule, "to")
+        }
+
+    five = set(SERVICES)
+    assert ingress_from("nats", 4222) == five
+    assert ingress_from("minio", 9000) == five | {"minio-create-bucket"}
+    assert ingress_from("compositor", 50054) == {"encoder"}
+    for name, (_, grpc_port) in SERVICES.items():
+        assert egress_to(name, 4222) == {"nats"} and egress_to(name, 9000) == {"minio"}
+        if name not in ("gateway", "compositor"):
+            assert ingress_from(name, grpc_port) == set(), f"{name}'s gRPC port is open to pods"
+    assert egress_to("encoder", 50054) == {"compositor"}
+    public = _policy(objs, "gateway-public")["spec"]["ingress"]
+    assert [sorted(p["port"] for p in r["ports"]) for r in public] == [[8080, 50051]]
+    internet = _policy(objs, "internet-egress")
+    assert {a for a in five if _selects(internet, a)} == {"gateway", "ingest"}
+    (block, _) = internet["spec"]["egress"][0]["to"]
+    assert "169.254.0.0/16" in block["ipBlock"]["except"] and "10.0.0.0/8" in block["ipBlock"]["except"]
+    dns = _policy(objs, "dns")["spec"]["egress"][0]
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
