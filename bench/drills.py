@@ -655,7 +655,9 @@ def drill_nats(d: Drill) -> None:
         print(f"   a submit while NATS is down: {during}", flush=True)
         time.sleep(max(0.0, d.args.down_s - (time.monotonic() - t)))
         t_start = time.monotonic()
-        d.stack.nats = procs.start_nats(old.data_dir, port=old.port, http_port=old.ports["http"])
+        d.stack.nats = procs.start_nats(
+            old.data_dir, port=old.port, http_port=old.ports["http"], auth=d.stack.nats_auth
+        )
         up = time.monotonic()
         print(f"   nats-server back (pid {d.stack.nats.pid}), down {up - t:.1f} s", flush=True)
         healthy = d.wait_until(lambda: _healthz(d) == 200, 60, poll_s=0.1)
