@@ -80,6 +80,9 @@ bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RS
 quality: setup ## score each model on a DAVIS-layout folder: make quality DIR=path
 	$(BIN)/python bench/quality.py $(DIR)
 
+quality-eval: setup ## build the held-out composite clips (bench/eval_set.py, into a cache) and score every model
+	$(BIN)/python bench/quality.py "$$($(BIN)/python bench/eval_set.py)" --out $(OUT)/QUALITY_eval.md
+
 k8s-validate: venv ## validate the overlays strictly; FAILS on placeholder secrets (OVERLAY=dir: your own overlay)
 	bash scripts/validate_k8s.sh $(if $(OVERLAY),--overlay $(OVERLAY))
 
@@ -95,4 +98,4 @@ protos-check: protos ## fail if the committed generated code is stale
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: serve conformance k8s-validate k8s-validate-examples protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality clean
+.PHONY: serve conformance k8s-validate k8s-validate-examples protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality quality-eval clean
