@@ -62,10 +62,10 @@ test-integration: setup ## integration tier only (starts nats-server and Seaweed
 test-e2e: setup ## end-to-end tier only
 	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
 
-lint: venv ## ruff check + format check, mypy on the core package
+lint: venv ## ruff check + format check, mypy on the core package and the services
 	$(BIN)/ruff check videobg services tests bench scripts deploy conformance
 	$(BIN)/ruff format --check videobg services tests bench scripts deploy conformance
-	$(BIN)/mypy videobg --ignore-missing-imports
+	$(BIN)/mypy videobg services --ignore-missing-imports
 
 fmt: venv ## apply ruff format and fixes
 	$(BIN)/ruff format videobg services tests bench scripts deploy conformance

@@ -114,7 +114,7 @@ def main() -> int:
         f"\nstack / in-process: {ratio:.2f}x (target <= 1.25x){'' if ratio <= 1.25 else '  ** over target **'}"
     )
     print(f"stack start-up (servers + 5 services ready, not counted above): {stack['startup_s']:.1f} s")
-    timings = stack["record"].get("stage_seconds") or stack["record"].get("timings") or {}
+    timings = stack["record"].get("stage_seconds") or {}
     if timings:
         print("\nper-stage seconds from the job record (stages overlap):")
         for stage, seconds in timings.items():

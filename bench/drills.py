@@ -273,7 +273,9 @@ class Drill:
         return self.nats_call(read(), timeout=60.0)
 
     def all_records(self) -> list[dict]:
-        return self.nats_call(JobStore(self._nc.jetstream()).list(limit=100_000), timeout=60.0)
+        """Every record in the KV bucket, as the JSON the REST views give (the drills read dicts)."""
+        jobs = self.nats_call(JobStore(self._nc.jetstream()).list(limit=100_000), timeout=60.0)
+        return [j.model_dump(mode="json") for j in jobs]
 
     # --- REST ------------------------------------------------------------------------------------------
 

@@ -201,30 +201,28 @@ def _bounded(value: Any, known: Mapping[str, Any] | None = None, default: str = 
     return v if _TOKEN.fullmatch(v) else "other"
 
 
-def job_labels(job: Mapping[str, Any]) -> dict[str, str]:
-    """dialect, model and format of a job record (services/common/jobstore.py), bounded."""
-    spec = job.get("spec") or {}
-    matte = job.get("matte") or {}
-    fmt = spec.get("output_format") or "mp4_h264"
+def job_labels(dialect: str | None, model: str | None, fmt: str | None) -> dict[str, str]:
+    """The bounded `dialect`, `model` and `format` labels of a job (its record gives the three values:
+    services/common/metrics.py)."""
+    fmt = fmt or "mp4_h264"
     return {
-        "dialect": _bounded(job.get("dialect") or spec.get("dialect"), default="unknown"),
-        "model": _bounded(matte.get("model") or spec.get("model"), default="default"),
+        "dialect": _bounded(dialect, default="unknown"),
+        "model": _bounded(model, default="default"),
         "format": _bounded(ALIASES.get(fmt, fmt), FORMATS),
     }
 
 
-def count_job(job: Mapping[str, Any], outcome: str, error_code: str = "") -> None:
-    """Count one job reaching `outcome` (completed | failed | cancelled). Call it where the status
-    change happened (the compare-and-set that won), so each job is counted once."""
+def count_job(
+    labels: Mapping[str, str], outcome: str, error_code: str = "", billed_seconds: float = 0.0
+) -> None:
+    """Count one job (`labels` from job_labels) reaching `outcome` (completed | failed | cancelled). Call
+    it where the status change happened (the compare-and-set that won), so each job is counted once."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
-    labels = job_labels(job)
     code = _bounded(error_code, ERROR_TABLE) if outcome == "failed" else ""
     JOBS.labels(**labels, outcome=outcome, error_code=code).inc()
-    if outcome == "completed":
-        seconds = float(job.get("billed_seconds") or 0.0)
-        if seconds > 0:
-            VIDEO_SECONDS.labels(model=labels["model"]).inc(seconds)
+    if outcome == "completed" and billed_seconds > 0:
+        VIDEO_SECONDS.labels(model=labels["model"]).inc(billed_seconds)
 
 
 def init_stage(stage: str) -> None:

@@ -22,7 +22,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,16 +184,17 @@ async def _scale_up(js: JetStreamContext, stream: str, replicas: int) -> None:
 
 async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
     replicas = config.num_replicas or 1
+    name = config.name or ""  # every config here names its stream
     try:
-        existing = (await js.stream_info(config.name)).config
+        existing = (await js.stream_info(name)).config
     except nats.js.errors.NotFoundError:
-        _check_servers(js, config.name, replicas)
+        _check_servers(js, name, replicas)
         existing = None
     if existing is not None:
         # keep the larger replica count (never shrink; _scale_up raises it when asked)
         config.num_replicas = max(replicas, existing.num_replicas or 1)
         if config.num_replicas > (existing.num_replicas or 1):
-            _check_servers(js, config.name, config.num_replicas)
+            _check_servers(js, name, config.num_replicas)
     try:
         await js.add_stream(config)
     except nats.js.errors.BadRequestError as e:
@@ -358,7 +359,7 @@ async def watch_events(
     *,
     until: Callable[[dict[str, Any]], bool] | None = None,
     stream: str = subjects.EVENTS_STREAM,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any]]:
     """Every event of the job from its first, in order, then new ones as they come; ends after an event
     for which `until(event)` is true (else never: break out, ideally inside `contextlib.aclosing`, which
     removes the ephemeral consumer at once)."""

@@ -7,17 +7,14 @@ can be watched, so a gateway can follow a job without polling. The cost: no seco
 reads every live record (fine for the thousands of jobs a self-hosted service keeps, since finished
 jobs are deleted by retention; a larger deployment would index by owner in a real database).
 
-A record (fields besides these are kept as given):
-    id, owner, dialect, status (draft|queued|processing|completed|failed|cancelled), progress 0..100,
-    stage, timings {stage: seconds}, credits, error_code, error, result_key, input, model, format,
-    background, created, updated (ISO-8601 UTC)
+The record is `services.common.record.Job`, stored as its JSON; records written by older versions load
+through the same model (see its docstring).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
@@ -29,22 +26,16 @@ from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.common.bus import NATS_DOWN
+from services.common.record import TERMINAL, Job, Status
 from videobg import subjects
 from videobg.errors import Conflict, NotFound, Transient
 from videobg.keys import check_id
 
-Job = dict[str, Any]
-
-STATUSES = ("draft", "queued", "processing", "completed", "failed", "cancelled")
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+__all__ = ["TERMINAL", "Job", "JobStore", "Status", "iter_docs", "nats_errors", "now_iso"]
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _encode(job: Job) -> bytes:
-    return json.dumps(job, separators=(",", ":"), sort_keys=True).encode()
 
 
 @contextlib.contextmanager
@@ -111,18 +102,16 @@ class JobStore:
         return self._kv
 
     async def create(self, job: Job) -> int:
-        """Store a new record; `job["id"]` is required. Fills status (queued), progress, timings and the
-        timestamps when absent. Raises Conflict if the id exists. Returns the revision."""
-        job_id = check_id("job id", str(job.get("id", "")))
-        record = {"status": "queued", "progress": 0, "timings": {}, **job}
-        if record["status"] not in STATUSES:
-            raise ValueError(f"unknown status {record['status']!r}")
-        record.setdefault("created", now_iso())
-        record["updated"] = record["created"]
+        """Store a new record. Fills the timestamps when absent. Raises Conflict if the id exists.
+        Returns the revision."""
+        job_id = check_id("job id", job.id)
+        record = job.model_copy(deep=True)
+        record.created = record.created or now_iso()
+        record.updated = record.created
         kv = await self._bucket()
         try:
             with nats_errors(f"create {job_id}"):
-                return await kv.create(job_id, _encode(record))
+                return await kv.create(job_id, record.to_json())
         except nats.js.errors.KeyWrongLastSequenceError as e:
             raise Conflict(f"job {job_id} already exists") from e
 
@@ -133,30 +122,30 @@ class JobStore:
                 entry = await kv.get(check_id("job id", job_id))
         except nats.js.errors.KeyNotFoundError as e:
             raise NotFound(f"job {job_id} not found") from e
-        return json.loads(entry.value or b"{}"), entry.revision or 0
+        return Job.from_json(entry.value or b"{}"), entry.revision or 0
 
     async def get(self, job_id: str) -> Job:
         return (await self.get_with_revision(job_id))[0]
 
     async def update(self, job_id: str, fn: Callable[[Job], Job | None]) -> Job:
-        """Read-modify-write with compare-and-set: `fn` gets a copy of the current record and returns the
-        new one (or None for no change). If another writer got in between, re-read and call `fn` again,
-        so `fn` must be a pure function of the record. Returns the record as stored."""
+        """Read-modify-write with compare-and-set: `fn` gets a copy of the current record, changes it in
+        place and returns it (or None for no change). If another writer got in between, re-read and call
+        `fn` again, so `fn` must be a pure function of the record. Returns the record as stored."""
         kv = await self._bucket()
         for attempt in range(1, self.max_attempts + 1):
             current, revision = await self.get_with_revision(job_id)
             try:
-                new = fn(copy.deepcopy(current))
+                new = fn(current.model_copy(deep=True))
             except _Unchanged:
                 return current
             if new is None or new == current:
                 return current
-            if new.get("id", job_id) != job_id:
+            if new.id != job_id:
                 raise ValueError("an update may not change the job id")
-            new["updated"] = now_iso()
+            new.updated = now_iso()
             try:
                 with nats_errors(f"update {job_id}"):
-                    await kv.update(job_id, _encode(new), last=revision)
+                    await kv.update(job_id, new.to_json(), last=revision)
                 return new
             except nats.js.errors.KeyWrongLastSequenceError:
                 # Lost the race: back off a little (jittered, so contenders spread out) and re-read.
@@ -164,22 +153,25 @@ class JobStore:
         raise Transient(f"job {job_id}: update kept conflicting after {self.max_attempts} attempts")
 
     async def transition(
-        self, job_id: str, from_states: Collection[str], to_state: str, **fields: Any
+        self, job_id: str, from_states: Collection[str], to_state: Status, **fields: Any
     ) -> bool:
-        """Move the job to `to_state` (and set `fields`) only if its status is one of `from_states`.
-        True if this call made the change; False if the job was already in `to_state` (someone else did
-        it: e.g. a redelivered message completing a job twice) or is in a state not allowed to move."""
-        if to_state not in STATUSES:
-            raise ValueError(f"unknown status {to_state!r}")
+        """Move the job to `to_state` (and set `fields`, record attributes) only if its status is one of
+        `from_states`. True if this call made the change; False if the job was already in `to_state`
+        (someone else did it: e.g. a redelivered message completing a job twice) or is in a state not
+        allowed to move."""
+        to_state = Status(to_state)
         changed = False
 
         def step(job: Job) -> Job:
             nonlocal changed
             changed = False
-            if job.get("status") == to_state or job.get("status") not in from_states:
+            if job.status == to_state or job.status not in from_states:
                 raise _Unchanged
             changed = True
-            return {**job, **fields, "status": to_state}
+            for name, value in fields.items():
+                setattr(job, name, value)
+            job.status = to_state
+            return job
 
         await self.update(job_id, step)
         return changed
@@ -193,8 +185,10 @@ class JobStore:
         """Newest first (by `created`), optionally only one owner's. Reads every live record."""
         jobs = [
             j
-            async for _, j in iter_docs(self._js, self._bucket_name)
-            if owner is None or j.get("owner") == owner
+            async for j in (
+                Job.model_validate(doc) async for _, doc in iter_docs(self._js, self._bucket_name)
+            )
+            if owner is None or j.owner == owner
         ]
-        jobs.sort(key=lambda j: (j.get("created", ""), j.get("id", "")), reverse=True)
+        jobs.sort(key=lambda j: (j.created, j.id), reverse=True)
         return jobs[:limit]

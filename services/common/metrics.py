@@ -28,9 +28,21 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from prometheus_client import start_http_server
 
+from services.common.record import Job
 from videobg import metrics, subjects
 
 log = logging.getLogger(__name__)
+
+
+def job_labels(job: Job) -> dict[str, str]:
+    """The bounded dialect/model/format labels of a job record."""
+    return metrics.job_labels(*job.metric_labels())
+
+
+def count_job(job: Job, outcome: str, error_code: str = "") -> None:
+    """videobg.metrics.count_job for a record: call it where the status change won its compare-and-set."""
+    metrics.count_job(job_labels(job), outcome, error_code, billed_seconds=job.billed_seconds or 0.0)
+
 
 # service name (`Service(name=...)`) -> its `stage` label
 STAGE_OF_SERVICE = {

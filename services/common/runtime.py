@@ -52,8 +52,9 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from services.common import bus, grpcutil, logs
 from services.common import metrics as service_metrics
-from services.common.jobstore import TERMINAL, Job, JobStore
+from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
+from services.common.record import FAILABLE, Job, Status, progress_of
 from services.common.settings import ServiceSettings
 from videobg import metrics, subjects
 from videobg.errors import (
@@ -74,7 +75,6 @@ log = logging.getLogger(__name__)
 WARMUP_JOIN_S = 2.0  # at exit, how long a still-running warm-up (a model load) is waited for
 
 T = TypeVar("T")
-FAILABLE = frozenset({"draft", "queued", "processing"})  # states a stage may move to failed
 # record fields that only grow: stages report them concurrently, and a redelivery starts again from 0.
 # processed_seconds is the span of source matted so far, what a cancelled job is billed for.
 GROWING = frozenset({"progress", "processed_seconds"})
@@ -113,14 +113,11 @@ def permanent(exc: BaseException) -> bool:
 
 def stopped_error(job: Job) -> VideoBgError | None:
     """The error a stage raises when it finds its job failed or cancelled (None while it is live)."""
-    status = job.get("status")
-    if status == "cancelled":
-        return Cancelled(f"job {job.get('id')} was cancelled")
-    if status == "failed":
-        code = job.get("error_code") or "internal_error"
-        return VideoBgError(
-            job.get("error") or "job failed", code=code if code in ERROR_TABLE else "internal_error"
-        )
+    if job.status == Status.CANCELLED:
+        return Cancelled(f"job {job.id} was cancelled")
+    if job.status == Status.FAILED:
+        code = job.error_code or "internal_error"
+        return VideoBgError(job.error or "job failed", code=code if code in ERROR_TABLE else "internal_error")
     return None
 
 
@@ -129,7 +126,7 @@ async def fail_job(deps: Deps, job_id: str, stage: str, code: str, message: str)
     did it. Never raises for a missing job: a deleted job has nobody left to tell."""
     try:
         changed = await deps.jobs.transition(
-            job_id, FAILABLE, "failed", error_code=code, error=message, stage=stage
+            job_id, FAILABLE, Status.FAILED, error_code=code, error=message, stage=stage
         )
     except NotFound:
         log.warning("job %s: cannot record failure %s, the job is gone", job_id, code)
@@ -137,7 +134,7 @@ async def fail_job(deps: Deps, job_id: str, stage: str, code: str, message: str)
     if changed:
         log.warning("job %s: failed in %s: %s: %s", job_id, stage, code, message)
         with contextlib.suppress(VideoBgError):  # the labels only; the failure is recorded already
-            metrics.count_job(await deps.jobs.get(job_id), "failed", code)
+            service_metrics.count_job(await deps.jobs.get(job_id), "failed", code)
         event = {"stage": stage, "status": "failed", "error_code": code, "message": message}
         await bus.publish_event(deps.js, job_id, event, msg_id=f"{job_id}:failed")
     return changed
@@ -303,8 +300,8 @@ class StageRun:
 
     def job(self) -> Job:
         job = self.deps.call(self.deps.jobs.get(self.job_id))
-        if job.get("request_id"):  # the submit's X-Request-Id: this stage's lines carry it too
-            logs.REQUEST_ID.set(str(job["request_id"]))
+        if job.request_id:  # the submit's X-Request-Id: this stage's lines carry it too
+            logs.REQUEST_ID.set(job.request_id)
         return job
 
     def live_job(self) -> Job:
@@ -315,23 +312,36 @@ class StageRun:
             raise err
         return job
 
+    def require(self, *states: Status, ingested: bool = True) -> Job:
+        """The record, if this job is this stage's to work on now. The one rule, for every stage:
+        a failed or cancelled job raises its own error (nothing left to do: the message is acked or
+        terminated, a stream ends with it); a job not yet in one of `states` (or, with `ingested`, whose
+        source is not stored yet) raises Transient, so the work is retried with backoff until the job
+        catches up or the delivery attempts run out. A stage whose work is already done checks for
+        that before calling this (a redelivery finds a completed job)."""
+        job = self.live_job()
+        if job.status not in states or (ingested and not job.source_key):
+            need = "|".join(states) + (" with its source ingested" if ingested else "")
+            raise Transient(f"job {self.job_id} is {job.status}; {self.stage} needs it {need}")
+        return job
+
     def update(self, fn: Callable[[Job], Job | None]) -> Job:
         return self.deps.call(self.deps.jobs.update(self.job_id, fn))
 
-    def set(self, **fields: Any) -> Job:
-        """Merge `fields` into the record (dict fields such as stage_seconds are merged one level deep);
-        `progress` and `processed_seconds` only ever grow, since stages report concurrently."""
+    def set(self, *, done: bool = False, **fields: Any) -> Job:
+        """Set record attributes (checked: a misspelt name raises). `progress` and `processed_seconds`
+        only ever grow, since stages report concurrently. `done` also records this stage's seconds in
+        `stage_seconds`."""
+        elapsed = round(self.elapsed, 3)
 
         def merge(job: Job) -> Job:
-            out = dict(job)
-            for k, v in fields.items():
-                if isinstance(v, dict) and isinstance(out.get(k), dict):
-                    out[k] = {**out[k], **v}
-                elif k in GROWING:
-                    out[k] = max(float(out.get(k) or 0.0), float(v))
-                else:
-                    out[k] = v
-            return out
+            for name, value in fields.items():
+                if name in GROWING:
+                    value = max(getattr(job, name), float(value))
+                setattr(job, name, value)
+            if done:
+                job.stage_seconds = {**job.stage_seconds, self.stage: elapsed}
+            return job
 
         return self.update(merge)
 
@@ -339,18 +349,17 @@ class StageRun:
         body = {"stage": self.stage, "status": status, **fields}
         self.deps.call(bus.publish_event(self.deps.js, self.job_id, body, msg_id=msg_id))
 
-    def progress(
-        self, overall: float, frames_done: int, frames_total: int, processed_s: float | None = None
-    ) -> None:
-        """Record and announce progress (every ~10 frames): `overall` is the job's 0..100; `processed_s`
-        the seconds of source processed (the segmenter's, for billing). Best effort: a NATS hiccup costs
-        one progress report, not the job."""
-        extra = {} if processed_s is None else {"processed_seconds": round(processed_s, 3)}
+    def progress(self, frames_done: int, frames_total: int, processed_s: float | None = None) -> None:
+        """Record and announce progress (every ~10 frames) as the job's 0..100 by this stage's share of
+        it (record.PROGRESS_PLAN); `processed_s` the seconds of source processed (the segmenter's, for
+        billing). Best effort: a NATS hiccup costs one progress report, not the job."""
+        extra: dict[str, Any] = {} if processed_s is None else {"processed_seconds": round(processed_s, 3)}
         try:
+            overall = progress_of(self.stage, frames_done, frames_total)
             job = self.set(progress=round(min(overall, 99.0), 2), **extra)
             # the record's value, the max over the stages reporting concurrently: it does not go backwards
             total = max(frames_total, frames_done)
-            self.event(progress=job["progress"], frames_done=frames_done, frames_total=total)
+            self.event(progress=job.progress, frames_done=frames_done, frames_total=total)
         except Transient as e:
             self.log.warning("progress report lost: %s", e)
 
@@ -442,7 +451,7 @@ async def _finished(deps: Deps, job_id: str) -> bool:
         return True
     except VideoBgError:
         return False
-    return job.get("status") in TERMINAL
+    return job.terminal
 
 
 # --- the process --------------------------------------------------------------------------------------

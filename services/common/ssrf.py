@@ -25,6 +25,7 @@ No transport library is imported here: the guard only decides.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import socket
@@ -298,3 +299,11 @@ def _lookup(resolver: Resolver, host: str, port: int, what: str) -> list[str]:
         raise InvalidInput(f"The host of the {what} ({host}) does not resolve") from None
     except (UnicodeError, OSError) as e:
         raise InvalidInput(f"The host of the {what} ({host}) could not be resolved: {e}") from None
+
+
+async def check_webhook_url(url: str, allow: AllowList | str | None) -> None:
+    """Refuse at submit what webhook delivery would refuse: InvalidInput (400 invalid_parameter) for a
+    URL that is not http(s) or whose host is (or resolves to) a non-public address outside `allow`.
+    Resolves the host once, in a thread; opens no connection."""
+    if url:
+        await asyncio.to_thread(guard, url, allow, what="webhook URL")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from pydantic_settings import SettingsConfigDict
 
-from services.common import jobspec
+from services.common.record import Status
 from services.common.runtime import StageRun, StageSettings, close_all
 from videobg import keys
 from videobg.composite import prepare_background
@@ -138,24 +138,20 @@ def composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tu
 
 
 def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tuple[int, Composited]]:
-    job = run.live_job()
-    source_key = job.get("source_key")
-    if not source_key:
-        raise Transient(f"job {run.job_id} has no source yet")
-    spec = job.get("spec") or {}
-    trim = jobspec.trim_of(spec)
+    job = run.require(Status.PROCESSING)
+    source_key = job.source_key
+    spec = job.spec
+    trim = spec.trim.core()
     queue = settings.core().queue_frames
     with run.scratch() as tmp:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         image_path = None
-        if (spec.get("background") or {}).get("kind") == "image":
-            if not job.get("background_key"):
+        if spec.background.kind == "image":
+            if not job.background_key:
                 raise InvalidInput("the job's background image was not ingested")
-            image_path = str(
-                run.store.get_file(job["background_key"], tmp / Path(job["background_key"]).name)
-            )
+            image_path = str(run.store.get_file(job.background_key, tmp / Path(job.background_key).name))
         info = probe(src)
-        plate = prepare_background(jobspec.background_of(spec, image_path), info.height, info.width)
+        plate = prepare_background(spec.background.core(image_path), info.height, info.width)
         reader = MatteReader(run, settings, info)
         frames: Iterator[Frame] = threaded(iter_frames(src, info, trim), name="decode", maxsize=queue)
         mattes = threaded(frames, reader.attach, name="matte", maxsize=queue)
@@ -178,5 +174,5 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[t
         if n == 0:
             raise InvalidInput("the requested span contains no frames")
         reader.finish(n)
-    run.set(stage_seconds={"composite": round(run.elapsed, 3)})
+    run.set(done=True)
     run.log.info("composited %d frames in %.2f s", n, run.elapsed)

@@ -21,12 +21,13 @@ import grpc
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common import grpcutil, jobspec
+from services.common import grpcutil
+from services.common.metrics import count_job
+from services.common.record import Job, Status
 from services.common.runtime import StageRun, StageSettings, close_all, stopped_error
 from services.compositor.bands import StreamedFrame, assemble
-from services.ingest.stage import PROGRESS_DONE as INGESTED
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import keys, metrics
+from videobg import keys
 from videobg.errors import InvalidInput, Transient
 from videobg.media.encode import QUALITIES, VideoWriter
 from videobg.media.formats import DEFAULT_FORMAT, get_format
@@ -34,7 +35,6 @@ from videobg.media.probe import probe
 from videobg.stages import threaded
 
 EVENT_EVERY = 10
-PROGRESS_SPAN = 100.0 - INGESTED  # encoding trails matting; its progress is the job's
 
 
 class EncoderSettings(StageSettings):
@@ -58,29 +58,25 @@ class EncodeResult:
     size_bytes: int
 
 
-def _completed(run: StageRun, job: dict) -> EncodeResult:
-    key = job.get("result_key", "")
-    size = run.store.stat(key).size if key else 0
-    return EncodeResult(key, int(job.get("frames") or 0), size)
+def _completed(run: StageRun, job: Job) -> EncodeResult:
+    size = run.store.stat(job.result_key).size if job.result_key else 0
+    return EncodeResult(job.result_key, job.frames, size)
 
 
 def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
     job = run.job()
-    if job.get("status") == "completed":
+    if job.status == Status.COMPLETED:
         run.log.info("already completed; nothing to do")
         return _completed(run, job)
-    if (err := stopped_error(job)) is not None:
-        raise err
-    if job.get("status") != "processing" or not job.get("source_key"):
-        raise Transient(f"job {run.job_id} is not ready to encode (status {job.get('status')})")
-    spec = job.get("spec") or {}
-    trim = jobspec.trim_of(spec)
-    background = jobspec.background_of(spec)
-    fmt = get_format(spec.get("output_format") or DEFAULT_FORMAT, transparent=background.transparent)
-    frames_total = int(job.get("frames_total") or 0)
+    job = run.require(Status.PROCESSING)
+    spec = job.spec
+    trim = spec.trim.core()
+    background = spec.background.core()
+    fmt = get_format(spec.output_format or DEFAULT_FORMAT, transparent=background.transparent)
+    frames_total = job.frames_total
 
     with run.scratch() as tmp:
-        src = run.store.get_file(job["source_key"], tmp / Path(job["source_key"]).name)
+        src = run.store.get_file(job.source_key, tmp / Path(job.source_key).name)
         info = probe(src)
         out = tmp / f"result{fmt.extension}"
         audio_index = info.audio[0].index if info.audio else None
@@ -106,7 +102,7 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
                         if n == 1:
                             run.set(stage="encode")
                         if n % EVENT_EVERY == 0:
-                            run.progress(INGESTED + PROGRESS_SPAN * n / max(frames_total, n), n, frames_total)
+                            run.progress(n, frames_total)
             finally:
                 call.cancel()  # no-op after a complete stream; stops the compositor on our failure
                 close_all(frames)
@@ -130,32 +126,26 @@ def _received(call: Iterator[stages_pb2.FrameBand], width: int, height: int) -> 
 def _complete(run: StageRun, result_key: str, frames: int, size: int, audio: bool, mime: str) -> EncodeResult:
     """processing -> completed, once: the first encoder to get here wins; a later one changes nothing."""
     won = threading.Event()
+    elapsed = round(run.elapsed, 3)
 
-    def complete(job: dict) -> dict | None:
+    def complete(job: Job) -> Job | None:
         won.clear()
-        if job.get("status") != "processing":
+        if job.status != Status.PROCESSING:
             return None
         won.set()
-        return {
-            **job,
-            "status": "completed",
-            "stage": "done",
-            "progress": 100,
-            "result_key": result_key,
-            "result_size": size,
-            "result_mime": mime,
-            "frames": frames,
-            "audio": audio,
-            "stage_seconds": {**(job.get("stage_seconds") or {}), "encode": round(run.elapsed, 3)},
-        }
+        job.status, job.stage, job.progress = Status.COMPLETED, "done", 100.0
+        job.result_key, job.result_size, job.result_mime = result_key, size, mime
+        job.frames, job.audio = frames, audio
+        job.stage_seconds = {**job.stage_seconds, "encode": elapsed}
+        return job
 
     job = run.update(complete)
     if not won.is_set():
-        if job.get("status") == "completed":
-            run.log.info("completed meanwhile by another encoder; result %s", job.get("result_key"))
+        if job.status == Status.COMPLETED:
+            run.log.info("completed meanwhile by another encoder; result %s", job.result_key)
             return _completed(run, job)
-        raise stopped_error(job) or Transient(f"job {run.job_id} left processing ({job.get('status')})")
-    metrics.count_job(job, "completed")  # once: only the encoder whose compare-and-set won gets here
+        raise stopped_error(job) or Transient(f"job {run.job_id} left processing ({job.status})")
+    count_job(job, "completed")  # once: only the encoder whose compare-and-set won gets here
     run.event(
         status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
         result_key=result_key, msg_id=f"{run.job_id}:completed",

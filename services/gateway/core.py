@@ -1,9 +1,9 @@
 """What the gateway does, whatever the dialect: create, start, get, cancel and watch jobs, and bill them.
 
-Every public dialect (REST, gRPC) translates its request into a `jobspec` dict and calls these methods;
-none of them touches NATS or S3 directly. A job is born here:
+Every public dialect (REST, gRPC) translates its request into a `JobSpec` (services/common/record.py)
+and calls these methods; none of them touches NATS or S3 directly. A job is born here:
 
-    jobspec.validate(spec) -> [metered caller: reserve credits] -> JobStore.create({id, status, spec, ...})
+    spec.validated() -> [metered caller: reserve credits] -> JobStore.create(Job(id, status, spec, ...))
         -> publish vbg.work.ingest {"job_id"} with Nats-Msg-Id "{id}:ingest" -> event {status: queued}
 
 A draft (`draft=True`) stops after the record; `start` reserves and publishes later. Stages move a job on
@@ -12,9 +12,9 @@ Once a job has ended its reservation is settled (charged or released, services/g
 its last event, which every gateway replica's queue-group subscription to `vbg.events.*` shares out,
 and in a periodic sweep that catches anything missed.
 
-Every record keeps, besides the spec, what the seeds' checklists ask to persist per job: `input` (the
-source reference), `model`, `format`, `background`, `credits` (charged; 0 until then), `key_id`, and
-the final status with `error_code` / `error`.
+Every record keeps what the seeds' checklists ask to persist per job: the spec (source, format,
+background), `model` (resolved), `credits` (charged; 0 until then), `key_id`, and the final status with
+`error_code` / `error`.
 """
 
 from __future__ import annotations
@@ -37,21 +37,24 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from services.common import bus, jobspec, logs
-from services.common.jobstore import TERMINAL, Job, JobStore
+from services.common import bus, logs
+from services.common.jobstore import JobStore
+from services.common.metrics import count_job, job_labels
 from services.common.objstore import ObjectStore
+from services.common.record import TERMINAL, Job, JobSpec, SourceRef, Status, SubmitProbe
+from services.common.ssrf import check_webhook_url
 from services.gateway import precheck
 from services.gateway.credits import Billing, Ledger, Rates, age_s
 from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
 from videobg import keys, metrics, subjects
 from videobg.errors import Conflict, InvalidInput, NotFound, Transient, VideoBgError
-from videobg.media.formats import DEFAULT_FORMAT, get_format
+from videobg.media.formats import get_format
 
 log = logging.getLogger(__name__)
 
-CANCELLABLE = ("draft", "queued", "processing")
-STARTED = ("queued", "processing", "completed")
+CANCELLABLE = (Status.DRAFT, Status.QUEUED, Status.PROCESSING)
+STARTED = (Status.QUEUED, Status.PROCESSING, Status.COMPLETED)
 _IDEMPOTENCY_NS = uuid.UUID("5d3f0b8e-9a41-4c52-8f0e-6b7a4e1c2d90")  # fixed: same key -> same job id
 _SETTLE_QUEUE = "vbg-gateway-billing"  # queue group: each job-ending event is settled by one replica
 
@@ -78,8 +81,8 @@ class Submitted:
     replayed: bool  # an Idempotency-Key retry: the job the first request made
 
 
-def is_terminal(event_or_job: dict[str, Any]) -> bool:
-    return event_or_job.get("status") in TERMINAL
+def is_terminal(event: dict[str, Any]) -> bool:
+    return event.get("status") in TERMINAL
 
 
 def job_id_for(owner: str, idempotency_key: str) -> str:
@@ -175,36 +178,36 @@ class Gateway:
             return []
         failed = []
         for job in await self.jobs.list(limit=1_000_000):
-            if job.get("status") != "processing" or age_s(str(job.get("updated") or "")) < limit:
+            if job.status != Status.PROCESSING or age_s(job.updated) < limit:
                 continue
             message = f"the job made no progress for {limit:g} s (its stage stopped without a result)"
             # compare-and-set from processing: a stage that reports meanwhile keeps its job
             changed = await self.jobs.transition(
-                job["id"], ("processing",), "failed", error_code="stage_crashed", error=message
+                job.id, (Status.PROCESSING,), Status.FAILED, error_code="stage_crashed", error=message
             )
             if changed:
-                log.warning("job %s: %s", job["id"], message)
-                metrics.count_job(job, "failed", "stage_crashed")
+                log.warning("job %s: %s", job.id, message)
+                count_job(job, "failed", "stage_crashed")
                 with contextlib.suppress(VideoBgError):
-                    await self.billing.settle(job["id"])
-                event = {"status": "failed", "stage": job.get("stage", ""), "error_code": "stage_crashed"}
+                    await self.billing.settle(job.id)
+                event = {"status": "failed", "stage": job.stage, "error_code": "stage_crashed"}
                 with contextlib.suppress(Transient):
                     await bus.publish_event(
-                        self.js, job["id"], {**event, "message": message}, msg_id=f"{job['id']}:failed"
+                        self.js, job.id, {**event, "message": message}, msg_id=f"{job.id}:failed"
                     )
-                failed.append(job["id"])
+                failed.append(job.id)
         return failed
 
     # --- submit ------------------------------------------------------------------------------------
 
-    async def submit(self, spec: jobspec.Spec, *, idempotency_key: str = "") -> Job:
+    async def submit(self, spec: JobSpec, *, idempotency_key: str = "") -> Job:
         """Unmetered, as the anonymous owner (trusted in-process callers and tests); gRPC and REST callers
         go through `create` with their `Caller`."""
         return (await self.create(spec, idempotency_key=idempotency_key)).job
 
     async def create(
         self,
-        spec: jobspec.Spec,
+        spec: JobSpec,
         *,
         caller: Caller | None = None,
         idempotency_key: str = "",
@@ -214,8 +217,8 @@ class Gateway:
         """Create a job (queued and published; or a draft) for `caller`. A caller with a key pays:
         InsufficientCredits (403) before anything is created if the reservation is not covered. With an
         `idempotency_key`, a retry returns the first job (`fingerprint` must match, else Conflict)."""
-        spec = jobspec.validate(spec)
-        owner = spec.get("owner", "")
+        spec = spec.validated()
+        owner = spec.owner
         metered = caller is not None and not caller.anonymous
         job_id = job_id_for(owner, idempotency_key)
         if idempotency_key:
@@ -225,10 +228,8 @@ class Gateway:
             found, job_id = await self._implicit(owner, fingerprint)
             if found is not None:
                 return Submitted(found, replayed=True)
-        if spec.get("webhook_url"):
-            from services.gateway import webhooks  # it imports the REST deps, which import this module
-
-            await webhooks.check_spec(spec, self.settings)  # the SSRF guard, before anything is held
+        if spec.webhook_url:
+            await check_webhook_url(spec.webhook_url, self.settings.fetch_allow)  # before anything is held
         if caller is not None and not caller.anonymous:
             await self._check_assets(spec, caller)  # before the probe reads it
         probed = await precheck.precheck(
@@ -239,55 +240,45 @@ class Gateway:
             head_bytes=self.settings.submit_probe_bytes,
             allow=self.settings.fetch_allow,
         )
-        model = spec.get("model") or self.default_model
-        record: Job = {
-            "id": job_id,
-            "owner": owner,
-            "dialect": spec.get("dialect", ""),
-            "spec": spec,
-            "status": "draft" if draft else "queued",
-            "progress": 0,
-            "stage": "" if draft else "ingest",
-            "input": spec.get("source"),
-            "model": model,
-            "format": spec.get("output_format") or DEFAULT_FORMAT,
-            "background": spec.get("background"),
-            "credits": 0.0,
-        }
-        if fingerprint:
-            record["request_fingerprint"] = fingerprint
-        if logs.REQUEST_ID.get():
-            record["request_id"] = logs.REQUEST_ID.get()
+        model = spec.model or self.default_model
+        record = Job(
+            id=job_id,
+            owner=owner,
+            dialect=spec.dialect,
+            spec=spec,
+            status=Status.DRAFT if draft else Status.QUEUED,
+            stage="" if draft else "ingest",
+            model=model,
+            request_fingerprint=fingerprint,
+            request_id=logs.REQUEST_ID.get() or "",
+        )
         if probed is not None:  # what the submit probe learnt (precheck.py)
-            record["submit_probe"] = {
-                "size_bytes": probed.size_bytes,
-                "whole_file": probed.complete,
-                "seconds": probed.seconds,
-            }
-        if metered:
-            assert caller is not None
-            record["key_id"] = caller.key_id
+            record.submit_probe = SubmitProbe(
+                size_bytes=probed.size_bytes, whole_file=probed.complete, seconds=probed.seconds
+            )
+        if caller is not None and metered:
+            record.key_id = caller.key_id
             plan = self.billing.plan(spec, model, probed.seconds if probed else None)
-            record["billing"] = await self.billing.hold(job_id, plan, draft=draft)
+            record.billing = await self.billing.hold(job_id, plan, draft=draft)
         try:
             await self.jobs.create(record)
-            metrics.JOBS_SUBMITTED.labels(**metrics.job_labels(record)).inc()
+            metrics.JOBS_SUBMITTED.labels(**job_labels(record)).inc()
         except Conflict:
             # A concurrent retry with the same key created it first. Its reservation is this one (they
             # are keyed by job id), so nothing is released here.
             return await self._replay(await self.jobs.get(job_id), spec, fingerprint)
         except BaseException:
-            if metered and record["billing"]["state"] != "estimated":
+            if record.billing is not None and record.billing.state != "estimated":
                 with contextlib.suppress(Exception):
-                    await self.billing.release(record["billing"], job_id)
+                    await self.billing.release(record.billing, job_id)
             raise
         if draft:
             log.info(
                 "job %s drafted (%s, owner %s, key %s)",
                 job_id,
-                record["dialect"],
+                record.dialect,
                 owner,
-                record.get("key_id"),
+                record.key_id,
                 extra={"job_id": job_id},
             )
             return Submitted(record, replayed=False)
@@ -295,9 +286,9 @@ class Gateway:
         log.info(
             "job %s queued (%s, owner %s, key %s)",
             job_id,
-            record["dialect"],
+            record.dialect,
             owner,
-            record.get("key_id"),
+            record.key_id,
             extra={"job_id": job_id},
         )
         return Submitted(await self.jobs.get(job_id), replayed=False)
@@ -321,35 +312,35 @@ class Gateway:
                 job = await self.jobs.get(job_id)
             except NotFound:
                 continue
-            if job.get("status") in ("failed", "cancelled"):
+            if job.status in (Status.FAILED, Status.CANCELLED):
                 return None, str(uuid.uuid4())
-            if job.get("request_fingerprint") == fingerprint and now - _epoch(job.get("created")) <= window:
-                if job.get("status") == "queued":
+            if job.request_fingerprint == fingerprint and now - _epoch(job.created) <= window:
+                if job.status == Status.QUEUED:
                     await self._enqueue(job)  # as _replay: a crash between create and publish
                 return job, job_id
         return None, current
 
-    async def _check_assets(self, spec: jobspec.Spec, caller: Caller) -> None:
+    async def _check_assets(self, spec: JobSpec, caller: Caller) -> None:
         """Uploaded assets the job names (source, background image) must be the caller's own: another
         owner's upload reads as not found, as on GET /v1/uploads/{id}. Ingest checks again against the
         record's owner, so a record written by other means cannot borrow one either."""
         from services.gateway import uploads  # it imports the REST deps, which import this module
 
-        background = spec.get("background") or {}
-        for ref in (spec.get("source") or {}, background.get("image") or {}):
-            if isinstance(ref, dict) and ref.get("asset_id"):
-                await uploads.find_asset(self.objects, str(ref["asset_id"]), caller)
+        refs: tuple[SourceRef | None, ...] = (spec.source, spec.background.image)
+        for ref in refs:
+            if ref is not None and ref.asset_id:
+                await uploads.find_asset(self.objects, ref.asset_id, caller)
 
-    async def _replay(self, existing: Job, spec: jobspec.Spec, fingerprint: str) -> Submitted:
-        if fingerprint and existing.get("request_fingerprint"):
-            same = existing["request_fingerprint"] == fingerprint
+    async def _replay(self, existing: Job, spec: JobSpec, fingerprint: str) -> Submitted:
+        if fingerprint and existing.request_fingerprint:
+            same = existing.request_fingerprint == fingerprint
         else:
-            same = existing.get("spec") == spec
+            same = existing.spec == spec
         if not same:
             raise Conflict(
                 "This Idempotency-Key was already used with a different request; use a new key for a new job"
             )
-        if existing.get("status") == "queued":
+        if existing.status == Status.QUEUED:
             # Queued but perhaps never published (a crash between create and publish): publish again;
             # within the duplicate window JetStream drops the copy.
             await self._enqueue(existing)
@@ -357,7 +348,7 @@ class Gateway:
 
     async def _enqueue(self, record: Job) -> None:
         """The job's first event, then its work. Events inform; the record is the truth."""
-        job_id = record["id"]
+        job_id = record.id
         with contextlib.suppress(Transient):
             await bus.publish_event(
                 self.js,
@@ -370,8 +361,11 @@ class Gateway:
                 self.js, subjects.WORK_INGEST, {"job_id": job_id}, msg_id=f"{job_id}:ingest"
             )
         except Transient as e:
-            if await self.jobs.transition(job_id, ("queued",), "failed", error_code=e.code, error=e.message):
-                metrics.count_job(record, "failed", e.code)
+            failed = await self.jobs.transition(
+                job_id, (Status.QUEUED,), Status.FAILED, error_code=e.code, error=e.message
+            )
+            if failed:
+                count_job(record, "failed", e.code)
                 with contextlib.suppress(VideoBgError):
                     await self.billing.settle(job_id)
             raise
@@ -380,26 +374,26 @@ class Gateway:
         """Start a draft: reserve its credits (403 if they are not there now), queue it. Starting a job
         that has started already returns it; a failed or cancelled one cannot start (Conflict)."""
         job = await self.get(job_id, caller)
-        if job.get("status") != "draft":
-            if job.get("status") in STARTED:
+        if job.status != Status.DRAFT:
+            if job.status in STARTED:
                 return job
-            raise Conflict(f"job {job_id} is {job.get('status')} and cannot be started")
-        fields: dict[str, Any] = {"stage": "ingest", "progress": 0}
-        if job.get("billing"):
-            fields["billing"] = await self.billing.hold(job_id, job["billing"], draft=False)
-        if not await self.jobs.transition(job_id, ("draft",), "queued", **fields):
+            raise Conflict(f"job {job_id} is {job.status} and cannot be started")
+        fields: dict[str, Any] = {"stage": "ingest", "progress": 0.0}
+        if job.billing is not None:
+            fields["billing"] = await self.billing.hold(job_id, job.billing, draft=False)
+        if not await self.jobs.transition(job_id, (Status.DRAFT,), Status.QUEUED, **fields):
             await self.billing.settle(job_id)  # cancelled meanwhile: release what was just reserved
             job = await self.jobs.get(job_id)
-            if job.get("status") in STARTED:  # another start won; the reservation is the same one
+            if job.status in STARTED:  # another start won; the reservation is the same one
                 return job
-            raise Conflict(f"job {job_id} is {job.get('status')} and cannot be started")
+            raise Conflict(f"job {job_id} is {job.status} and cannot be started")
         job = await self.jobs.get(job_id)
         await self._enqueue(job)
         log.info(
             "job %s started (owner %s, key %s)",
             job_id,
-            job.get("owner"),
-            job.get("key_id"),
+            job.owner,
+            job.key_id,
             extra={"job_id": job_id},
         )
         return await self.jobs.get(job_id)
@@ -413,19 +407,18 @@ class Gateway:
         except ValueError:
             raise NotFound(f"job {job_id} not found") from None
         job = await self.jobs.get(job_id)
-        if caller is not None and not caller.anonymous and job.get("owner") != caller.owner:
+        if caller is not None and not caller.anonymous and job.owner != caller.owner:
             raise NotFound(f"job {job_id} not found")
         return job
 
     def result_key(self, job: Job) -> str:
-        if job.get("result_key"):
-            return str(job["result_key"])
-        fmt = get_format((job.get("spec") or {}).get("output_format") or DEFAULT_FORMAT)
-        return keys.result(job["id"], fmt.extension)
+        if job.result_key:
+            return job.result_key
+        return keys.result(job.id, get_format(job.spec.output_format).extension)
 
     def result_url(self, job: Job) -> str | None:
         """A presigned, expiring GET URL of the result; None until the job completed."""
-        if job.get("status") != "completed":
+        if job.status != Status.COMPLETED:
             return None
         return self.objects.presigned_get(self.result_key(job), self.settings.result_url_ttl_s)
 
@@ -435,23 +428,23 @@ class Gateway:
         """Cancelling a cancelled job is a no-op; a completed or failed one cannot be cancelled."""
         await self.get(job_id, caller)
         changed = await self.jobs.transition(
-            job_id, CANCELLABLE, "cancelled", error_code="cancelled", error="the job was cancelled"
+            job_id, CANCELLABLE, Status.CANCELLED, error_code="cancelled", error="the job was cancelled"
         )
         job = await self.jobs.get(job_id)
         if changed:
             log.info("job %s cancelled", job_id, extra={"job_id": job_id})
-            metrics.count_job(job, "cancelled")
+            count_job(job, "cancelled")
             with contextlib.suppress(VideoBgError):
                 job = await self.billing.settle(job_id) or job
             with contextlib.suppress(Transient):
                 await bus.publish_event(
                     self.js,
                     job_id,
-                    {"status": "cancelled", "stage": job.get("stage", ""), "error_code": "cancelled"},
+                    {"status": "cancelled", "stage": job.stage, "error_code": "cancelled"},
                     msg_id=f"{job_id}:cancelled",
                 )
-        elif job.get("status") != "cancelled":
-            raise Conflict(f"job {job_id} is already {job.get('status')} and cannot be cancelled")
+        elif job.status != Status.CANCELLED:
+            raise Conflict(f"job {job_id} is already {job.status} and cannot be cancelled")
         return job
 
     async def delete(self, job_id: str, caller: Caller | None = None) -> Job:
@@ -459,7 +452,7 @@ class Gateway:
         record (status, billing) but its stored objects (source, mattes, result) are deleted, and its
         result reads as expired from then on."""
         job = await self.get(job_id, caller)
-        if job.get("status") in CANCELLABLE:
+        if job.status in CANCELLABLE:
             with contextlib.suppress(Conflict):  # it finished meanwhile: delete its objects instead
                 return await self.cancel(job_id, caller)
             job = await self.jobs.get(job_id)
@@ -467,7 +460,7 @@ class Gateway:
         log.info(
             "job %s: result deleted by its owner (%d objects)", job_id, removed, extra={"job_id": job_id}
         )
-        return await self.jobs.update(job_id, lambda j: {**j, "result_expired": True, "deleted": True})
+        return await self.jobs.update(job_id, _deleted)
 
     # --- listing -------------------------------------------------------------------------------------
 
@@ -483,10 +476,10 @@ class Gateway:
         jobs = await self.jobs.list(owner=owner, limit=1_000_000)
         page: list[Job] = []
         for job in jobs:  # newest first
-            position = (str(job.get("created", "")), str(job.get("id", "")))
+            position = (job.created, job.id)
             if after is not None and position >= after:
                 continue
-            if statuses and job.get("status") not in statuses:
+            if statuses and job.status not in statuses:
                 continue
             page.append(job)
             if len(page) > limit:
@@ -506,8 +499,8 @@ class Gateway:
                 await self.billing.settle(job_id)
             credits = (await self.ledger.account(caller.owner)).view()
         jobs = await self.jobs.list(owner=caller.owner, limit=1_000_000)
-        by_status = Counter(str(j.get("status")) for j in jobs)
-        billed = sum(float(j.get("billed_seconds") or 0) for j in jobs if j.get("status") == "completed")
+        by_status = Counter(j.status.value for j in jobs)
+        billed = sum(j.billed_seconds or 0.0 for j in jobs if j.status == Status.COMPLETED)
         return {
             "owner": caller.owner,
             "key_id": caller.key_id,
@@ -541,7 +534,7 @@ class Gateway:
                     job = await self.jobs.get(job_id)
                 except (Transient, NotFound):
                     continue
-                seen_terminal = seen_terminal + 1 if is_terminal(job) else 0
+                seen_terminal = seen_terminal + 1 if job.terminal else 0
                 if seen_terminal >= 2:
                     await queue.put(event_from_job(job) | {"synthetic": True})
                     return
@@ -559,8 +552,13 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _deleted(job: Job) -> Job:
+    job.result_expired = job.deleted = True
+    return job
+
+
 def _encode_cursor(job: Job) -> str:
-    raw = json.dumps([str(job.get("created", "")), str(job.get("id", ""))], separators=(",", ":"))
+    raw = json.dumps([job.created, job.id], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -585,11 +583,11 @@ def _epoch(iso_time: Any) -> float:
 
 def event_from_job(job: Job) -> dict[str, Any]:
     return {
-        "job_id": job["id"],
-        "stage": job.get("stage", ""),
-        "status": job.get("status", ""),
-        "progress": job.get("progress", 0),
-        "error_code": job.get("error_code", ""),
-        "message": job.get("error", ""),
-        "at": job.get("updated", ""),
+        "job_id": job.id,
+        "stage": job.stage,
+        "status": job.status.value,
+        "progress": job.progress,
+        "error_code": job.error_code,
+        "message": job.error,
+        "at": job.updated,
     }

@@ -41,12 +41,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from services.common.jobstore import TERMINAL, Job, JobStore, now_iso
+from services.common.jobstore import JobStore, now_iso
+from services.common.record import BillingRecord, Job, JobSpec, ReserveBasis, Status
 from services.gateway.keys import BUCKET, check_owner, get_doc, iter_docs, open_bucket, update_doc
 from videobg import metrics
 from videobg.errors import InsufficientCredits, InvalidInput, NotFound
@@ -54,10 +55,10 @@ from videobg.errors import InsufficientCredits, InvalidInput, NotFound
 INSUFFICIENT_MESSAGE = "Insufficient credits available"  # the Pixelcut contract's wording
 
 # billing.state on a job record
-ESTIMATED = "estimated"  # a draft: checked, nothing held
-RESERVED = "reserved"
-CHARGED = "charged"
-RELEASED = "released"
+ESTIMATED: Final = "estimated"  # a draft: checked, nothing held
+RESERVED: Final = "reserved"
+CHARGED: Final = "charged"
+RELEASED: Final = "released"
 
 
 def to_milli(credits: float) -> int:
@@ -85,12 +86,10 @@ class Rates:
             raise InvalidInput(f"no credit rate is configured for model {name!r}")
         return float(self.per_minute[name])
 
-    def reserve_seconds(self, spec: Mapping[str, Any]) -> float:
+    def reserve_seconds(self, spec: JobSpec) -> float:
         """The seconds a job may bill at most, from its request alone (no probe)."""
-        trim = spec.get("trim") or {}
-        start, end = float(trim.get("start") or 0.0), trim.get("end")
-        if end is not None:
-            return min(max(0.0, float(end) - start), self.reserve_s)
+        if spec.trim.end is not None:
+            return min(max(0.0, spec.trim.end - spec.trim.start), self.reserve_s)
         return self.reserve_s
 
 
@@ -251,37 +250,36 @@ class Billing:
         self.jobs = jobs
         self.rates = rates
 
-    def plan(self, spec: Mapping[str, Any], model: str, probed_s: float | None = None) -> dict[str, Any]:
+    def plan(self, spec: JobSpec, model: str, probed_s: float | None = None) -> BillingRecord:
         """The `billing` block of a new metered job's record (state `estimated`: nothing held yet).
         `probed_s`: the trimmed length the submit probe measured on the whole file (precheck.py), when
         it did; the reservation is then that, not the worst case."""
         rate = self.rates.rate(model)
         seconds = self.rates.reserve_seconds(spec)
-        basis = "worst_case" if seconds >= self.rates.reserve_s else "trim"
+        basis: ReserveBasis = "worst_case" if seconds >= self.rates.reserve_s else "trim"
         if probed_s is not None:
             seconds, basis = min(seconds, probed_s), "probed"
-        return {
-            "basis": basis,
-            "state": ESTIMATED,
-            "account": spec.get("owner", ""),
-            "model": model or self.rates.default_model,
-            "credits_per_minute": rate,
-            "reserved_seconds": round(seconds, 3),
-            "reserved_milli": cost_milli(seconds, rate),
-            "charged_milli": 0,
-        }
+        return BillingRecord(
+            basis=basis,
+            state=ESTIMATED,
+            account=spec.owner,
+            model=model or self.rates.default_model,
+            credits_per_minute=rate,
+            reserved_seconds=round(seconds, 3),
+            reserved_milli=cost_milli(seconds, rate),
+        )
 
-    async def hold(self, job_id: str, billing: dict[str, Any], *, draft: bool) -> dict[str, Any]:
+    async def hold(self, job_id: str, billing: BillingRecord, *, draft: bool) -> BillingRecord:
         """Check (a draft) or reserve the job's credits; InsufficientCredits when they are not there."""
         if draft:
-            await self.ledger.check(billing["account"], billing["reserved_milli"])
+            await self.ledger.check(billing.account, billing.reserved_milli)
             return billing
-        await self.ledger.reserve(billing["account"], job_id, billing["reserved_milli"])
-        return {**billing, "state": RESERVED}
+        await self.ledger.reserve(billing.account, job_id, billing.reserved_milli)
+        return billing.model_copy(update={"state": RESERVED})
 
-    async def release(self, billing: dict[str, Any], job_id: str) -> None:
+    async def release(self, billing: BillingRecord, job_id: str) -> None:
         """Drop a reservation made for a job that was then not created."""
-        await self.ledger.settle(billing["account"], job_id, 0)
+        await self.ledger.settle(billing.account, job_id, 0)
 
     async def settle(self, job_id: str) -> Job | None:
         """Charge a completed job, release a failed or cancelled one; idempotent (module docstring).
@@ -290,19 +288,16 @@ class Billing:
             job = await self.jobs.get(job_id)
         except NotFound:
             return None
-        if not job.get("billing") or job.get("status") not in TERMINAL:
+        if job.billing is None or not job.terminal:
             return job
-        if job["billing"].get("state") in (ESTIMATED, RESERVED):
+        if job.billing.state in (ESTIMATED, RESERVED):
             job = await self.jobs.update(job_id, _final)
-        billing = job["billing"]
-        state = billing.get("state")
-        if state not in (CHARGED, RELEASED):
+        billing = job.billing
+        if billing is None or billing.state not in (CHARGED, RELEASED):
             return job
-        charge = int(billing.get("charged_milli") or 0) if state == CHARGED else 0
-        if await self.ledger.settle(billing["account"], job_id, charge) and charge:
-            labels = metrics.job_labels(
-                {"dialect": job.get("dialect"), "spec": {"model": billing.get("model")}}
-            )
+        charge = billing.charged_milli if billing.state == CHARGED else 0
+        if await self.ledger.settle(billing.account, job_id, charge) and charge:
+            labels = metrics.job_labels(job.dialect, billing.model, None)
             metrics.CREDITS_CHARGED.labels(dialect=labels["dialect"], model=labels["model"]).inc(
                 from_milli(charge)
             )
@@ -319,7 +314,7 @@ class Billing:
             n += 1
             job = await self.settle(job_id)
             stale = age_s(at) >= orphan_after_s
-            if (job is None or job.get("status") == "draft") and stale:
+            if (job is None or job.status == Status.DRAFT) and stale:
                 await self.ledger.settle(account, job_id, 0)
         return n
 
@@ -333,15 +328,14 @@ def chargeable_seconds(job: Job) -> float:
     """Seconds of source a job that has ended is billed for: the validated span if it completed; the
     span processed so far if it was cancelled after processing started or failed on a stage deadline;
     else 0. The caller caps the charge at the reservation."""
-    status = job.get("status")
-    if status == "completed":
-        seconds = job.get("billed_seconds")
+    if job.status == Status.COMPLETED:
+        seconds = job.billed_seconds
         if seconds is None:  # ingest always writes it; should it be missing, bill what was reserved
-            seconds = (job.get("billing") or {}).get("reserved_seconds") or 0.0
-        return float(seconds)
-    if status == "cancelled" or (status == "failed" and job.get("error_code") in CHARGED_FAILURES):
-        processed = float(job.get("processed_seconds") or 0.0)
-        return min(processed, float(job.get("billed_seconds") or processed))
+            seconds = job.billing.reserved_seconds if job.billing is not None else 0.0
+        return seconds
+    charged_failure = job.status == Status.FAILED and job.error_code in CHARGED_FAILURES
+    if job.status == Status.CANCELLED or charged_failure:
+        return min(job.processed_seconds, job.billed_seconds or job.processed_seconds)
     return 0.0
 
 
@@ -349,18 +343,21 @@ def _final(job: Job) -> Job | None:
     """The record once its billing is final: charged for `chargeable_seconds`, never more than was
     reserved (settling cannot overdraw the account), else released. A pure function of the record, as
     JobStore.update wants."""
-    billing = dict(job.get("billing") or {})
-    if billing.get("state") not in (ESTIMATED, RESERVED) or job.get("status") not in TERMINAL:
+    billing = job.billing
+    if billing is None or billing.state not in (ESTIMATED, RESERVED) or not job.terminal:
         return None
     seconds = chargeable_seconds(job)
-    charge = cost_milli(seconds, float(billing.get("credits_per_minute") or 0.0))
-    if billing.get("state") == RESERVED:
-        charge = min(charge, int(billing.get("reserved_milli") or 0))
+    charge = cost_milli(seconds, billing.credits_per_minute)
+    if billing.state == RESERVED:
+        charge = min(charge, billing.reserved_milli)
     else:
         charge = 0  # nothing was held (a draft): nothing can be taken
     if charge > 0:
-        billing.update(state=CHARGED, charged_milli=charge, billed_seconds=round(seconds, 3))
+        job.billing = billing.model_copy(
+            update={"state": CHARGED, "charged_milli": charge, "billed_seconds": round(seconds, 3)}
+        )
     else:
         charge = 0
-        billing.update(state=RELEASED, charged_milli=0)
-    return {**job, "billing": billing, "credits": from_milli(charge)}
+        job.billing = billing.model_copy(update={"state": RELEASED, "charged_milli": 0})
+    job.credits = from_milli(charge)
+    return job

@@ -20,9 +20,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import jobspec, logs
+from services.common import logs
 from services.common.grpcutil import CHANNEL_OPTIONS, status_for
-from services.common.jobstore import Job
+from services.common.protoconv import info_to_proto, spec_from_proto, spec_to_proto
+from services.common.record import Job
 from services.gateway.auth import ApiKeyAuth
 from services.gateway.core import Caller, Gateway
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
@@ -30,7 +31,7 @@ from videobg.errors import InvalidInput, VideoBgError
 
 log = logging.getLogger(__name__)
 
-STATUS: dict[str, int] = {
+STATUS: dict[str, common_pb2.JobStatus] = {
     "draft": common_pb2.DRAFT,
     "queued": common_pb2.QUEUED,
     "processing": common_pb2.PROCESSING,
@@ -78,56 +79,26 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def _fill_info(info: dict[str, Any], out: common_pb2.VideoInfo) -> None:
-    """Best effort, field by field: the record's probe info is informative, never worth failing a Get."""
-    for field in out.DESCRIPTOR.fields:
-        value = info.get(field.name)
-        if value is None:
-            continue
-        try:
-            if field.name == "audio":
-                for a in value:
-                    out.audio.add(
-                        **{k: v for k, v in a.items() if k in common_pb2.AudioInfo.DESCRIPTOR.fields_by_name}
-                    )
-            elif field.type == field.TYPE_STRING:
-                setattr(out, field.name, str(value))
-            elif field.type == field.TYPE_DOUBLE:
-                setattr(out, field.name, _number(value) if not isinstance(value, str) else _fraction(value))
-            else:
-                setattr(out, field.name, int(value))
-        except (TypeError, ValueError, AttributeError):
-            continue
-
-
-def _fraction(text: str) -> float:
-    num, _, den = text.partition("/")
-    return float(num) / float(den) if den else float(num)
-
-
 def job_to_proto(job: Job, result_url: str | None = None) -> common_pb2.Job:
     out = common_pb2.Job(
-        id=job["id"],
-        status=STATUS.get(job.get("status", ""), common_pb2.JOB_STATUS_UNSPECIFIED),
-        progress=_number(job.get("progress")),
-        stage=str(job.get("stage") or ""),
-        error_code=str(job.get("error_code") or ""),
-        error=str(job.get("error") or ""),
-        result_key=str(job.get("result_key") or ""),
+        id=job.id,
+        spec=spec_to_proto(job.spec),
+        status=STATUS[job.status],
+        progress=job.progress,
+        stage=job.stage,
+        error_code=job.error_code,
+        error=job.error,
+        result_key=job.result_key,
         result_url=result_url or "",
-        credits=_number(job.get("credits")),
-        source_seconds=_number(job.get("source_seconds")),
-        created_at=str(job.get("created") or ""),
-        updated_at=str(job.get("updated") or ""),
-        request_id=str(job.get("request_id") or ""),
+        credits=job.credits,
+        source_seconds=job.billed_seconds or 0.0,
+        stage_seconds=job.stage_seconds,
+        created_at=job.created,
+        updated_at=job.updated,
+        request_id=job.request_id,
     )
-    if job.get("spec"):
-        out.spec.CopyFrom(jobspec.to_proto(job["spec"]))
-    for stage, seconds in (job.get("stage_seconds") or job.get("timings") or {}).items():
-        if isinstance(seconds, int | float):
-            out.stage_seconds[stage] = float(seconds)
-    if isinstance(job.get("info"), dict):
-        _fill_info(job["info"], out.info)
+    if job.info is not None:
+        out.info.CopyFrom(info_to_proto(job.info))
     return out
 
 
@@ -174,8 +145,8 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         self, request: jobs_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Job:
         caller = await self.caller(context)
-        spec = jobspec.from_proto(request.spec)
-        spec["owner"] = caller.owner  # from the key, never from the request
+        spec = spec_from_proto(request.spec)
+        spec.owner = caller.owner  # from the key, never from the request
         sent = dict(context.invocation_metadata() or ()).get("x-request-id")
         rid = logs.request_id_from(sent if isinstance(sent, str) else None)
         with logs.bound(request_id=rid):  # logged and stored on the job, as for REST

@@ -31,14 +31,13 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 
-from services.common import jobspec
 from services.common.fetch import USER_AGENT, check_url, send_pinned_async
 from services.common.objstore import ObjectStore
+from services.common.record import JobSpec
 from videobg import keys
 from videobg.errors import InvalidInput, ResolutionTooHigh, TooLarge, Unsupported, VideoBgError
 from videobg.media.probe import (
@@ -67,7 +66,7 @@ class Probed:
 
 
 async def precheck(
-    spec: dict[str, Any],
+    spec: JobSpec,
     objects: ObjectStore,
     limits: Limits,
     *,
@@ -77,19 +76,19 @@ async def precheck(
 ) -> Probed | None:
     """Raise the source's own error (TooLarge, ResolutionTooHigh, Unsupported, MalformedMedia,
     InvalidInput) when the probe proves it; else what was learnt (None: nothing, undecided)."""
-    source = spec.get("source") or {}
+    source = spec.source
     if budget_s <= 0 or not source:
         return None
-    trim = jobspec.trim_of(spec)
+    trim = spec.trim.core()
     with tempfile.TemporaryDirectory(prefix="vbg-submit-probe-") as tmp:
         path = Path(tmp) / "head"
+        size: int | None
         try:
             async with asyncio.timeout(budget_s):
-                size: int | None
-                if source.get("asset_id"):
-                    size, complete = await _read_asset(objects, source["asset_id"], path, head_bytes, limits)
+                if source.asset_id:
+                    size, complete = await _read_asset(objects, source.asset_id, path, head_bytes, limits)
                 else:
-                    got = await _read_url(source["url"], path, head_bytes, limits, allow)
+                    got = await _read_url(source.url, path, head_bytes, limits, allow)
                     if got is None:
                         return None
                     size, complete = got

@@ -186,11 +186,11 @@ def build_app(gateway: Gateway, auth: ApiKeyAuth | None = None) -> FastAPI:
     @app.get("/internal/jobs/{job_id}", tags=["internal"])
     async def job_record(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
         job = await gw.get(job_id, caller)
-        return {**job, "result_url": gw.result_url(job)}
+        return {**job.model_dump(mode="json"), "result_url": gw.result_url(job)}
 
     @app.post("/internal/jobs/{job_id}/cancel", tags=["internal"])
     async def cancel(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
-        return await gw.cancel(job_id, caller)
+        return (await gw.cancel(job_id, caller)).model_dump(mode="json")
 
     console.mount(
         app, gateway.settings

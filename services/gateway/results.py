@@ -22,7 +22,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from services.common.jobstore import Job
+from services.common.record import Job, Status
 from videobg.errors import NotFound, Transient
 
 if TYPE_CHECKING:
@@ -40,14 +40,14 @@ def iso(t: datetime) -> str:
 async def result_exists(gateway: Gateway, job: Job) -> bool:
     """False once the result object is gone (retention). An S3 that cannot be asked right now counts as
     present: signing needs no S3, and a client that downloads too early only retries."""
-    if job.get("result_expired"):
+    if job.result_expired:
         return False
     try:
         await asyncio.to_thread(gateway.objects.stat, gateway.result_key(job))
     except NotFound:
         return False
     except Transient as e:
-        log.warning("job %s: cannot check the result object (%s); signing anyway", job.get("id"), e)
+        log.warning("job %s: cannot check the result object (%s); signing anyway", job.id, e)
     return True
 
 
@@ -61,7 +61,7 @@ def sign(gateway: Gateway, job: Job, *, now: datetime | None = None) -> tuple[st
 
 async def result_view(gateway: Gateway, job: Job) -> dict[str, Any]:
     """The result fields of a status response (see the module docstring)."""
-    if job.get("status") != "completed":
+    if job.status != Status.COMPLETED:
         return {}
     if not await result_exists(gateway, job):
         return dict(EXPIRED)

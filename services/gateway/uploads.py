@@ -39,6 +39,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from services.common.objstore import ObjectStore
+from services.common.record import SourceRef
 from services.gateway.core import Caller
 from services.gateway.deps import CallerDep, GatewayDep
 from videobg import keys
@@ -126,7 +127,7 @@ async def bind_self(request: Request) -> None:
     _SELF_HOSTS.set(frozenset(h for h in hosts if h))
 
 
-def source_of(value: Any, name: str, *, bare_ids: bool = False) -> dict[str, str]:
+def source_of(value: Any, name: str, *, bare_ids: bool = False) -> SourceRef:
     """A dialect's URL parameter -> the job spec's source (or background image): {"asset_id": id} for
     `asset://<id>`, for this gateway's own upload URL (`POST /v1/uploads` hands it out) and, with
     `bare_ids` (studio-background's "URL or asset ID"), for a bare upload id; {"url": url} for any other
@@ -137,17 +138,17 @@ def source_of(value: Any, name: str, *, bare_ids: bool = False) -> dict[str, str
     if text[: len(ASSET_SCHEME)].lower() == ASSET_SCHEME:
         asset_id = text[len(ASSET_SCHEME) :]
         try:
-            return {"asset_id": keys.check_id("asset id", asset_id)}
+            return SourceRef(asset_id=keys.check_id("asset id", asset_id))
         except ValueError:
             raise InvalidInput(f"{name}: {text!r} is not a valid asset URL") from None
     if bare_ids and _UUID.match(text):
-        return {"asset_id": text.lower()}
+        return SourceRef(asset_id=text.lower())
     parts = urlsplit(text)
     if parts.scheme.lower() in ("http", "https") and parts.hostname:
         ours = _CONTENT_PATH.match(parts.path)
         if ours and not parts.query and _netloc(parts.scheme, parts.netloc) in _SELF_HOSTS.get():
-            return {"asset_id": ours.group(1)}  # read from S3 by ingest: never fetched over HTTP
-        return {"url": text}
+            return SourceRef(asset_id=ours.group(1))  # read from S3 by ingest: never fetched over HTTP
+        return SourceRef(url=text)
     also = ", or an upload's asset id" if bare_ids else ""
     raise InvalidInput(f"{name} must be an http(s) URL, or an asset:// URL from POST {PREFIX}{also}")
 

@@ -24,16 +24,16 @@ a receiver slower than `webhook_timeout_s` for the whole attempt, any non-2xx) i
 doubling, capped), up to `webhook_max_attempts`; then it is given up. Each attempt is written to the
 job record:
 
-    record["webhook"] = {"event", "attempts", "last_status", "delivered",      # the latest event's
-                         "events": {"job.started": {"delivery_id", "attempts", "last_status",
-                                                    "delivered", "gave_up", "last_error", ...}, ...}}
+    job.webhook (record.WebhookState): event, attempts, last_status, delivered    # the latest event's
+        .events["job.started"] (record.WebhookDelivery): delivery_id, seq, attempts, last_status,
+                                                         delivered, gave_up, last_error, ...
 
 The record also makes delivery at-least-once rather than more-than-once-per-progress-event: the first
 event message of a kind claims it (`seq`), later ones of the same kind are acked at once, and a
 redelivered message whose event was delivered is acked without a request. A crash between a receiver's
 2xx and the record update sends that event again, with the same delivery id.
 
-Webhook URLs pass the SSRF guard (services/common/ssrf.py) at submit (`check_webhook_url`) and again at
+Webhook URLs pass the SSRF guard (services/common/ssrf.py) at submit (`ssrf.check_webhook_url`, from Gateway.create) and again at
 every attempt, against the gateway's `fetch_allow`; a refused URL is given up at once. Requests go to the
 vetted address only, no redirects are followed.
 """
@@ -65,7 +65,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.common import ssrf
 from services.common.fetch import USER_AGENT, send_pinned_async
-from services.common.jobstore import Job, now_iso
+from services.common.jobstore import now_iso
+from services.common.record import Job, WebhookDelivery
 from services.gateway import results
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.settings import GatewaySettings
@@ -145,19 +146,6 @@ def delivery_id(job_id: str, event: str) -> str:
 # --- submit time ---------------------------------------------------------------------------------------
 
 
-async def check_webhook_url(url: str, allow: ssrf.AllowList | str | None) -> None:
-    """Refuse at submit what delivery would refuse: InvalidInput (400 invalid_parameter) for a URL that
-    is not http(s) or whose host is (or resolves to) a non-public address outside `allow`. Resolves the
-    host once, in a thread; opens no connection."""
-    if url:
-        await asyncio.to_thread(ssrf.guard, url, allow, what="webhook URL")
-
-
-async def check_spec(spec: dict[str, Any], settings: GatewaySettings) -> None:
-    """The submit-time hook for Gateway.create: the spec's webhook URL, if any."""
-    await check_webhook_url(str(spec.get("webhook_url") or ""), settings.fetch_allow)
-
-
 @router.get("/v1/webhooks/secret")
 async def webhook_secret(gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
     """The caller's webhook signing secret and how signatures are made."""
@@ -183,11 +171,11 @@ def _iso_from_ts(ts: Any) -> str:
 
 
 async def payload(gateway: Gateway, job: Job, event_name: str, event: dict[str, Any]) -> dict[str, Any]:
-    status = str(event.get("status") or job.get("status") or "")
+    status = str(event.get("status") or job.status)
     body: dict[str, Any] = {
         "event": event_name,
-        "delivery_id": delivery_id(job["id"], event_name),
-        "job_id": job["id"],
+        "delivery_id": delivery_id(job.id, event_name),
+        "job_id": job.id,
         "status": status,
         "created_at": _iso_from_ts(event.get("ts")),
         "result": None,
@@ -199,12 +187,12 @@ async def payload(gateway: Gateway, job: Job, event_name: str, event: dict[str, 
             body["result"] = {
                 "url": view["result_url"],
                 "expires_at": view["result_url_expires_at"],
-                "output_format": (job.get("spec") or {}).get("output_format", ""),
+                "output_format": job.spec.output_format,
             }
     elif event_name == "job.failed":
         body["error"] = {
-            "code": job.get("error_code") or event.get("error_code") or status,
-            "message": job.get("error") or event.get("message") or f"The job {status}",
+            "code": job.error_code or event.get("error_code") or status,
+            "message": job.error or event.get("message") or f"The job {status}",
         }
     return body
 
@@ -351,41 +339,32 @@ class Dispatcher:
                 job = await self.jobs.get(job_id)
             except NotFound:
                 return None
-            url = str((job.get("spec") or {}).get("webhook_url") or "")
+            url = job.spec.webhook_url
             if not url:
                 _remember(self._quiet, job_id)
                 return None
             state = await self._claim(job_id, name, seq)
             if state is None:  # another message of this kind owns the delivery (and may be retrying)
                 return None
-            if state.get("delivered") or state.get("gave_up"):
+            if state.finished:
                 _remember(self._done, (job_id, name))
                 return None
-            return await self._attempt(job, name, event, url, int(state.get("attempts") or 0) + 1)
+            return await self._attempt(job, name, event, url, state.attempts + 1)
 
-    async def _claim(self, job_id: str, name: str, seq: int) -> dict[str, Any] | None:
+    async def _claim(self, job_id: str, name: str, seq: int) -> WebhookDelivery | None:
         """The event's delivery state if this message (stream seq) owns it, claiming it if nobody has;
         None if another message of the same kind owns it."""
-        state: dict[str, Any] | None = None
+        state: WebhookDelivery | None = None
 
         def claim(job: Job) -> Job | None:
             nonlocal state
-            hook = job.get("webhook") or {}
-            events = hook.get("events") or {}
-            current = events.get(name)
+            current = job.webhook.events.get(name)
             if current is not None:
-                finished = current.get("delivered") or current.get("gave_up")
-                state = current if current.get("seq") == seq or finished else None
+                state = current if current.seq == seq or current.finished else None
                 return None
-            state = {
-                "delivery_id": delivery_id(job_id, name),
-                "seq": seq,
-                "attempts": 0,
-                "last_status": None,
-                "delivered": False,
-                "gave_up": False,
-            }
-            return {**job, "webhook": {**hook, "events": {**events, name: state}}}
+            state = WebhookDelivery(delivery_id=delivery_id(job_id, name), seq=seq)
+            job.webhook.events = {**job.webhook.events, name: state}
+            return job
 
         await self.jobs.update(job_id, claim)
         return state
@@ -397,16 +376,16 @@ class Dispatcher:
         delivered = status is not None and 200 <= status < 300
         gave_up = not delivered and (permanent or attempt >= self.settings.webhook_max_attempts)
         metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered" if delivered else "failed").inc()
-        await self._record(job["id"], name, status, error, delivered, gave_up)
+        await self._record(job.id, name, status, error, delivered, gave_up)
         if delivered or gave_up:
-            _remember(self._done, (job["id"], name))
+            _remember(self._done, (job.id, name))
             (log.info if delivered else log.warning)(
                 "job %s: %s %s after %d attempt(s)%s",
-                job["id"], name, "delivered" if delivered else "given up", attempt, f": {error}" if error else "",
+                job.id, name, "delivered" if delivered else "given up", attempt, f": {error}" if error else "",
             )  # fmt: skip
             return None
         delay = self.backoff(attempt)
-        log.info("job %s: %s attempt %d failed (%s); next in %.1f s", job["id"], name, attempt, error, delay)
+        log.info("job %s: %s attempt %d failed (%s); next in %.1f s", job.id, name, attempt, error, delay)
         return delay
 
     async def _post(
@@ -421,11 +400,11 @@ class Dispatcher:
             return None, e.message, True
         body = json.dumps(await payload(self.gateway, job, name, event), separators=(",", ":")).encode()
         timestamp = int(time.time())
-        secret = owner_secret(master_secret(self.settings), str(job.get("owner") or ""))
+        secret = owner_secret(master_secret(self.settings), job.owner)
         headers = {
             "Content-Type": "application/json",
             EVENT_HEADER: name,
-            DELIVERY_HEADER: delivery_id(job["id"], name),
+            DELIVERY_HEADER: delivery_id(job.id, name),
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: f"v1={sign(secret, timestamp, body)}",
             "X-Videobg-Attempt": str(attempt),
@@ -449,27 +428,21 @@ class Dispatcher:
         at = now_iso()
 
         def record(job: Job) -> Job:
-            hook = job.get("webhook") or {}
-            events = dict(hook.get("events") or {})
-            state = dict(events.get(name) or {"delivery_id": delivery_id(job_id, name)})
-            state.update(
-                attempts=int(state.get("attempts") or 0) + 1,
-                last_status=status,
-                last_error=error,
-                last_attempt_at=at,
-                delivered=delivered,
-                gave_up=gave_up,
-            )
+            hook = job.webhook
+            state = hook.events.get(name) or WebhookDelivery(delivery_id=delivery_id(job_id, name))
+            state.attempts += 1
+            state.last_status, state.last_error, state.last_attempt_at = status, error, at
+            state.delivered, state.gave_up = delivered, gave_up
             if delivered:
-                state["delivered_at"] = at
-            events[name] = state
-            summary = {
-                "event": name,
-                "attempts": state["attempts"],
-                "last_status": status,
-                "delivered": delivered,
-            }
-            return {**job, "webhook": {**hook, **summary, "events": events}}
+                state.delivered_at = at
+            hook.events = {**hook.events, name: state}
+            hook.event, hook.attempts, hook.last_status, hook.delivered = (
+                name,
+                state.attempts,
+                status,
+                delivered,
+            )
+            return job
 
         await self.jobs.update(job_id, record)
 

@@ -1,6 +1,6 @@
 """The ingest stage of one job: bring the input into the job's prefix, probe it, check it, queue matting.
 
-    record before: status queued, spec (services/common/jobspec.py)
+    record before: status queued, spec (services/common/record.py)
     record after:  status processing, stage ingest, progress 5, info, source_key, background_key (image
                    backgrounds), billed_seconds, frames_total, stage_seconds.ingest
     S3:            jobs/{id}/source{ext} (+ jobs/{id}/background{ext})
@@ -13,20 +13,18 @@ the error's public code.
 
 from __future__ import annotations
 
-import dataclasses
 import mimetypes
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 from pydantic_settings import SettingsConfigDict
 
-from services.common import jobspec
 from services.common.fetch import fetch_to_file
 from services.common.objstore import ObjectStore
-from services.common.runtime import StageRun, StageSettings, stopped_error
+from services.common.record import PROGRESS_PLAN, Job, MediaInfo, SourceRef, Status
+from services.common.runtime import StageRun, StageSettings
 from services.common.ssrf import AllowSetting
 from videobg import keys, subjects
 from videobg.composite import load_image_rgb
@@ -36,7 +34,7 @@ from videobg.media.probe import ACCEPTED_DEMUXERS, probe, span_seconds, validate
 from videobg.pipeline import expected_frames
 from videobg.types import Limits, Trim, VideoInfo
 
-PROGRESS_DONE = 5.0  # the job's overall progress once ingest is done (matting and encoding share the rest)
+PROGRESS_DONE = PROGRESS_PLAN["ingest"][1]
 
 # probed container -> extension of jobs/{id}/source (the demuxer is auto-detected, the name is cosmetic)
 _SOURCE_EXT = {ACCEPTED_DEMUXERS[0]: ".mp4", ACCEPTED_DEMUXERS[1]: ".mkv", ACCEPTED_DEMUXERS[2]: ".gif"}
@@ -59,17 +57,8 @@ class IngestSettings(StageSettings):
 @dataclass
 class IngestResult:
     source_key: str
-    info: dict[str, Any]  # info_to_dict(VideoInfo)
+    info: MediaInfo
     billed_seconds: float
-
-
-def info_to_dict(info: VideoInfo) -> dict[str, Any]:
-    """VideoInfo -> the JSON dict kept in the record (rates as floats)."""
-    d = dataclasses.asdict(info)
-    d["fps_nominal"] = float(info.fps_nominal or 0)
-    d["fps_avg"] = float(info.fps_avg or 0)
-    d["audio"] = [dataclasses.asdict(a) for a in info.audio]
-    return d
 
 
 def billed_seconds(info: VideoInfo, trim: Trim) -> float:
@@ -79,61 +68,45 @@ def billed_seconds(info: VideoInfo, trim: Trim) -> float:
 
 
 def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
-    job = run.job()
-    if (err := stopped_error(job)) is not None:
-        raise err
-    if job.get("info") and job.get("source_key") and run.store.exists(job["source_key"]):
+    job = run.require(Status.QUEUED, Status.PROCESSING, ingested=False)
+    if job.info is not None and job.source_key and run.store.exists(job.source_key):
         run.log.info("already ingested; republishing the segment work")
-        if job.get("status") == "processing":
+        if job.status == Status.PROCESSING:
             run.publish_work(subjects.WORK_SEGMENT, "segment")
-        return IngestResult(job["source_key"], job["info"], float(job.get("billed_seconds") or 0.0))
-    if job.get("status") not in ("queued", "processing"):
-        raise InvalidInput(f"job {run.job_id} is {job.get('status')}; only a queued job can be ingested")
-    run.deps.call(run.deps.jobs.transition(run.job_id, {"queued"}, "processing", stage="ingest", progress=1))
+        return IngestResult(job.source_key, job.info, job.billed_seconds or 0.0)
+    run.deps.call(
+        run.deps.jobs.transition(run.job_id, {Status.QUEUED}, Status.PROCESSING, stage="ingest", progress=1)
+    )
     run.event(progress=1)
 
-    spec = job.get("spec") or {}
-    trim = jobspec.trim_of(spec)
+    spec = job.spec
+    trim = spec.trim.core()
     limits = settings.core().limits()
     with run.scratch() as tmp:
-        src = _bring(
-            run, settings, spec.get("source") or {}, tmp / "source", limits.max_bytes, "source video"
-        )
+        src = _bring(run, settings, spec.source, tmp / "source", limits.max_bytes, "source video")
         run.check()
         info = probe(src)
         validate(info, limits, trim)
         source_key = keys.source(run.job_id, _SOURCE_EXT.get(info.container, ".bin"))
         run.store.put_file(source_key, src, content_type=mimetypes.guess_type(source_key)[0] or "video/mp4")
-        background_key = None
-        bg = spec.get("background") or {}
-        if bg.get("kind") == "image":
+        background_key = ""
+        if spec.background.kind == "image":
             img = _bring(
-                run,
-                settings,
-                bg.get("image") or {},
-                tmp / "background",
-                settings.max_image_bytes,
+                run, settings, spec.background.image, tmp / "background", settings.max_image_bytes,
                 "background image",
-            )
+            )  # fmt: skip
             load_image_rgb(img)  # MalformedMedia now rather than in the compositor
             background_key = keys.background(run.job_id, _image_ext(img))
             run.store.put_file(background_key, img)
 
-    result = IngestResult(source_key, info_to_dict(info), billed_seconds(info, trim))
+    result = IngestResult(source_key, MediaInfo.of(info), billed_seconds(info, trim))
     _check_probed_reservation(job, result.billed_seconds)
     frames_total = expected_frames(info, trim)
-    fields: dict[str, Any] = {
-        "info": result.info,
-        "source_key": source_key,
-        "billed_seconds": result.billed_seconds,
-        "frames_total": frames_total,
-        "stage": "ingest",
-        "progress": PROGRESS_DONE,
-        "stage_seconds": {"ingest": round(run.elapsed, 3)},
-    }
-    if background_key:
-        fields["background_key"] = background_key
-    run.set(**fields)
+    run.set(
+        info=result.info, source_key=source_key, background_key=background_key,
+        billed_seconds=result.billed_seconds, frames_total=frames_total, stage="ingest",
+        progress=PROGRESS_DONE, done=True,
+    )  # fmt: skip
     run.publish_work(subjects.WORK_SEGMENT, "segment")
     run.event(progress=PROGRESS_DONE, frames_done=0, frames_total=frames_total)
     run.log.info(
@@ -143,14 +116,14 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
     return result
 
 
-def _check_probed_reservation(job: dict[str, Any], seconds: float) -> None:
+def _check_probed_reservation(job: Job, seconds: float) -> None:
     """The gateway reserved credits on the length its submit probe measured (services/gateway/precheck.py).
     A URL that now serves a longer video than it did then would be charged past what was held: refused,
     the client submits it again and is reserved for what it is now."""
-    billing = job.get("billing") or {}
-    if billing.get("basis") != "probed":
+    billing = job.billing
+    if billing is None or billing.basis != "probed":
         return
-    reserved = float(billing.get("reserved_seconds") or 0.0)
+    reserved = billing.reserved_seconds
     if seconds > reserved + 1.0:
         raise InvalidInput(
             f"The source video changed since it was submitted ({reserved:.1f} s then, {seconds:.1f} s now): "
@@ -159,13 +132,13 @@ def _check_probed_reservation(job: dict[str, Any], seconds: float) -> None:
 
 
 def _bring(
-    run: StageRun, settings: IngestSettings, source: dict[str, str], dest: Path, max_bytes: int, what: str
+    run: StageRun, settings: IngestSettings, source: SourceRef | None, dest: Path, max_bytes: int, what: str
 ) -> Path:
     """A URL or an uploaded asset -> a local file at `dest`."""
-    if source.get("url"):
+    if source and source.url:
         timeout = min(settings.fetch_timeout_s, max(run.remaining, 1.0))
         return fetch_to_file(
-            source["url"],
+            source.url,
             dest,
             max_bytes=max_bytes,
             timeout_s=timeout,
@@ -174,12 +147,12 @@ def _bring(
             what=what,
             allow=settings.fetch_allow,
         ).path
-    if source.get("asset_id"):
+    if source and source.asset_id:
         job = run.job()
         # A metered job (made with a key) may use only its owner's uploads; an unmetered one comes from
         # a trusted caller (auth off, or the operator's internal gRPC listener).
-        owner = str(job.get("owner") or "") if job.get("key_id") else None
-        return copy_asset(run.store, source["asset_id"], dest, max_bytes, what, owner=owner)
+        owner = job.owner if job.key_id else None
+        return copy_asset(run.store, source.asset_id, dest, max_bytes, what, owner=owner)
     raise InvalidInput(f"the job names no {what} (URL or uploaded asset)")
 
 

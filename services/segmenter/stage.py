@@ -32,12 +32,11 @@ from numpy.lib import format as npformat
 from numpy.typing import ArrayLike
 from pydantic_settings import SettingsConfigDict
 
-from services.common import jobspec
 from services.common.objstore import ObjectStore
+from services.common.record import MatteSummary, Status, progress_of
 from services.common.runtime import StageRun, StageSettings, close_all
-from services.ingest.stage import PROGRESS_DONE as INGESTED
 from videobg import keys, metrics, subjects
-from videobg.errors import InvalidInput, Transient
+from videobg.errors import InvalidInput
 from videobg.media.decode import iter_frames
 from videobg.media.probe import frame_rate, probe
 from videobg.models import MattingModel, get_model
@@ -47,7 +46,6 @@ from videobg.types import Frame
 
 log = logging.getLogger(__name__)
 
-PROGRESS_SPAN = 45.0  # matting moves the job's progress from 5 to 50; encoding (which trails it) to 100
 EVENT_EVERY = 10  # frames between progress events
 CHUNK_BYTES = 64 * 1024 * 1024  # cap on one chunk's raw alpha, whatever chunk_frames says (4K frames)
 
@@ -125,10 +123,8 @@ class ChunkWriter:
 
 
 def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
-    job = run.live_job()
-    source_key = job.get("source_key")
-    if not source_key or job.get("status") != "processing":
-        raise Transient(f"job {run.job_id} is not ingested yet (status {job.get('status')})")
+    job = run.require(Status.PROCESSING)
+    source_key = job.source_key
     run.publish_work(subjects.WORK_ENCODE, "encode")  # at the start: the encoder overlaps matting
     manifest_key = keys.matte_manifest(run.job_id)
     if run.store.exists(manifest_key):
@@ -136,13 +132,13 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         run.log.info("matte already complete (%d frames); nothing to do", done["frames"])
         return SegmentResult(done["frames"], done["chunks"], manifest_key)
 
-    spec = job.get("spec") or {}
-    trim = jobspec.trim_of(spec)
-    model_name = settings.model_name(spec.get("model", ""))
+    spec = job.spec
+    trim = spec.trim.core()
+    model_name = settings.model_name(spec.model)
     model = load_model(settings, model_name)
-    frames_total = int(job.get("frames_total") or 0)
+    frames_total = job.frames_total
     job = run.set(stage="segment")
-    run.event(progress=job["progress"], frames_done=0, frames_total=frames_total)
+    run.event(progress=job.progress, frames_done=0, frames_total=frames_total)
 
     with run.scratch() as tmp:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
@@ -152,7 +148,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         threads = core.resolved_threads()
         batch = core.resolved_batch(settings.resolved_device())  # frames per inference call
         # one session per job: a recurrent model's state lives in it
-        session = model.new_session(threads=threads, text_prompt=spec.get("text_prompt", ""))
+        session = model.new_session(threads=threads, text_prompt=spec.text_prompt)
         stop = threading.Event()
         writer = ChunkWriter(run.store, run.job_id)
         frames: Iterator[Frame] = threaded(
@@ -185,9 +181,8 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
                         alphas, times = [], []
                         run.live_job()  # stop early if the job was cancelled or failed elsewhere
                     if n % EVENT_EVERY == 0:
-                        overall = INGESTED + PROGRESS_SPAN * n / max(frames_total, n)
                         # the span matted so far: what a job cancelled now is billed for
-                        run.progress(overall, n, frames_total, processed_s=m.frame.t + frame_step)
+                        run.progress(n, frames_total, processed_s=m.frame.t + frame_step)
             if alphas:
                 writer.put(n - len(alphas), alphas, times)
             writer.wait()
@@ -207,11 +202,11 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
     }
     run.store.put_bytes(manifest_key, json.dumps(manifest).encode(), content_type="application/json")
     job = run.set(
-        matte={"chunks": writer.chunks, "frames": n, "model": model_name},
-        progress=INGESTED + PROGRESS_SPAN,
-        stage_seconds={"segment": round(run.elapsed, 3)},
+        matte=MatteSummary(chunks=writer.chunks, frames=n, model=model_name),
+        progress=progress_of("segment", n, n),
+        done=True,
     )
-    run.event(progress=job["progress"], frames_done=n, frames_total=n)
+    run.event(progress=job.progress, frames_done=n, frames_total=n)
     run.log.info(
         "matted %d frames (%d chunks, model %s) in %.2f s", n, writer.chunks, model_name, run.elapsed
     )

@@ -22,10 +22,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from services.common import jobspec
-from services.common.jobstore import Job, JobStore
+from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
 from services.common.procs import free_ports
+from services.common.record import BackgroundSpec, Job, JobSpec
 from tests.conftest import REPO, media_dir
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, nats_role_url
 from videobg import keys, subjects
@@ -75,7 +75,7 @@ def service_env(nats_url: str, s3_endpoint: str, store: ObjectStore, **extra: st
     return env
 
 
-def spec(**over: Any) -> dict[str, Any]:
+def spec(**over: Any) -> JobSpec:
     s: dict[str, Any] = {
         "source": {"asset_id": "missing"},
         "trim": {"start": 0.0, "end": None},
@@ -88,7 +88,17 @@ def spec(**over: Any) -> dict[str, Any]:
         "dialect": "grpc",
     }
     s.update(over)
-    return jobspec.validate(s)
+    return JobSpec.model_validate(s).validated()
+
+
+def with_background(bg: dict[str, Any]) -> Callable[[Job], Job]:
+    """A JobStore.update function that gives the job's spec another background."""
+
+    def change(job: Job) -> Job:
+        job.spec.background = BackgroundSpec.model_validate(bg)
+        return job
+
+    return change
 
 
 def upload(store: ObjectStore, asset_id: str, path: Path = CLIP) -> str:
@@ -97,8 +107,8 @@ def upload(store: ObjectStore, asset_id: str, path: Path = CLIP) -> str:
     return key
 
 
-async def create_job(js: JetStreamContext, job_id: str, job_spec: dict[str, Any]) -> None:
-    await JobStore(js).create({"id": job_id, "spec": job_spec, "owner": "test", "dialect": "grpc"})
+async def create_job(js: JetStreamContext, job_id: str, job_spec: JobSpec) -> None:
+    await JobStore(js).create(Job(id=job_id, spec=job_spec, owner="test", dialect="grpc"))
 
 
 async def wait_record(
@@ -106,7 +116,7 @@ async def wait_record(
 ) -> Job:
     jobs = JobStore(js)
     deadline = time.monotonic() + timeout
-    job: Job = {}
+    job: Job | None = None
     while time.monotonic() < deadline:
         job = await jobs.get(job_id)
         if until(job):

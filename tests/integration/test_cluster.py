@@ -21,6 +21,7 @@ import pytest
 from services.common import bus, procs
 from services.common.jobstore import JobStore
 from services.common.procs import NatsCluster
+from services.common.record import Job
 from videobg import subjects
 from videobg.errors import Conflict, Transient
 
@@ -89,7 +90,7 @@ async def test_single_replica_streams_are_scaled_up_in_place(cluster: NatsCluste
         # an installation from before the cluster: everything with one replica, and a record in it
         assert await bus.ensure_streams(js, 1) == 1
         assert [await _replicas(js, s) for s in STREAMS] == [1, 1, 1, 1]
-        await JobStore(js).create({"id": "scaleupjob0001", "owner": "acme"})
+        await JobStore(js).create(Job(id="scaleupjob0001", owner="acme"))
         await bus.publish_work(
             js, subjects.WORK_INGEST, {"job_id": "scaleupjob0001"}, "scaleupjob0001:ingest"
         )
@@ -136,7 +137,7 @@ async def _failover(cluster: NatsCluster) -> None:
         async def write(n: str) -> None:
             async def once() -> None:
                 with contextlib.suppress(Conflict):  # an earlier try was stored, its ack lost
-                    await jobs.create({"id": f"failover{n}", "owner": "acme"})
+                    await jobs.create(Job(id=f"failover{n}", owner="acme"))
                 await bus.publish_work(js, subjects.WORK_INGEST, {"n": n}, f"failover{n}:ingest")
 
             await _retry(once)
@@ -194,8 +195,8 @@ async def _stream_info(js, stream: str):
         return await js.stream_info(stream)
 
 
-async def _all_records(jobs: JobStore) -> dict[str, dict]:
-    return {j["id"]: j for j in await jobs.list(limit=1000)}
+async def _all_records(jobs: JobStore) -> dict[str, Job]:
+    return {j.id: j for j in await jobs.list(limit=1000)}
 
 
 @contextlib.contextmanager

@@ -85,16 +85,7 @@ async def test_streams_while_segmenting(
             assert kit.health(comp.target) == "SERVING"
 
             # the same job over transparent: RGBA bands, alpha low on the ceiling, high on the face
-            await JobStore(js).update(
-                job_id,
-                lambda j: {
-                    **j,
-                    "spec": {
-                        **j["spec"],
-                        "background": {"kind": "transparent", "rgb": [255] * 3, "image": None},
-                    },
-                },
-            )
+            await JobStore(js).update(job_id, kit.with_background({"kind": "transparent"}))
             clear = await asyncio.to_thread(pull, comp.target, job_id)
         assert [f.index for f in frames] == list(range(kit.CLIP_FRAMES))
         assert frames[0].t == 0.0 and all(b.t > a.t for a, b in zip(frames, frames[1:], strict=False))
@@ -114,7 +105,7 @@ async def test_streams_while_segmenting(
             b.index = 0
         (back,) = list(assemble(bands, kit.CLIP_W, kit.CLIP_H))
         assert np.array_equal(back.rgb, clear[3].rgb) and np.array_equal(back.alpha, clear[3].alpha)
-        assert (await JobStore(js).get(job_id))["stage_seconds"]["composite"] > 0
+        assert (await JobStore(js).get(job_id)).stage_seconds["composite"] > 0
         await kit.purge_work(js)
 
 

@@ -83,9 +83,9 @@ async def test_charge_on_completion_release_on_failure(settings) -> None:
         assert charged_total("removebgvideo", "light") == pytest.approx(before + 9.375)
 
         done = await gw.gateway.jobs.get(done_id)
-        assert done["credits"] == 9.375 and done["billing"]["state"] == "charged"
+        assert done.credits == 9.375 and done.billing.state == "charged"
         failed = await gw.gateway.jobs.get(failed_id)
-        assert failed["credits"] == 0.0 and failed["billing"]["state"] == "released"
+        assert failed.credits == 0.0 and failed.billing.state == "released"
 
         # settling again (a redelivered event, another replica, the sweep) changes nothing
         for job_id in (done_id, failed_id):
@@ -122,7 +122,7 @@ async def test_anonymous_usage_when_auth_is_off(nats_url, s3_endpoint, object_st
         r = await http.post("/v1/jobs", json={"video_url": VIDEO})
         assert r.status_code == 200, r.text
         record = await gw.gateway.jobs.get(r.json()["id"])
-        assert record["owner"] == "anonymous" and "billing" not in record
+        assert record.owner == "anonymous" and record.billing is None
         usage = (await http.get("/v1/usage")).json()
         assert usage["metered"] is False and usage["credits"] is None and usage["key_id"] is None
         # a key that is sent is still checked, and then the caller is metered

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from services.common.record import SourceRef
 from services.gateway.keys import NOT_FOUND_MESSAGE
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
 
@@ -37,11 +38,11 @@ async def test_seed_example_is_accepted(settings) -> None:
         assert "idempotent-replayed" not in r.headers
 
         record = await gw.gateway.jobs.get(job_id)
-        assert record["owner"] == owner and record["key_id"] == key["X-API-Key"].split("_")[1]
-        assert record["input"] == {"url": SEED_EXAMPLE["video_url"]}
+        assert record.owner == owner and record.key_id == key["X-API-Key"].split("_")[1]
+        assert record.spec.source == SourceRef(url=SEED_EXAMPLE["video_url"])
         # the contract's defaults: background_color "#000000", output_format mp4_h264
-        assert record["format"] == "mp4_h264" and record["background"]["rgb"] == [0, 0, 0]
-        assert record["billing"]["state"] == "reserved"
+        assert record.spec.output_format == "mp4_h264" and record.spec.background.rgb == (0, 0, 0)
+        assert record.billing.state == "reserved"
 
         r = await http.get(r.headers["location"], headers=key)
         assert r.status_code == 200

@@ -66,7 +66,7 @@ async def test_request_id_on_every_response_in_logs_and_on_the_job(settings) -> 
             r = await http.post(JOBS, json={"video_url": VIDEO}, headers={**key, "X-Request-Id": "req-42.a"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "req-42.a"
         job_id = r.json()["id"]
-        assert (await gw.gateway.jobs.get(job_id))["request_id"] == "req-42.a"
+        assert (await gw.gateway.jobs.get(job_id)).request_id == "req-42.a"
         queued = [line for line in captured.lines if "queued" in line["msg"] and job_id in line["msg"]]
         assert queued and queued[0]["request_id"] == "req-42.a" and queued[0]["job_id"] == job_id
         access = [line for line in captured.lines if line["logger"] == "services.gateway.access"]
@@ -141,7 +141,7 @@ async def test_mp4_with_the_default_background_goes_over_chroma_green(settings) 
         r = await http.post(JOBS, json={"video_url": VIDEO, "output_format": "mp4"}, headers=key)
         assert r.status_code == 200, r.text
         job_id = r.json()["id"]
-        spec = (await gw.gateway.jobs.get(job_id))["spec"]
+        spec = (await gw.gateway.jobs.get(job_id)).spec.model_dump(mode="json")
         assert spec["background"]["kind"] == "color" and spec["background"]["rgb"] == [0, 177, 64]
         assert spec["output_format"] == "mp4_h264"
         bg = (await http.get(f"{JOBS}/{job_id}", headers=key)).json()["background"]
@@ -149,7 +149,9 @@ async def test_mp4_with_the_default_background_goes_over_chroma_green(settings) 
         assert "alpha" in bg["reason"]
         # mov without a background keeps alpha (ProRes 4444); webm stays transparent
         r = await http.post(JOBS, json={"video_url": VIDEO, "output_format": "mov"}, headers=key)
-        assert (await gw.gateway.jobs.get(r.json()["id"]))["spec"]["output_format"] == "mov_proresks"
+        assert (await gw.gateway.jobs.get(r.json()["id"])).spec.model_dump(mode="json")[
+            "output_format"
+        ] == "mov_proresks"
         # an explicit transparent with mp4 is refused, naming the formats that carry alpha
         for explicit in ({"bg_type": "transparent"}, {"background": {"type": "transparent"}}):
             r = await http.post(
@@ -327,23 +329,27 @@ async def test_upload_url_is_an_http_url_every_dialect_takes(settings) -> None:
         r = await http.post(
             JOBS, json={"video_url": url, "bg_type": "image", "bg_image_url": url}, headers=key
         )
-        spec = (await gw.gateway.jobs.get(r.json()["id"]))["spec"]
+        spec = (await gw.gateway.jobs.get(r.json()["id"])).spec.model_dump(mode="json")
         assert spec["source"] == {"asset_id": asset_id} and spec["background"]["image"] == {
             "asset_id": asset_id
         }
         r = await http.post(PIXELCUT, json={"video_url": url}, headers=key)
-        assert (await gw.gateway.jobs.get(r.json()["job_id"]))["spec"]["source"] == {"asset_id": asset_id}
+        assert (await gw.gateway.jobs.get(r.json()["job_id"])).spec.model_dump(mode="json")["source"] == {
+            "asset_id": asset_id
+        }
         for value in (url, asset_id, f"asset://{asset_id}"):  # studio also takes the bare id
             r = await http.post(STUDIO, json={"videoUrl": value, "imageUrl": asset_id}, headers=key)
             assert r.status_code == 202, r.text
-            spec = (await gw.gateway.jobs.get(r.json()["job"]["id"]))["spec"]
+            spec = (await gw.gateway.jobs.get(r.json()["job"]["id"])).spec.model_dump(mode="json")
             assert spec["source"] == {"asset_id": asset_id} and spec["background"]["image"] == {
                 "asset_id": asset_id
             }
         # the same path on another host is that host's URL, fetched like any other
         elsewhere = f"https://cdn.example.com/v1/uploads/{asset_id}/content"
         r = await http.post(PIXELCUT, json={"video_url": elsewhere}, headers=key)
-        assert (await gw.gateway.jobs.get(r.json()["job_id"]))["spec"]["source"] == {"url": elsewhere}
+        assert (await gw.gateway.jobs.get(r.json()["job_id"])).spec.model_dump(mode="json")["source"] == {
+            "url": elsewhere
+        }
         # a bare id is studio's alone; elsewhere it is not a URL
         r = await http.post(PIXELCUT, json={"video_url": asset_id}, headers=key)
         assert r.status_code == 400 and r.json()["error_code"] == "invalid_parameter"
@@ -376,6 +382,6 @@ async def test_grpc_submit_takes_and_answers_the_request_id(settings) -> None:
         job = await call
         assert dict(await call.initial_metadata())["x-request-id"] == "grpc-req-7"
         assert job.request_id == "grpc-req-7"
-        assert (await gw.gateway.jobs.get(job.id))["request_id"] == "grpc-req-7"
+        assert (await gw.gateway.jobs.get(job.id)).request_id == "grpc-req-7"
         got = await stub.Get(jobs_pb2.GetJobRequest(job_id=job.id), metadata=md[:1])
         assert got.request_id == "grpc-req-7"

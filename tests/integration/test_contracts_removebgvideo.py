@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from services.common.record import TrimSpec
 from tests.integration import gatewaykit
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
 from videobg import keys
@@ -62,10 +63,10 @@ async def test_seed_examples(settings, path) -> None:
             job_id = assert_created(await http.post(path, json=example, headers=key), "processing")
             assert await ingest_seq(gw) > before
             record = await gw.gateway.jobs.get(job_id)
-            assert record["dialect"] == "removebgvideo"
-            assert record["model"] == "original" and record["spec"]["model"] == "original"
-            assert record["format"] == "webm_vp9"
-            assert record["background"]["kind"] == "transparent"
+            assert record.dialect == "removebgvideo"
+            assert record.model == "original" and record.spec.model == "original"
+            assert record.spec.output_format == "webm_vp9"
+            assert record.spec.background.kind == "transparent"
 
             r = await http.get(f"{JOBS}/{job_id}", headers=key)
             assert r.status_code == 200
@@ -145,7 +146,7 @@ async def test_translation(settings, params, kind, rgb, image, fmt) -> None:
         job_id = assert_created(
             await http.post(JOBS, json={"video_url": VIDEO, **params}, headers=key), "processing"
         )
-        spec = (await gw.gateway.jobs.get(job_id))["spec"]
+        spec = (await gw.gateway.jobs.get(job_id)).spec.model_dump(mode="json")
         assert spec["background"]["kind"] == kind
         if rgb is not None:
             assert spec["background"]["rgb"] == rgb
@@ -165,7 +166,7 @@ async def test_multipart_form(settings) -> None:
         }
         r = await http.post(JOBS, files={k: (None, v) for k, v in form.items()}, headers=key)
         job_id = assert_created(r, "draft")
-        spec = (await gw.gateway.jobs.get(job_id))["spec"]
+        spec = (await gw.gateway.jobs.get(job_id)).spec.model_dump(mode="json")
         assert spec["background"]["rgb"] == [0, 177, 64] and spec["output_format"] == "mp4_h264"
 
 
@@ -269,7 +270,7 @@ async def test_draft_then_start(settings) -> None:
 
         # the second draft cannot be paid for now (40 left): 403 and still a draft; cancelled: 409
         assert_error(await http.post(f"{JOBS}/{second}/start", headers=key), 403, "insufficient_api_credits")
-        assert (await gw.gateway.jobs.get(second))["status"] == "draft"
+        assert (await gw.gateway.jobs.get(second)).status == "draft"
         assert await ingest_seq(gw) == seq
         await gw.gateway.cancel(second)
         assert_error(await http.post(f"{JOBS}/{second}/start", headers=key), 409, "conflict")
@@ -350,7 +351,9 @@ async def test_uploaded_asset_as_source(settings) -> None:
         job_id = assert_created(
             await http.post(JOBS, json={"video_url": "asset://up-1"}, headers=key), "processing"
         )
-        assert (await gw.gateway.jobs.get(job_id))["spec"]["source"] == {"asset_id": "up-1"}
+        assert (await gw.gateway.jobs.get(job_id)).spec.model_dump(mode="json")["source"] == {
+            "asset_id": "up-1"
+        }
         assert (await http.get(f"{JOBS}/{job_id}", headers=key)).json()["input"] == {
             "video_url": "asset://up-1",
             "start": 0.0,
@@ -371,7 +374,7 @@ async def test_trim_extension(settings) -> None:
             job_id = assert_created(
                 await http.post(JOBS, json={"video_url": VIDEO, **params}, headers=key), "processing"
             )
-            assert (await gw.gateway.jobs.get(job_id))["spec"]["trim"] == {"start": start, "end": end}
+            assert (await gw.gateway.jobs.get(job_id)).spec.trim == TrimSpec(start=start, end=end)
             body = (await http.get(f"{JOBS}/{job_id}", headers=key)).json()
             assert body["input"] == {"video_url": VIDEO, "start": start, "end": end}
             assert body["credits"]["reserved"] == reserved

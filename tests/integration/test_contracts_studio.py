@@ -47,14 +47,14 @@ async def test_seed_example_exact_response(settings) -> None:
         assert r.headers["location"] == f"/v2/jobs/{job_id}"
 
         record = await gw.gateway.jobs.get(job_id)
-        spec = record["spec"]
+        spec = record.spec.model_dump(mode="json")
         assert spec["source"] == {"url": SEED_EXAMPLE["videoUrl"]}
         assert spec["background"]["kind"] == "color" and spec["background"]["rgb"] == [30, 144, 255]
         assert spec["trim"] == {"start": 0.0, "end": 30.0}
         assert spec["output_format"] == "mp4_h264"  # always MP4 H.264 + AAC
         # billed per second of the trimmed segment: 30 s are reserved, not the 60 s maximum
         rate = gw.gateway.billing.rates.rate("")
-        assert record["billing"]["reserved_seconds"] == 30.0
+        assert record.billing.reserved_seconds == 30.0
         assert (await gw.gateway.ledger.account(owner)).reserved_milli == round(30 * rate / 60 * 1000)
 
         r = await http.get(f"/v2/jobs/{job_id}", headers=key)
@@ -94,7 +94,7 @@ async def test_background_and_trim(settings, params, kind, rgb, image, trim) -> 
             gatewaykit.own_asset(gw, owner, image["asset_id"])
         r = await http.post(SUBMIT, json={"videoUrl": VIDEO, **params}, headers=key)
         assert r.status_code == 202, r.text
-        spec = (await gw.gateway.jobs.get(r.json()["job"]["id"]))["spec"]
+        spec = (await gw.gateway.jobs.get(r.json()["job"]["id"])).spec.model_dump(mode="json")
         assert spec["background"]["kind"] == kind
         if rgb is not None:
             assert spec["background"]["rgb"] == rgb

@@ -71,10 +71,8 @@ async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, obje
             await kit.ingested_job(
                 js, nats_url, s3_endpoint, object_store, job_id, kit.spec(source={"asset_id": f"a-{uid}"})
             )
-            job = await kit.wait_record(
-                js, job_id, lambda j: j["status"] in ("completed", "failed"), timeout=40
-            )
-            assert job["status"] == "completed", job
+            job = await kit.wait_record(js, job_id, lambda j: j.status in ("completed", "failed"), timeout=40)
+            assert job.status == "completed", job
             # a second encode message for the finished job: acked, no work, no second completion
             acked = enc.worker.stats.acked
             await js.publish(
@@ -92,23 +90,21 @@ async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, obje
                     stages_pb2_grpc.EncoderStub(ch).Encode, stages_pb2.StageRequest(job_id=job_id), timeout=30
                 )
         assert (await JobStore(js).get(job_id)) == job  # untouched by the repeats
-        assert job["result_key"] == reply.result_key == keys.result(job_id, ".mp4")
-        assert (job["progress"], job["stage"], job["frames"], job["audio"]) == (
+        assert job.result_key == reply.result_key == keys.result(job_id, ".mp4")
+        assert (job.progress, job.stage, job.frames, job.audio) == (
             100,
             "done",
             kit.CLIP_FRAMES,
             True,
         )
-        assert (
-            reply.frames == kit.CLIP_FRAMES and reply.size_bytes == object_store.stat(job["result_key"]).size
-        )
-        assert set(job["stage_seconds"]) == {"ingest", "segment", "composite", "encode"}
-        log.warning("stage seconds (%s): %s", kit.CLIP.name, job["stage_seconds"])
-        out = object_store.get_file(job["result_key"], tmp_path / "result.mp4")
+        assert reply.frames == kit.CLIP_FRAMES and reply.size_bytes == object_store.stat(job.result_key).size
+        assert set(job.stage_seconds) == {"ingest", "segment", "composite", "encode"}
+        log.warning("stage seconds (%s): %s", kit.CLIP.name, job.stage_seconds)
+        out = object_store.get_file(job.result_key, tmp_path / "result.mp4")
         s = mediacheck.summarize(out)
         assert (s.width, s.height, s.video_codec) == (kit.CLIP_W, kit.CLIP_H, "h264")
         assert s.frames == kit.CLIP_FRAMES and s.audio and s.audio_channels == 1
-        assert s.audio_duration_s == pytest.approx(job["billed_seconds"], abs=0.1)
+        assert s.audio_duration_s == pytest.approx(job.billed_seconds, abs=0.1)
         first = mediacheck.first_frame_rgb(out).astype(np.float32)
         assert np.abs(first[:24, :24].reshape(-1, 3).mean(0) - kit.DODGER_BLUE).max() < 12
         events = await kit.events_of(js, job_id)
@@ -144,8 +140,8 @@ async def test_concurrent_encodes_complete_once(conf, jetstream, nats_url, s3_en
                     )
                 )
         job = await JobStore(js).get(job_id)
-        assert job["status"] == "completed" and job["frames"] == 15
-        assert {r.result_key for r in replies} == {job["result_key"]} == {keys.result(job_id, ".webm")}
+        assert job.status == "completed" and job.frames == 15
+        assert {r.result_key for r in replies} == {job.result_key} == {keys.result(job_id, ".webm")}
         assert len(completions(await kit.events_of(js, job_id))) == 1
         await kit.purge_work(js)
 
@@ -162,24 +158,24 @@ async def test_compositor_errors_fail_the_job(conf, jetstream, nats_url, s3_endp
         await kit.purge_work(js)
         # an image background whose image never reached S3: the compositor refuses, permanently
         image_bg = {"kind": "image", "rgb": [255] * 3, "image": {"asset_id": "gone"}}
-        await JobStore(js).update(bad, lambda j: {**j, "spec": {**j["spec"], "background": image_bg}})
+        await JobStore(js).update(bad, kit.with_background(image_bg))
         async with stages(conf, segment_worker=False) as (_, _, enc):
             await js.publish(subjects.WORK_ENCODE, json.dumps({"job_id": bad}).encode())
-            failed = await kit.wait_record(js, bad, lambda j: j["status"] == "failed")
+            failed = await kit.wait_record(js, bad, lambda j: j.status == "failed")
             # the record is failed before the message is terminated: wait for the term, do not race it
             deadline = time.monotonic() + 20
             while enc.worker.stats.termed < 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert enc.worker.stats.termed == 1
-        assert failed["error_code"] == "invalid_parameter" and "background image" in failed["error"]
+        assert failed.error_code == "invalid_parameter" and "background image" in failed.error
         # no compositor at all: retried (max_deliver 3), then the job fails with transient_error
         (closed_port,) = free_ports(1)
         settings = conf(encoder.EncoderSettings, compositor_target=f"127.0.0.1:{closed_port}")
         async with Service(settings, encoder.build_server, encoder.build_worker, name="encoder") as enc:
             await js.publish(subjects.WORK_ENCODE, json.dumps({"job_id": down}).encode())
-            failed = await kit.wait_record(js, down, lambda j: j["status"] == "failed", timeout=20)
+            failed = await kit.wait_record(js, down, lambda j: j.status == "failed", timeout=20)
             assert enc.worker.stats.redeliveries == 2 and enc.worker.stats.gave_up == 1
-        assert failed["error_code"] == "transient_error" and "encode failed 3 times" in failed["error"]
+        assert failed.error_code == "transient_error" and "encode failed 3 times" in failed.error
         await kit.purge_work(js)
 
 

@@ -69,9 +69,9 @@ async def test_submit_queues_job_and_work(settings: GatewaySettings) -> None:
         assert r.headers["location"] == f"/v1/video/remove-background/job/{job_id}"
 
         record = await gw.gateway.jobs.get(job_id)
-        assert record["status"] == "queued"
-        assert record["dialect"] == "pixelcut" and record["owner"] == "anonymous"
-        spec = record["spec"]
+        assert record.status == "queued"
+        assert record.dialect == "pixelcut" and record.owner == "anonymous"
+        spec = record.spec.model_dump(mode="json")
         assert spec["source"] == {"url": VIDEO}
         assert spec["output_format"] == "mp4_h264"
         assert spec["background"]["kind"] == "color" and spec["background"]["rgb"] == [0, 0, 0]
@@ -110,7 +110,7 @@ async def test_submit_translates_parameters(settings, params, kind, rgb, fmt) ->
     async with gateway(settings) as (gw, http):
         r = await http.post(SUBMIT, json={"video_url": VIDEO, **params})
         assert r.status_code == 202, r.text
-        spec = (await gw.gateway.jobs.get(r.json()["job_id"]))["spec"]
+        spec = (await gw.gateway.jobs.get(r.json()["job_id"])).spec.model_dump(mode="json")
         assert spec["background"]["kind"] == kind
         if rgb is not None:
             assert spec["background"]["rgb"] == rgb
@@ -122,7 +122,7 @@ async def test_submit_multipart_form(settings: GatewaySettings) -> None:
         form = {"video_url": VIDEO, "background_color": "transparent", "output_format": "webm_vp9"}
         r = await http.post(SUBMIT, files={k: (None, v) for k, v in form.items()})
         assert r.status_code == 202, r.text
-        spec = (await gw.gateway.jobs.get(r.json()["job_id"]))["spec"]
+        spec = (await gw.gateway.jobs.get(r.json()["job_id"])).spec.model_dump(mode="json")
         assert spec["background"]["kind"] == "transparent" and spec["output_format"] == "webm_vp9"
 
 
@@ -287,7 +287,7 @@ async def test_grpc_submit_get_cancel(settings: GatewaySettings) -> None:
         assert cancelled.status == common_pb2.CANCELLED and cancelled.error_code == "cancelled"
         again = await stub.Cancel(jobs_pb2.GetJobRequest(job_id=job.id))  # idempotent
         assert again.status == common_pb2.CANCELLED
-        assert (await gw.gateway.jobs.get(job.id))["status"] == "cancelled"
+        assert (await gw.gateway.jobs.get(job.id)).status == "cancelled"
 
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.Get(jobs_pb2.GetJobRequest(job_id=str(uuid.uuid4())))

@@ -67,20 +67,20 @@ async def test_uploaded_asset_via_worker(settings, jetstream, object_store, uid)
         await kit.create_job(js, job_id, kit.spec(source={"asset_id": f"a-{uid}"}))
         async with Service(settings, build_server, build_worker, name="ingest"):
             await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
-            job = await kit.wait_record(js, job_id, lambda j: "frames_total" in j or j["status"] == "failed")
-        assert job["status"] == "processing", job
-        info = job["info"]
-        assert (info["width"], info["height"], info["frame_count"]) == (
+            job = await kit.wait_record(js, job_id, lambda j: j.frames_total or j.status == "failed")
+        assert job.status == "processing", job
+        info = job.info
+        assert (info.width, info.height, info.frame_count) == (
             kit.CLIP_W,
             kit.CLIP_H,
             kit.CLIP_FRAMES,
         )
-        assert info["audio"] and info["audio"][0]["codec"] == "aac"
-        assert job["billed_seconds"] == pytest.approx(info["duration_s"], abs=1e-3)
-        assert job["frames_total"] == kit.CLIP_FRAMES
-        assert job["source_key"] == keys.source(job_id, ".mp4")
-        assert object_store.stat(job["source_key"]).size == kit.CLIP.stat().st_size
-        assert job["stage_seconds"]["ingest"] > 0
+        assert info.audio and info.audio[0].codec == "aac"
+        assert job.billed_seconds == pytest.approx(info.duration_s, abs=1e-3)
+        assert job.frames_total == kit.CLIP_FRAMES
+        assert job.source_key == keys.source(job_id, ".mp4")
+        assert object_store.stat(job.source_key).size == kit.CLIP.stat().st_size
+        assert job.stage_seconds["ingest"] > 0
         work = await kit.work_for(js, subjects.WORK_SEGMENT, job_id)
         assert work == [({"job_id": job_id}, f"{job_id}:segment")]
         events = await kit.events_of(js, job_id)
@@ -97,10 +97,10 @@ async def test_bad_file_fails_job_without_redelivery(settings, jetstream, object
         await kit.create_job(js, job_id, kit.spec(source={"asset_id": f"a-{uid}"}))
         async with Service(settings, build_server, build_worker, name="ingest") as svc:
             await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
-            job = await kit.wait_record(js, job_id, lambda j: j["status"] == "failed")
+            job = await kit.wait_record(js, job_id, lambda j: j.status == "failed")
             await asyncio.sleep(1.0)  # a nak would redeliver within backoff (0.3 s)
             assert svc.worker.stats.termed == 1 and svc.worker.stats.redeliveries == 0
-        assert job["error_code"] == "malformed_image", job
+        assert job.error_code == "malformed_image", job
         assert not object_store.exists(keys.source(job_id, ".mp4"))
         assert await kit.work_for(js, subjects.WORK_SEGMENT, job_id) == []
         events = await kit.events_of(js, job_id)
@@ -141,9 +141,9 @@ async def test_grpc_ingest_url_trim_and_image_background(settings, jetstream, ob
         assert probed.frame_count == kit.CLIP_FRAMES and probed.audio[0].codec == "aac"
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         job = await JobStore(js).get(job_id)
-        assert job["status"] == "processing" and job["frames_total"] == 15
-        assert job["background_key"] == keys.background(job_id, ".png")
-        assert object_store.exists(job["background_key"])
+        assert job.status == "processing" and job.frames_total == 15
+        assert job.background_key == keys.background(job_id, ".png")
+        assert object_store.exists(job.background_key)
         assert len(await kit.work_for(js, subjects.WORK_SEGMENT, job_id)) == 1  # the retry was deduplicated
         await kit.purge_work(js)
 
@@ -178,9 +178,9 @@ async def test_process_ingests_and_drains_on_sigterm(
             await kit.purge_work(js)
             await kit.create_job(js, job_id, kit.spec(source={"asset_id": f"a-{uid}"}))
             await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
-            job = await kit.wait_record(js, job_id, lambda j: "frames_total" in j)
+            job = await kit.wait_record(js, job_id, lambda j: j.frames_total)
             await kit.purge_work(js)
-        assert job["info"]["frame_count"] == kit.CLIP_FRAMES
+        assert job.info.frame_count == kit.CLIP_FRAMES
         assert await asyncio.to_thread(proc.terminate) == 0, proc.log()
         assert "ingest stopped" in proc.log()
         # structured logs: one JSON object per line; every line of the job's stage names the job

@@ -10,14 +10,15 @@ import pytest
 from services.common import bus
 from services.common.jobstore import Conflict, JobStore
 from services.common.procs import start_nats
+from services.common.record import Job
 from videobg import subjects
 from videobg.errors import NotFound
 
 pytestmark = pytest.mark.integration
 
 
-def _job(job_id: str, **kw) -> dict:
-    return {"id": job_id, "owner": "alice", "dialect": "pixelcut", "model": "human", "format": "mp4", **kw}
+def _job(job_id: str, **kw) -> Job:
+    return Job.model_validate({"id": job_id, "owner": "alice", "dialect": "pixelcut", "model": "human", **kw})
 
 
 async def test_create_get_and_conflict(jetstream, uid: str) -> None:
@@ -26,11 +27,11 @@ async def test_create_get_and_conflict(jetstream, uid: str) -> None:
         rev = await jobs.create(_job(uid))
         assert rev > 0
         job = await jobs.get(uid)
-        assert (job["id"], job["status"], job["progress"], job["timings"]) == (uid, "queued", 0, {})
-        assert job["created"] == job["updated"] and job["created"].endswith("Z")
+        assert (job.id, job.status, job.progress, job.stage_seconds) == (uid, "queued", 0, {})
+        assert job.created == job.updated and job.created.endswith("Z")
         with pytest.raises(Conflict):
             await jobs.create(_job(uid, owner="mallory"))
-        assert (await jobs.get(uid))["owner"] == "alice"
+        assert (await jobs.get(uid)).owner == "alice"
         with pytest.raises(NotFound):
             await jobs.get(f"{uid}missing")
 
@@ -40,19 +41,24 @@ async def test_concurrent_updates_lose_nothing(jetstream, uid: str) -> None:
     compare-and-set retry makes every increment count."""
     writers, increments = 6, 10
 
+    def add(n: int, job: Job) -> Job:
+        job.credits += 1
+        job.stage_seconds = {**job.stage_seconds, f"w{n}": job.stage_seconds.get(f"w{n}", 0) + 1}
+        return job
+
     async def writer(n: int) -> None:
         async with jetstream() as (_, js):
             jobs = JobStore(js)
             for _ in range(increments):
-                await jobs.update(uid, lambda j: {**j, "credits": j["credits"] + 1, f"w{n}": True})
+                await jobs.update(uid, lambda j: add(n, j))
 
     async with jetstream() as (_, js):
         jobs = JobStore(js)
         await jobs.create(_job(uid, credits=0))
         await asyncio.gather(*(writer(n) for n in range(writers)))
         job = await jobs.get(uid)
-        assert job["credits"] == writers * increments
-        assert all(job[f"w{n}"] for n in range(writers))
+        assert job.credits == writers * increments
+        assert all(job.stage_seconds[f"w{n}"] == increments for n in range(writers))
 
 
 async def test_transition_happens_exactly_once(jetstream, uid: str) -> None:
@@ -68,10 +74,10 @@ async def test_transition_happens_exactly_once(jetstream, uid: str) -> None:
         assert sorted(results) == [False] * 7 + [True]
         winner = results.index(True)
         job = await jobs.get(uid)
-        assert (job["status"], job["progress"], job["result_key"]) == ("completed", 100, f"r{winner}")
+        assert (job.status, job.progress, job.result_key) == ("completed", 100, f"r{winner}")
         # from a state not allowed: refused, record untouched
         assert not await jobs.transition(uid, {"queued"}, "processing", stage="segment")
-        assert (await jobs.get(uid))["status"] == "completed" and "stage" not in await jobs.get(uid)
+        assert (await jobs.get(uid)).status == "completed" and (await jobs.get(uid)).stage == ""
         with pytest.raises(ValueError):
             await jobs.transition(uid, {"completed"}, "exploded")
 
@@ -84,9 +90,9 @@ async def test_list_filters_by_owner_newest_first(jetstream, uid: str) -> None:
         await jobs.create(_job(f"{uid}-x", owner=f"p{uid}"))
         await jobs.delete(f"{uid}-3")
         listed = await jobs.list(owner=f"o{uid}")
-        assert [j["id"] for j in listed] == [f"{uid}-2", f"{uid}-1", f"{uid}-0"]
-        assert [j["id"] for j in await jobs.list(owner=f"o{uid}", limit=2)] == [f"{uid}-2", f"{uid}-1"]
-        assert {j["id"] for j in await jobs.list()} >= {f"{uid}-0", f"{uid}-x"}
+        assert [j.id for j in listed] == [f"{uid}-2", f"{uid}-1", f"{uid}-0"]
+        assert [j.id for j in await jobs.list(owner=f"o{uid}", limit=2)] == [f"{uid}-2", f"{uid}-1"]
+        assert {j.id for j in await jobs.list()} >= {f"{uid}-0", f"{uid}-x"}
 
 
 async def _until(cond, timeout: float = 10.0) -> None:
@@ -115,7 +121,7 @@ async def test_records_and_queued_work_survive_a_nats_restart(tmp_path: Path, ui
             await _until(lambda: not nc.is_connected)  # the client notices the old server went away
             await _until(lambda: nc.is_connected)  # and reconnects on its own (reconnect_time_wait 1 s)
             job = await jobs.get(uid)
-            assert (job["status"], job["progress"]) == ("processing", 40)
+            assert (job.status, job.progress) == ("processing", 40)
             assert await jobs.transition(uid, {"processing"}, "completed")
             info = await js.stream_info(subjects.WORK_STREAM)
             assert info.state.messages == 1

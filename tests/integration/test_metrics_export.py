@@ -102,7 +102,7 @@ async def test_job_metrics_scraped(conf, jetstream, nats_url, s3_endpoint, objec
             async with Service(enc_conf, encoder.build_server, encoder.build_worker, name="encoder"):
                 job_spec = kit.spec(source={"asset_id": f"a-{uid}"})
                 job = await kit.ingested_job(js, nats_url, s3_endpoint, object_store, job_id, job_spec)
-                assert job["status"] == "processing", job
+                assert job.status == "processing", job
 
                 # the encoder's process reports the segment backlog: nobody is there to take it, and its
                 # age grows from poll to poll (a poll may land as the message is stored and read 0)
@@ -125,9 +125,9 @@ async def test_job_metrics_scraped(conf, jetstream, nats_url, s3_endpoint, objec
                     seg_conf, segmenter.build_server, segmenter.build_worker, name="segmenter"
                 ):
                     job = await kit.wait_record(
-                        js, job_id, lambda j: j["status"] in ("completed", "failed"), timeout=40
+                        js, job_id, lambda j: j.status in ("completed", "failed"), timeout=40
                     )
-                    assert job["status"] == "completed", job
+                    assert job.status == "completed", job
                     s = await until(
                         url,
                         lambda s: all(
@@ -147,9 +147,7 @@ async def test_job_metrics_scraped(conf, jetstream, nats_url, s3_endpoint, objec
         assert inf == s[key("videobg_stage_duration_seconds_count", stage=st)], st
     assert s[key("videobg_queue_oldest_age_seconds", stage="segment")] == 0
     assert s[key("videobg_jobs_total", **done)] - jobs0 == 1
-    assert s[key("videobg_video_seconds_total", model="light")] - video0 == pytest.approx(
-        job["billed_seconds"]
-    )
+    assert s[key("videobg_video_seconds_total", model="light")] - video0 == pytest.approx(job.billed_seconds)
     assert s[key("videobg_inference_seconds_count", model="light")] - infer0 == kit.CLIP_FRAMES
     assert 0 < s[key("videobg_model_load_seconds", model="light", device="cpu")] < 60
     assert s[key("process_resident_memory_bytes")] > 0
@@ -192,8 +190,8 @@ async def test_gateway_metrics(conf, jetstream, nats_url, s3_endpoint, object_st
                 url, lambda s: s.get(key("videobg_queue_pending", stage="ingest"), 0) >= 1, "ingest backlog"
             )
             assert s[key("videobg_jobs_submitted_total", **labels)] - submitted0 == 1
-            await gw.gateway.cancel(job["id"])
-            await gw.gateway.cancel(job["id"])  # a no-op: counted once
+            await gw.gateway.cancel(job.id)
+            await gw.gateway.cancel(job.id)  # a no-op: counted once
             s = await scrape(url)
             assert s[key("videobg_jobs_total", **cancelled)] - cancelled0 == 1
         await kit.purge_work(js)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from services.common.jobstore import JobStore
+from services.common.record import MatteSummary
 from services.common.runtime import Service
 from services.segmenter.server import SegmenterSettings, build_server, build_worker
 from tests.integration import stagekit as kit
@@ -45,7 +46,7 @@ async def test_worker_writes_chunks_and_manifest(
             js, nats_url, s3_endpoint, object_store, job_id, kit.spec(source={"asset_id": f"a-{uid}"})
         )
         async with Service(settings, build_server, build_worker, name="segmenter") as svc:
-            job = await kit.wait_record(js, job_id, lambda j: "matte" in j or j["status"] == "failed")
+            job = await kit.wait_record(js, job_id, lambda j: j.matte or j.status == "failed")
             assert svc.worker.stats.acked == 1
             with grpc.insecure_channel(svc.target) as ch:
                 stub = stages_pb2_grpc.SegmenterStub(ch)
@@ -60,11 +61,11 @@ async def test_worker_writes_chunks_and_manifest(
                 redo = await asyncio.to_thread(
                     stub.Segment, stages_pb2.StageRequest(job_id=job_id), timeout=30
                 )
-        assert job["status"] == "processing", job
+        assert job.status == "processing", job
         manifest = json.loads(object_store.get_bytes(keys.matte_manifest(job_id)))
-        assert manifest["frames"] == job["info"]["frame_count"] == kit.CLIP_FRAMES
+        assert manifest["frames"] == job.info.frame_count == kit.CLIP_FRAMES
         assert (manifest["chunks"], manifest["width"], manifest["height"]) == (4, kit.CLIP_W, kit.CLIP_H)
-        assert job["matte"] == {"chunks": 4, "frames": kit.CLIP_FRAMES, "model": "light"}
+        assert job.matte == MatteSummary(chunks=4, frames=kit.CLIP_FRAMES, model="light")
         assert (again.frames, again.chunks, again.manifest_key) == (30, 4, keys.matte_manifest(job_id))
         assert (redo.frames, redo.chunks) == (30, 4)
         times = []
@@ -85,7 +86,7 @@ async def test_worker_writes_chunks_and_manifest(
         events = [e for e in await kit.events_of(js, job_id) if e["stage"] == "segment"]
         assert [e["frames_done"] for e in events[:5]] == [0, 10, 20, 30, 30]  # then the forced re-run
         assert [e["progress"] for e in events[:5]] == [5, 20, 35, 50, 50]
-        assert (await JobStore(js).get(job_id))["stage_seconds"]["segment"] > 0
+        assert (await JobStore(js).get(job_id)).stage_seconds["segment"] > 0
         await kit.purge_work(js)
 
 
@@ -114,7 +115,7 @@ async def test_cancelled_job_is_not_matted(settings, jetstream, nats_url, s3_end
         assert err.value.code() == grpc.StatusCode.CANCELLED
         assert svc.worker.stats.redeliveries == 0
         assert object_store.list_keys(keys.matte_prefix(job_id)) == []
-        assert (await JobStore(js).get(job_id))["status"] == "cancelled"
+        assert (await JobStore(js).get(job_id)).status == "cancelled"
         await kit.purge_work(js)
 
 
@@ -181,15 +182,15 @@ async def test_stop_hands_back_the_job_in_hand(
         )
         await svc.start()
         try:
-            await kit.wait_record(js, job_id, lambda j: j.get("progress", 0) > 5)  # matting has begun
+            await kit.wait_record(js, job_id, lambda j: j.progress > 5)  # matting has begun
         finally:
             await svc.stop()
         assert svc.worker.stats.naked == 1 and svc.worker.stats.acked == 0
         job = await JobStore(js).get(job_id)
-        assert job["status"] == "processing" and "matte" not in job
+        assert job.status == "processing" and not job.matte
         assert len(await kit.work_for(js, subjects.WORK_SEGMENT, job_id)) == 1  # handed back, not lost
         async with Service(settings, build_server, build_worker, name="segmenter") as replica:
-            job = await kit.wait_record(js, job_id, lambda j: "matte" in j)
+            job = await kit.wait_record(js, job_id, lambda j: j.matte)
             assert replica.worker.stats.redeliveries == 1
-        assert job["matte"]["frames"] == 120
+        assert job.matte.frames == 120
         await kit.purge_work(js)

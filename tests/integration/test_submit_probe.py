@@ -172,9 +172,9 @@ async def test_a_key_with_10_credits_can_process_a_5_s_clip(settings, clips) -> 
             r = await http.post(JOBS, json={"video_url": base + "/five.mp4"}, headers=key)
             assert r.status_code == 200, r.text
             record = await gw.gateway.jobs.get(r.json()["id"])
-            assert record["billing"]["basis"] == "probed"
-            assert record["billing"]["reserved_seconds"] == pytest.approx(5.0, abs=0.15)
-            assert record["submit_probe"]["whole_file"] is True
+            assert record.billing.basis == "probed"
+            assert record.billing.reserved_seconds == pytest.approx(5.0, abs=0.15)
+            assert record.submit_probe.whole_file is True
             assert (await gw.gateway.ledger.account(owner)).reserved_milli == pytest.approx(5000, abs=150)
             # a source the probe cannot measure in the budget reserves the worst case: 60 credits, refused
             r = await http.post(JOBS, json={"video_url": "http://127.0.0.1:9/x.mp4"}, headers=key)
@@ -198,8 +198,8 @@ async def test_head_only_reads_refuse_only_what_the_header_states(nats_url, s3_e
             r = await http.post(PIXELCUT, json={"video_url": base + "/norange/five.mp4"}, headers=key)
             assert r.status_code == 202, r.text
             record = await gw.gateway.jobs.get(r.json()["job_id"])
-            assert record["billing"]["basis"] == "worst_case"  # not measured: the 60 s reservation
-            assert record["submit_probe"]["whole_file"] is False
+            assert record.billing.basis == "worst_case"  # not measured: the 60 s reservation
+            assert record.submit_probe.whole_file is False
 
 
 async def test_uploaded_assets_are_probed_from_s3(settings, clips) -> None:
@@ -214,7 +214,7 @@ async def test_uploaded_assets_are_probed_from_s3(settings, clips) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_image"
         r = await http.post(JOBS, json={"video_url": f"asset://{ids['/five.mp4']}"}, headers=key)
         assert r.status_code == 200, r.text
-        assert (await gw.gateway.jobs.get(r.json()["id"]))["billing"]["basis"] == "probed"
+        assert (await gw.gateway.jobs.get(r.json()["id"])).billing.basis == "probed"
 
 
 async def test_a_source_that_does_not_answer_in_the_budget_is_accepted(nats_url, s3_endpoint, object_store):

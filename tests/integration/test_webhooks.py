@@ -27,6 +27,7 @@ import pytest
 
 from services.common import bus, ssrf
 from services.common.objstore import ObjectStore
+from services.common.record import Job, JobSpec, SourceRef, Status, WebhookDelivery, WebhookState
 from services.gateway import results, webhooks
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
@@ -121,15 +122,14 @@ async def gateway(settings: GatewaySettings) -> AsyncIterator[tuple[RunningGatew
 
 
 async def submit(gw: RunningGateway, webhook_url: str) -> str:
-    spec = {
-        "source": {"url": VIDEO},
-        "output_format": "mp4_h264",
-        "background": {"kind": "white", "rgb": [255, 255, 255], "image": None},
-        "webhook_url": webhook_url,
-        "owner": "anonymous",
-        "dialect": "test",
-    }
-    return (await gw.gateway.submit(spec))["id"]
+    spec = JobSpec(
+        source=SourceRef(url=VIDEO),
+        output_format="mp4_h264",
+        webhook_url=webhook_url,
+        owner="anonymous",
+        dialect="test",
+    )
+    return (await gw.gateway.submit(spec)).id
 
 
 async def wait_for(pred, timeout_s: float = 15.0, what: str = "") -> None:
@@ -205,14 +205,14 @@ async def test_started_and_completed_are_delivered_signed(
         secret, completed.body, stale, "v1=" + webhooks.sign(secret, stale, completed.body)
     )
 
-    hook = job["webhook"]
-    assert (hook["event"], hook["attempts"], hook["last_status"], hook["delivered"]) == (
+    hook = job.webhook
+    assert (hook.event, hook.attempts, hook.last_status, hook.delivered) == (
         "job.completed",
         1,
         200,
         True,
     )
-    assert hook["events"]["job.started"]["delivered"] and hook["events"]["job.started"]["attempts"] == 1
+    assert hook.events["job.started"].delivered and hook.events["job.started"].attempts == 1
 
 
 async def test_failing_receiver_is_retried_with_backoff(
@@ -232,11 +232,11 @@ async def test_failing_receiver_is_retried_with_backoff(
                 js, job_id, {"stage": "segment", "status": "processing", "progress": progress}
             )
 
-        async def state(event: str) -> dict:
-            return ((await store.get(job_id)).get("webhook") or {}).get("events", {}).get(event) or {}
+        async def state(event: str) -> WebhookDelivery:
+            return (await store.get(job_id)).webhook.events.get(event) or WebhookDelivery()
 
         deadline = time.monotonic() + 15
-        while not (await state("job.started")).get("delivered"):
+        while not (await state("job.started")).delivered:
             assert time.monotonic() < deadline, await state("job.started")
             await asyncio.sleep(0.05)
         await store.transition(
@@ -263,11 +263,11 @@ async def test_failing_receiver_is_retried_with_backoff(
     body = json.loads(tries[-1].body)
     assert body["event"] == "job.failed" and body["status"] == "failed" and body["result"] is None
     assert body["error"] == {"code": "malformed_image", "message": "The video could not be decoded"}
-    events = job["webhook"]["events"]
+    events = job.webhook.events
     s, f = events["job.started"], events["job.failed"]
-    assert (s["attempts"], s["last_status"], s["delivered"], s["gave_up"]) == (3, 200, True, False)
-    assert (f["attempts"], f["last_status"], f["delivered"]) == (1, 200, True)
-    assert (job["webhook"]["event"], job["webhook"]["attempts"], job["webhook"]["delivered"]) == (
+    assert (s.attempts, s.last_status, s.delivered, s.gave_up) == (3, 200, True, False)
+    assert (f.attempts, f.last_status, f.delivered) == (1, 200, True)
+    assert (job.webhook.event, job.webhook.attempts, job.webhook.delivered) == (
         "job.failed",
         1,
         True,
@@ -286,12 +286,12 @@ async def test_private_webhook_url_is_refused(
 
     monkeypatch.setattr(socket.socket, "connect", no_connect)
     with pytest.raises(InvalidInput, match="private"):
-        await webhooks.check_webhook_url("http://10.0.0.1/hook", settings.fetch_allow)
+        await ssrf.check_webhook_url("http://10.0.0.1/hook", settings.fetch_allow)
     with pytest.raises(InvalidInput):
-        await webhooks.check_spec({"webhook_url": "http://[fd00::1]:8080/hook"}, settings)
+        await ssrf.check_webhook_url("http://[fd00::1]:8080/hook", settings.fetch_allow)
     monkeypatch.setattr(ssrf, "resolve", lambda host, port: ["192.168.1.20"])
     with pytest.raises(InvalidInput, match="resolves to a private"):
-        await webhooks.check_webhook_url("https://hooks.example.com/x", settings.fetch_allow)
+        await ssrf.check_webhook_url("https://hooks.example.com/x", settings.fetch_allow)
     monkeypatch.undo()
 
     async with running(settings.model_copy(update={"webhooks_enabled": False})) as gw:
@@ -306,27 +306,25 @@ async def test_private_webhook_url_is_refused(
     monkeypatch.setattr(webhooks, "send_pinned_async", no_send)
     async with gateway(settings) as (gw, _):
         job_id = f"hook-{uuid.uuid4().hex[:12]}"
-        spec = {"source": {"url": VIDEO}, "webhook_url": "http://10.0.0.1/hook", "owner": "anonymous"}
-        await gw.gateway.jobs.create(
-            {"id": job_id, "owner": "anonymous", "status": "processing", "spec": spec}
-        )
+        spec = JobSpec(source=SourceRef(url=VIDEO), webhook_url="http://10.0.0.1/hook", owner="anonymous")
+        await gw.gateway.jobs.create(Job(id=job_id, owner="anonymous", status=Status.PROCESSING, spec=spec))
         await bus.publish_event(gw.gateway.js, job_id, {"stage": "ingest", "status": "processing"})
 
-        async def record() -> dict:
-            return (await gw.gateway.jobs.get(job_id)).get("webhook") or {}
+        async def record() -> WebhookState:
+            return (await gw.gateway.jobs.get(job_id)).webhook
 
         deadline = time.monotonic() + 10
-        while not (await record()).get("attempts"):
+        while not (await record()).attempts:
             assert time.monotonic() < deadline, "no attempt recorded"
             await asyncio.sleep(0.05)
-        state = (await record())["events"]["job.started"]
-    assert (state["attempts"], state["delivered"], state["gave_up"], state["last_status"]) == (
+        state = (await record()).events["job.started"]
+    assert (state.attempts, state.delivered, state.gave_up, state.last_status) == (
         1,
         False,
         True,
         None,
     )
-    assert "private" in state["last_error"]
+    assert "private" in state.last_error
 
 
 async def test_result_urls_expire_and_are_minted_again(

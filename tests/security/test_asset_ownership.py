@@ -68,6 +68,7 @@ async def test_cross_tenant_asset_refused_in_ingest(
     if not CLIP.exists():
         pytest.skip(f"{CLIP} not found")
     from services.common.jobstore import JobStore
+    from services.common.record import Job
     from videobg import keys
 
     asset = f"a-{uid}"
@@ -78,16 +79,16 @@ async def test_cross_tenant_asset_refused_in_ingest(
         await stagekit.purge_work(js)
         spec = stagekit.spec(source={"asset_id": asset}, owner="mallory")
         stolen, own = f"steal-{uid}", f"own-{uid}"
-        await JobStore(js).create({"id": stolen, "spec": spec, "owner": "mallory", "key_id": "k-mallory"})
-        await JobStore(js).create({"id": own, "spec": {**spec, "owner": "alice"}, "owner": "alice",
-                                   "key_id": "k-alice"})  # fmt: skip
+        await JobStore(js).create(Job(id=stolen, spec=spec, owner="mallory", key_id="k-mallory"))
+        alices = spec.model_copy(update={"owner": "alice"})
+        await JobStore(js).create(Job(id=own, spec=alices, owner="alice", key_id="k-alice"))
         async with Service(settings, build_server, build_worker, name="ingest"):
             for job_id in (stolen, own):
                 await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
-            done = lambda j: "frames_total" in j or j["status"] == "failed"  # noqa: E731
+            done = lambda j: j.frames_total > 0 or j.status == "failed"  # noqa: E731
             stolen_job = await stagekit.wait_record(js, stolen, done)
             own_job = await stagekit.wait_record(js, own, done)
-        assert stolen_job["status"] == "failed" and stolen_job["error_code"] == "not_found", stolen_job
-        assert not stolen_job.get("source_key")
-        assert own_job["status"] == "processing", own_job
+        assert stolen_job.status == "failed" and stolen_job.error_code == "not_found", stolen_job
+        assert not stolen_job.source_key
+        assert own_job.status == "processing", own_job
         await stagekit.purge_work(js)

@@ -76,9 +76,7 @@ async def test_grpc_without_a_valid_key_is_refused(settings) -> None:
                     await status_of(lambda rpc=rpc, md=md: rpc(get, metadata=md))
                     == grpc.StatusCode.UNAUTHENTICATED
                 )
-        assert (await gw.gateway.jobs.get(job.id))["status"] == "queued", (
-            "an unauthenticated Cancel took effect"
-        )
+        assert (await gw.gateway.jobs.get(job.id)).status == "queued", "an unauthenticated Cancel took effect"
         # the owner's own key works, in either spelling
         got = await s.Get(get, metadata=meta(headers, bearer=True))
         assert got.id == job.id and got.spec.owner == owner
@@ -90,7 +88,7 @@ async def test_grpc_cross_tenant_and_billing(settings) -> None:
         mallory, mallory_headers = await tenant(gw)
         job = await s.Submit(jobs_pb2.SubmitRequest(spec=spec()), metadata=meta(alice_headers))
         record = await gw.gateway.jobs.get(job.id)
-        assert record["owner"] == alice and record.get("key_id")
+        assert record.owner == alice and record.key_id
         # billed like REST: light is 45 credits/min, 60 s reserved for a job of unknown length
         assert (await gw.gateway.ledger.account(alice)).view()["reserved"] == pytest.approx(45.0)
 
@@ -100,7 +98,7 @@ async def test_grpc_cross_tenant_and_billing(settings) -> None:
             assert await status_of(lambda rpc=rpc: rpc(get, metadata=meta(mallory_headers))) == (
                 grpc.StatusCode.NOT_FOUND
             )
-        assert (await gw.gateway.jobs.get(job.id))["status"] == "queued"
+        assert (await gw.gateway.jobs.get(job.id)).status == "queued"
         listed = await s.List(jobs_pb2.ListJobsRequest(owner=alice), metadata=meta(mallory_headers))
         assert job.id not in [j.id for j in listed.jobs], "List named another owner and got their jobs"
         listed = await s.List(jobs_pb2.ListJobsRequest(), metadata=meta(alice_headers))
@@ -110,7 +108,7 @@ async def test_grpc_cross_tenant_and_billing(settings) -> None:
         forged = await s.Submit(
             jobs_pb2.SubmitRequest(spec=spec(owner=alice)), metadata=meta(mallory_headers)
         )
-        assert (await gw.gateway.jobs.get(forged.id))["owner"] == mallory
+        assert (await gw.gateway.jobs.get(forged.id)).owner == mallory
         assert (await gw.gateway.ledger.account(alice)).view()["reserved"] == pytest.approx(45.0)
         assert (await gw.gateway.ledger.account(mallory)).view()["reserved"] == pytest.approx(45.0)
 
@@ -123,7 +121,7 @@ async def test_grpc_cross_tenant_and_billing(settings) -> None:
 async def test_grpc_anonymous_listener_only_by_explicit_setting(settings) -> None:
     async with gateway(settings.model_copy(update={"grpc_allow_anonymous": True})) as (gw, _), stub(gw) as s:
         job = await s.Submit(jobs_pb2.SubmitRequest(spec=spec()))  # no key: a trusted internal caller
-        assert (await gw.gateway.jobs.get(job.id))["owner"] == "anonymous"
+        assert (await gw.gateway.jobs.get(job.id)).owner == "anonymous"
         assert (await s.Get(jobs_pb2.GetJobRequest(job_id=job.id))).id == job.id
         missing = jobs_pb2.GetJobRequest(job_id=str(uuid.uuid4()))
         assert await status_of(lambda: s.Get(missing)) == grpc.StatusCode.NOT_FOUND

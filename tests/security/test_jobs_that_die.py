@@ -8,7 +8,6 @@ the poison job, where a real stage worker (services/common/runtime.py) crashes o
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ import pytest
 from services.common import bus, runtime
 from services.common.jobstore import JobStore, now_iso
 from services.common.objstore import ObjectStore
+from services.common.record import Job
 from services.common.runtime import StageSettings
 from services.gateway.credits import to_milli
 from tests.integration import gatewaykit, stagekit
@@ -41,6 +41,16 @@ def settings(nats_url: str, s3_endpoint: str, object_store: ObjectStore):
     return gatewaykit.settings_for(nats_url, s3_endpoint, object_store)
 
 
+def processed(seconds: float) -> Callable[[Job], Job]:
+    """A JobStore.update function: the segmenter's report of the span matted so far."""
+
+    def change(job: Job) -> Job:
+        job.processed_seconds = seconds
+        return job
+
+    return change
+
+
 async def submit(http, key: dict[str, str]) -> str:
     """A new job each call (identical bodies would be one job: the gateway's implicit idempotency)."""
     url = f"{VIDEO}?n={uuid.uuid4().hex}"
@@ -55,12 +65,12 @@ async def test_cancel_after_processing_started_is_charged_for_what_was_processed
         job_id = await submit(http, key)
         store = gw.gateway.jobs
         assert await store.transition(job_id, ("queued",), "processing", stage="segment", billed_seconds=30.0)
-        await store.update(job_id, lambda j: {**j, "processed_seconds": 8.0})  # as the segmenter reports
+        await store.update(job_id, processed(8.0))  # as the segmenter reports
         r = await http.post(f"/internal/jobs/{job_id}/cancel", headers=key)
         assert r.status_code == 200, r.text
         job = await store.get(job_id)
-        assert job["status"] == "cancelled"
-        assert job["billing"]["state"] == "charged" and job["credits"] == 6.0  # 8 s at 45/min
+        assert job.status == "cancelled"
+        assert job.billing.state == "charged" and job.credits == 6.0  # 8 s at 45/min
         account = await gw.gateway.ledger.account(owner)
         assert account.used_milli == to_milli(6.0) and account.reservations == 0
 
@@ -70,7 +80,7 @@ async def test_deadline_failure_is_charged_ours_is_free(settings) -> None:
         owner, key = await gatewaykit.tenant(gw, credits=100)
         spent, ours = await submit(http, key), await submit(http, key)
         for job_id in (spent, ours):
-            await gw.gateway.jobs.update(job_id, lambda j: {**j, "processed_seconds": 20.0})
+            await gw.gateway.jobs.update(job_id, processed(20.0))
         await gatewaykit.finish(gw, spent, "failed", error_code="deadline_exceeded", error="segment deadline")
         await gatewaykit.finish(gw, ours, "failed", error_code="transient_error", error="S3 away")
 
@@ -78,8 +88,8 @@ async def test_deadline_failure_is_charged_ours_is_free(settings) -> None:
             return (await gw.gateway.ledger.account(owner)).reservations == 0
 
         await wait_for(settled, what="both jobs settled")
-        assert (await gw.gateway.jobs.get(spent))["credits"] == 15.0  # 20 s at 45/min
-        assert (await gw.gateway.jobs.get(ours))["credits"] == 0.0
+        assert (await gw.gateway.jobs.get(spent)).credits == 15.0  # 20 s at 45/min
+        assert (await gw.gateway.jobs.get(ours)).credits == 0.0
         assert (await gw.gateway.ledger.account(owner)).used_milli == to_milli(15.0)
 
 
@@ -92,11 +102,11 @@ async def test_settling_never_takes_more_than_the_reservation(settings) -> None:
         )
         assert r.status_code in (200, 201, 202), r.text
         job_id = r.json()["job"]["id"]
-        reserved = (await gw.gateway.jobs.get(job_id))["billing"]["reserved_milli"]
+        reserved = (await gw.gateway.jobs.get(job_id)).billing.reserved_milli
         assert reserved == to_milli(10 * gw.gateway.billing.rates.rate("") / 60)
         await gatewaykit.finish(gw, job_id, "completed", billed_seconds=600.0)
         job = await gw.gateway.billing.settle(job_id)
-        assert job is not None and job["billing"]["charged_milli"] == reserved
+        assert job is not None and job.billing.charged_milli == reserved
         account = await gw.gateway.ledger.account(owner)
         assert account.balance_milli == to_milli(100) - reserved and account.reservations == 0
 
@@ -109,8 +119,8 @@ async def test_reservation_ceiling_is_the_max_duration_setting(
     async with gatewaykit.gateway(settings) as (gw, http):
         _, key = await gatewaykit.tenant(gw, credits=100)
         job_id = await submit(http, key)
-        billing = (await gw.gateway.jobs.get(job_id))["billing"]
-        assert billing["reserved_seconds"] == 20.0 and billing["reserved_milli"] == to_milli(15.0)
+        billing = (await gw.gateway.jobs.get(job_id)).billing
+        assert billing.reserved_seconds == 20.0 and billing.reserved_milli == to_milli(15.0)
 
 
 async def test_poison_job_fails_and_releases_its_reservation(
@@ -155,12 +165,12 @@ async def test_poison_job_fails_and_releases_its_reservation(
             try:
 
                 async def failed() -> bool:
-                    return (await gw.gateway.jobs.get(job_id))["status"] == "failed"
+                    return (await gw.gateway.jobs.get(job_id)).status == "failed"
 
                 await wait_for(failed, what="the poison job to fail")
                 job = await gw.gateway.jobs.get(job_id)
-                assert job["error_code"] == "stage_crashed", job
-                assert "2 times" in job["error"]
+                assert job.error_code == "stage_crashed", job
+                assert "2 times" in job.error
                 assert attempts.count(job_id) == 2  # the last delivery only gave the job up
 
                 async def released() -> bool:
@@ -184,12 +194,12 @@ async def test_stalled_job_is_swept(settings) -> None:
         for job_id in (stalled, alive):
             assert await store.transition(job_id, ("queued",), "processing", stage="segment")
         # the stalled job's record was last written an hour ago (written as a crashed stage left it)
-        record = {**(await store.get(stalled)), "updated": "2000-01-01T00:00:00.000000Z"}
+        record = (await store.get(stalled)).model_copy(update={"updated": "2000-01-01T00:00:00.000000Z"})
         kv = await gw.gateway.js.key_value(subjects.JOBS_BUCKET)
-        await kv.put(stalled, json.dumps(record).encode())
+        await kv.put(stalled, record.to_json())
         assert await gw.gateway.sweep_stalled() == [stalled]
         job = await store.get(stalled)
-        assert job["status"] == "failed" and job["error_code"] == "stage_crashed"
-        assert (await store.get(alive))["status"] == "processing"
+        assert job.status == "failed" and job.error_code == "stage_crashed"
+        assert (await store.get(alive)).status == "processing"
         assert (await gw.gateway.ledger.account(owner)).reservations == 1  # only the live job holds credits
-        assert now_iso() > record["updated"]
+        assert now_iso() > record.updated

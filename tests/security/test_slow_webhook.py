@@ -11,6 +11,7 @@ import pytest
 
 from services.common import bus
 from services.common.objstore import ObjectStore
+from services.common.record import JobSpec
 from services.gateway import webhooks
 from services.gateway.server import running
 from tests.integration import gatewaykit
@@ -34,25 +35,21 @@ async def test_trickling_receiver_costs_one_bounded_attempt(
     )
     with trickling_server(every_s=0.5, where="header") as receiver:
         async with running(settings) as gw, webhooks.dispatching(gw.gateway):
-            spec = {
-                "source": {"url": gatewaykit.VIDEO},
-                "output_format": "mp4_h264",
-                "background": {"kind": "white", "rgb": [255, 255, 255], "image": None},
-                "webhook_url": receiver.url,
-                "owner": "anonymous",
-                "dialect": "test",
-            }
-            job_id = (await gw.gateway.submit(spec))["id"]
+            spec = JobSpec.model_validate(
+                {"source": {"url": gatewaykit.VIDEO}, "output_format": "mp4_h264", "webhook_url": receiver.url,
+                 "owner": "anonymous", "dialect": "test"}
+            )  # fmt: skip
+            job_id = (await gw.gateway.submit(spec)).id
             store = gw.gateway.jobs
             assert await store.transition(job_id, ("queued",), "processing", stage="ingest", progress=1)
             await bus.publish_event(gw.gateway.js, job_id, {"stage": "ingest", "status": "processing"})
             deadline = time.monotonic() + 40.0
             while True:
-                state = ((await store.get(job_id)).get("webhook") or {}).get("events", {}).get("job.started")
-                if state and state.get("attempts"):
+                state = (await store.get(job_id)).webhook.events.get("job.started")
+                if state and state.attempts:
                     break
                 assert time.monotonic() < deadline, "the trickling receiver's attempt never ended"
                 await asyncio.sleep(0.2)
     assert receiver.connections >= 1
-    assert state["delivered"] is False and state["last_status"] is None
-    assert "did not answer within 2 s" in state["last_error"]
+    assert state.delivered is False and state.last_status is None
+    assert "did not answer within 2 s" in state.last_error

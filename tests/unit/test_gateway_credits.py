@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.record import Job, JobSpec
 from services.gateway.credits import Account, Rates, _final, cost_milli, from_milli, to_milli
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE
 from videobg.errors import InvalidInput
@@ -41,7 +42,7 @@ def test_rates_and_default_model() -> None:
     ],
 )
 def test_reservation_seconds(trim, seconds) -> None:
-    assert RATES.reserve_seconds({"trim": trim}) == seconds
+    assert RATES.reserve_seconds(JobSpec.model_validate({"trim": trim})) == seconds
 
 
 def test_available_is_balance_minus_reservations() -> None:
@@ -56,27 +57,30 @@ def test_available_is_balance_minus_reservations() -> None:
     }
 
 
-def _job(status: str, **kw) -> dict:
+def _job(status: str, **kw) -> Job:
     billing = {"state": "reserved", "account": "acme", "model": "light", "credits_per_minute": 45.0,
                "reserved_seconds": 60.0, "reserved_milli": 45_000, "charged_milli": 0}  # fmt: skip
-    return {"id": "j", "status": status, "billing": billing, "credits": 0.0, **kw}
+    return Job.model_validate({"id": "j", "status": status, "billing": billing, "credits": 0.0, **kw})
 
 
 def test_final_charges_billed_seconds_of_a_completed_job() -> None:
     done = _final(_job("completed", billed_seconds=12.5))
-    assert done["billing"]["state"] == "charged" and done["billing"]["charged_milli"] == 9_375
-    assert done["credits"] == 9.375
+    assert done is not None and done.billing is not None
+    assert done.billing.state == "charged" and done.billing.charged_milli == 9_375
+    assert done.credits == 9.375
     assert _final(done) is None, "settled twice"
 
 
 def test_final_without_billed_seconds_bills_the_reservation() -> None:
-    assert _final(_job("completed"))["billing"]["charged_milli"] == 45_000
+    done = _final(_job("completed"))
+    assert done is not None and done.billing is not None and done.billing.charged_milli == 45_000
 
 
 @pytest.mark.parametrize("status", ["failed", "cancelled"])
 def test_final_releases_failed_and_cancelled(status: str) -> None:
     out = _final(_job(status, billed_seconds=30.0))
-    assert out["billing"]["state"] == "released" and out["credits"] == 0.0
+    assert out is not None and out.billing is not None
+    assert out.billing.state == "released" and out.credits == 0.0
 
 
 @pytest.mark.parametrize("status", ["draft", "queued", "processing"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common import jobspec
+from services.common.protoconv import spec_from_proto, spec_to_proto
+from services.common.record import Job, Status
 from services.gateway import idempotency
 from services.gateway.core import Caller
 from services.gateway.dialects import pixelcut, removebgvideo, studio
@@ -24,9 +25,9 @@ def test_every_spec_validates() -> None:
         studio.to_spec({"videoUrl": URL, "back_ground": "#1E90FF", "start": 0, "end": 30}, ACME),
         removebgvideo.to_spec({"video_url": URL}, ACME),
     ):
-        assert jobspec.validate(spec) is spec and spec["owner"] == "acme"
-        # the spec survives the proto round trip the gRPC API and the stages use
-        assert jobspec.from_proto(jobspec.to_proto(spec))["background"]["kind"] == spec["background"]["kind"]
+        assert spec.validated() is spec and spec.owner == "acme"
+        # the spec survives the proto round trip the gRPC API uses
+        assert spec_from_proto(spec_to_proto(spec)) == spec
 
 
 def test_error_shapes() -> None:
@@ -134,14 +135,13 @@ def test_removebgvideo_text_prompt_is_refused_with_reason() -> None:
     assert spec["text_prompt"] == "everyone"
     # empty or blank prompts are no prompt
     assert (
-        removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": "  "}, ACME)["text_prompt"]
-        == ""
+        removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": "  "}, ACME).text_prompt == ""
     )
 
 
 def test_removebgvideo_job_view_of_a_pixelcut_job() -> None:
     spec = pixelcut.to_spec({"video_url": URL, "background_color": "#ff0000"}, ACME)
-    view = removebgvideo.job_view({"id": "j1", "status": "queued", "spec": spec, "model": "human"}, None)
+    view = removebgvideo.job_view(Job(id="j1", status=Status.QUEUED, spec=spec, model="human"), {})
     assert view["status"] == "processing" and view["output_format"] == "mp4"
     assert view["background"] == {"type": "color", "color": [255, 0, 0]}
     assert view["credits"] == {"reserved": 0.0, "charged": 0.0}

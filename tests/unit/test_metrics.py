@@ -320,17 +320,20 @@ def test_operations_doc_lists_every_metric_and_alert() -> None:
 
 
 def test_job_labels_are_bounded() -> None:
-    job = {"dialect": "pixelcut", "spec": {"model": "light", "output_format": "webm"}, "billed_seconds": 2.5}
-    assert metrics.job_labels(job) == {"dialect": "pixelcut", "model": "light", "format": "webm_vp9"}
-    odd = {"spec": {"model": "../../" * 20, "output_format": "avi", "dialect": "Grpc"}}
-    assert metrics.job_labels(odd) == {"dialect": "grpc", "model": "other", "format": "other"}
-    assert metrics.job_labels({})["model"] == "default"
-    matted = {"spec": {"model": ""}, "matte": {"model": "human"}}
-    assert metrics.job_labels(matted)["model"] == "human"
+    assert metrics.job_labels("pixelcut", "light", "webm") == {
+        "dialect": "pixelcut",
+        "model": "light",
+        "format": "webm_vp9",
+    }
+    assert metrics.job_labels("Grpc", "../../" * 20, "avi") == {
+        "dialect": "grpc",
+        "model": "other",
+        "format": "other",
+    }
+    assert metrics.job_labels(None, "", None)["model"] == "default"
 
 
 def test_count_job() -> None:
-    job = {"dialect": "grpc", "spec": {"model": "light", "output_format": "gif"}, "billed_seconds": 1.5}
     labels = {"dialect": "grpc", "model": "light", "format": "gif"}
 
     def value(name: str, **lab: str) -> float:
@@ -340,13 +343,13 @@ def test_count_job() -> None:
     bad = dict(labels, outcome="failed", error_code="other")
     before = value("videobg_jobs_total", **done), value("videobg_video_seconds_total", model="light")
     before_bad = value("videobg_jobs_total", **bad)
-    metrics.count_job(job, "completed")
-    metrics.count_job(job, "failed", "no_such_code")
+    metrics.count_job(labels, "completed", billed_seconds=1.5)
+    metrics.count_job(labels, "failed", "no_such_code")
     assert value("videobg_jobs_total", **done) == before[0] + 1
     assert value("videobg_video_seconds_total", model="light") == before[1] + 1.5
     assert value("videobg_jobs_total", **bad) == before_bad + 1
     with pytest.raises(ValueError):
-        metrics.count_job(job, "finished")
+        metrics.count_job(labels, "finished")
 
 
 def test_gpu_memory_not_sampled_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from services.common.record import BackgroundSpec, SourceRef
 from services.gateway import uploads
 from videobg.errors import InvalidInput, InvalidRequestBody, MissingParameter, VideoBgError
 
@@ -136,7 +137,7 @@ def optional_str(params: dict[str, Any], name: str, default: str) -> str:
     return value
 
 
-def required_source(params: dict[str, Any], name: str, *, bare_ids: bool = False) -> dict[str, str]:
+def required_source(params: dict[str, Any], name: str, *, bare_ids: bool = False) -> SourceRef:
     """A source video or background image field: an http(s) URL -> {"url"}, or `asset://<id>` / this
     gateway's upload URL from POST /v1/uploads (or, with `bare_ids`, the bare asset id) -> {"asset_id"}
     (services/gateway/uploads.py)."""
@@ -145,7 +146,7 @@ def required_source(params: dict[str, Any], name: str, *, bare_ids: bool = False
     return uploads.source_of(params[name], name, bare_ids=bare_ids)
 
 
-def optional_source(params: dict[str, Any], name: str) -> dict[str, str] | None:
+def optional_source(params: dict[str, Any], name: str) -> SourceRef | None:
     return None if absent(params.get(name)) else uploads.source_of(params[name], name)
 
 
@@ -194,16 +195,17 @@ def hex_rgb(value: Any, name: str, *, hash_required: bool = True) -> list[int]:
     return [int(digits[i : i + 2], 16) for i in (0, 2, 4)]
 
 
-def color_background(rgb: list[int]) -> dict[str, Any]:
-    return {"kind": "color", "rgb": rgb, "image": None}
+def color_background(rgb: list[int]) -> BackgroundSpec:
+    r, g, b = rgb
+    return BackgroundSpec(kind="color", rgb=(r, g, b))
 
 
-def image_background(source: dict[str, str]) -> dict[str, Any]:
-    return {"kind": "image", "rgb": [255, 255, 255], "image": source}
+def image_background(source: SourceRef) -> BackgroundSpec:
+    return BackgroundSpec(kind="image", image=source)
 
 
-WHITE = {"kind": "white", "rgb": [255, 255, 255], "image": None}
-TRANSPARENT = {"kind": "transparent", "rgb": [255, 255, 255], "image": None}
+WHITE = BackgroundSpec(kind="white")
+TRANSPARENT = BackgroundSpec(kind="transparent")
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------------

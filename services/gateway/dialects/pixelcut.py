@@ -24,8 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.common import jobspec
-from services.common.jobstore import Job
+from services.common.record import BackgroundSpec, Job, JobSpec
 from services.gateway import idempotency, results
 from services.gateway.core import Caller
 from services.gateway.deps import CallerDep, GatewayDep
@@ -73,48 +72,38 @@ def job_location(job_id: str) -> str:
     return f"{PREFIX}/job/{job_id}"
 
 
-def parse_background(value: str) -> dict[str, Any]:
+def parse_background(value: str) -> BackgroundSpec:
     if not COLOR.fullmatch(value):
         raise InvalidInput(f"background_color {value!r} must be 'transparent', '#RGB' or '#RRGGBB'")
     if value == "transparent":
-        return dict(TRANSPARENT)
+        return TRANSPARENT
     hexes = value[1:]
     if len(hexes) == 3:
         hexes = "".join(c * 2 for c in hexes)
     return color_background([int(hexes[i : i + 2], 16) for i in (0, 2, 4)])
 
 
-def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
+def to_spec(params: dict[str, Any], caller: Caller) -> JobSpec:
     """Pixelcut request parameters -> the internal job spec (raises the contract's 400 errors)."""
     source = required_source(params, "video_url")
     background = parse_background(optional_str(params, "background_color", DEFAULT_COLOR))
     fmt = optional_str(params, "output_format", DEFAULT_FORMAT)
     if fmt not in FORMATS:
         raise InvalidInput(f"output_format {fmt!r} must be one of {', '.join(FORMATS)}")
-    if background["kind"] == "transparent" and fmt not in TRANSPARENT_FORMATS:
+    if background.transparent and fmt not in TRANSPARENT_FORMATS:
         raise InvalidInput(
             f"background_color 'transparent' requires output_format {', '.join(TRANSPARENT_FORMATS)}; got {fmt}"
         )
-    return {
-        "source": source,
-        "trim": {"start": 0.0, "end": None},
-        "model": "",
-        "background": background,
-        "output_format": fmt,
-        "webhook_url": "",
-        "text_prompt": "",
-        "owner": caller.owner,
-        "dialect": NAME,
-    }
+    return JobSpec(source=source, background=background, output_format=fmt, owner=caller.owner, dialect=NAME)
 
 
 def status_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
     """`result`: results.result_view of the job ({} unless completed). Every field is present; the ones
     without a value (the result before completion, the error unless failed) are null."""
     view: dict[str, Any] = {
-        "job_id": job["id"],
-        "status": STATUS.get(job.get("status", ""), "queued"),
-        "progress": round(float(job.get("progress") or 0), 1),
+        "job_id": job.id,
+        "status": STATUS[job.status],
+        "progress": round(job.progress, 1),
         "result_url": None,
         "result_url_expires_at": None,
         "result_expired": None,
@@ -125,8 +114,8 @@ def status_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
         view["progress"] = 100.0
         view.update(result)
     if view["status"] == "failed":
-        view["error"] = job.get("error") or "The job failed"
-        view["error_code"] = job.get("error_code") or "internal_error"
+        view["error"] = job.error or "The job failed"
+        view["error_code"] = job.error_code or "internal_error"
     return view
 
 
@@ -225,7 +214,7 @@ async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONRes
     done = await gw.create(
         spec, caller=caller, idempotency_key=key, fingerprint=idempotency.fingerprint(NAME, params)
     )
-    job_id = done.job["id"]
+    job_id = done.job.id
     headers = {"Location": job_location(job_id), **idempotency.replay_headers(done.replayed)}
     return JSONResponse({"job_id": job_id}, status_code=202, headers=headers)
 

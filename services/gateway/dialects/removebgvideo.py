@@ -41,8 +41,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.common import jobspec
-from services.common.jobstore import Job
+from services.common.record import BackgroundSpec, Job, JobSpec, SourceRef, Status, TrimSpec
 from services.gateway import idempotency, results, uploads
 from services.gateway.core import Caller, Gateway
 from services.gateway.deps import CallerDep, GatewayDep
@@ -120,7 +119,7 @@ def background_type_given(params: dict[str, Any]) -> bool:
     return not absent(nested) or not absent(params.get("bg_type"))
 
 
-def parse_background(params: dict[str, Any]) -> dict[str, Any]:
+def parse_background(params: dict[str, Any]) -> BackgroundSpec:
     nested = params.get("background")
     if isinstance(nested, str) and nested.strip().startswith("{"):  # a JSON object in a form field
         try:
@@ -140,9 +139,9 @@ def parse_background(params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"bg_type {flat_type!r} and background.type {nested_type!r} disagree")
     kind = (nested_type if not absent(nested_type) else flat_type) or "transparent"
     if kind == "transparent":
-        return dict(TRANSPARENT)
+        return TRANSPARENT
     if kind == "white":
-        return dict(WHITE)
+        return WHITE
     if kind in PRESET_COLORS:
         return color_background(list(PRESET_COLORS[kind]))
     if kind in ("custom", "color"):
@@ -173,25 +172,24 @@ def output_format(params: dict[str, Any], transparent: bool) -> str:
     return ours
 
 
-def background_and_format(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def background_and_format(params: dict[str, Any]) -> tuple[BackgroundSpec, str]:
     """The output format policy. A transparent background needs a format with alpha. When the client
     named no background at all (the contract's default is transparent) and the format has no alpha
     (mp4, or our mov_h265), the subject goes over DEFAULT_OPAQUE_BG instead of refusing the most common
     request there is; the job body says so (`background.defaulted`). An explicit `transparent` with
     such a format is refused, naming the formats that carry alpha (docs/CONTRACTS.md)."""
     background = parse_background(params)
-    if background["kind"] == "transparent" and not background_type_given(params):
+    if background.transparent and not background_type_given(params):
         fmt = optional_str(params, "output_format", DEFAULT_FORMAT) or DEFAULT_FORMAT
         ours = {"webm": "webm_vp9", "mp4": "mp4_h264", "mov": "mov_proresks"}.get(fmt, fmt)
         if ours in OUR_FORMATS and OUR_FORMATS[ours].alpha_pix_fmt is None:
-            background = {
-                **color_background(list(DEFAULT_OPAQUE_BG)),
-                "defaulted": f"{fmt} has no alpha channel: composited over chroma-key green",
-            }
-    return background, output_format(params, background["kind"] == "transparent")
+            background = color_background(list(DEFAULT_OPAQUE_BG)).model_copy(
+                update={"defaulted": f"{fmt} has no alpha channel: composited over chroma-key green"}
+            )
+    return background, output_format(params, background.transparent)
 
 
-def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
+def to_spec(params: dict[str, Any], caller: Caller) -> JobSpec:
     source = required_source(params, "video_url")
     model = optional_str(params, "model", DEFAULT_MODEL) or DEFAULT_MODEL
     if model not in MODELS:
@@ -200,73 +198,67 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
     check_text_prompt(model, text_prompt)
     background, fmt = background_and_format(params)
     trim = parse_trim(params.get("start"), params.get("end"))
-    return {
-        "source": source,
-        "trim": {"start": trim.start, "end": trim.end},
-        "model": model,
-        "background": background,
-        "output_format": fmt,
-        "webhook_url": optional_url(params, "webhook_url") or "",
-        "text_prompt": text_prompt.strip() if isinstance(text_prompt, str) else "",
-        "owner": caller.owner,
-        "dialect": NAME,
-    }
+    return JobSpec(
+        source=source,
+        trim=TrimSpec(start=trim.start, end=trim.end),
+        model=model,
+        background=background,
+        output_format=fmt,
+        webhook_url=optional_url(params, "webhook_url") or "",
+        text_prompt=text_prompt.strip() if isinstance(text_prompt, str) else "",
+        owner=caller.owner,
+        dialect=NAME,
+    )
 
 
 # --- record -> views ---------------------------------------------------------------------------------------
 
 
-def _background_view(bg: dict[str, Any]) -> dict[str, Any]:
-    kind = bg.get("kind", "white")
-    view: dict[str, Any] = {"type": kind}
-    if kind == "color":
-        view["color"] = list(bg.get("rgb") or [])
-    if bg.get("defaulted"):  # the output format policy chose this background, not the client
+def _background_view(bg: BackgroundSpec) -> dict[str, Any]:
+    view: dict[str, Any] = {"type": bg.kind}
+    if bg.kind == "color":
+        view["color"] = list(bg.rgb)
+    if bg.defaulted:  # the output format policy chose this background, not the client
         view["defaulted"] = True
-        view["reason"] = bg["defaulted"]
-    if kind == "image":
-        image = bg.get("image") or {}
-        view["image_url"] = _url_of(image)
+        view["reason"] = bg.defaulted
+    if bg.kind == "image":
+        view["image_url"] = _url_of(bg.image)
     return view
 
 
-def _url_of(source: dict[str, Any]) -> str | None:
+def _url_of(source: SourceRef | None) -> str | None:
     """A spec source back in the request's spelling: the URL, or asset://<id>."""
-    return source.get("url") or (uploads.asset_url(source["asset_id"]) if source.get("asset_id") else None)
+    if source is None:
+        return None
+    return source.url or (uploads.asset_url(source.asset_id) if source.asset_id else None)
 
 
 def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
     """`result`: results.result_view of the job ({} unless completed)."""
-    spec = job.get("spec") or {}
-    status = job.get("status", "queued")
-    billing = job.get("billing") or {}
-    source = spec.get("source") or {}
-    fmt = spec.get("output_format") or ""
-    trim = spec.get("trim") or {}  # start 0 and end null: the whole clip
+    spec = job.spec
+    status = job.status.value
+    billing = job.billing
+    fmt = spec.output_format
     view: dict[str, Any] = {
         "success": True,
-        "id": job["id"],
+        "id": job.id,
         "status": STATUS.get(status, status),
-        "progress": 100.0 if status == "completed" else round(float(job.get("progress") or 0), 1),
-        "stage": job.get("stage") or "",
-        "input": {
-            "video_url": _url_of(source),
-            "start": float(trim.get("start") or 0.0),
-            "end": trim.get("end"),
-        },
-        "model": job.get("model") or spec.get("model") or "",
+        "progress": 100.0 if status == Status.COMPLETED else round(job.progress, 1),
+        "stage": job.stage,
+        "input": {"video_url": _url_of(spec.source), "start": spec.trim.start, "end": spec.trim.end},
+        "model": job.model or spec.model,
         "output_format": SHORT_FORMAT.get(fmt, fmt),
-        "background": _background_view(spec.get("background") or {}),
-        "webhook_url": spec.get("webhook_url") or None,
+        "background": _background_view(spec.background),
+        "webhook_url": spec.webhook_url or None,
         "credits": {
-            "reserved": round(billing.get("reserved_milli", 0) / 1000, 3)
-            if billing.get("state") == "reserved"
+            "reserved": round(billing.reserved_milli / 1000, 3)
+            if billing is not None and billing.state == "reserved"
             else 0.0,
-            "charged": float(job.get("credits") or 0),
+            "charged": job.credits,
         },
-        "billed_seconds": job.get("billed_seconds"),
-        "created_at": job.get("created"),
-        "updated_at": job.get("updated"),
+        "billed_seconds": job.billed_seconds,
+        "created_at": job.created or None,
+        "updated_at": job.updated or None,
         "output_url": None,
         "output_url_expires_at": None,
         "result_expired": None,
@@ -278,20 +270,20 @@ def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
         view["result_expired"] = bool(result.get("result_expired"))
     if status in ("failed", "cancelled"):
         view["error"] = {
-            "code": job.get("error_code") or "internal_error",
-            "message": job.get("error") or "The job failed",
+            "code": job.error_code or "internal_error",
+            "message": job.error or "The job failed",
         }
     return view
 
 
 def created_view(job: Job) -> dict[str, Any]:
-    status = job.get("status", "queued")
+    status = job.status.value
     message = {
-        "draft": f"Draft job created; start it with POST /v1/jobs/{job['id']}/start",
+        "draft": f"Draft job created; start it with POST /v1/jobs/{job.id}/start",
         "queued": "Job created and processing started",
         "processing": "Job created and processing started",
     }.get(status, f"Job is {status}")
-    return {"success": True, "id": job["id"], "status": STATUS.get(status, status), "message": message}
+    return {"success": True, "id": job.id, "status": STATUS.get(status, status), "message": message}
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------------------
@@ -439,7 +431,7 @@ _ERRORS = error_responses(
         429: _err("rate_limit_exceeded", "Too many requests"),
     },
 )
-_SUBMIT = {
+_SUBMIT: dict[str, Any] = {
     "openapi_extra": request_body(_PARAMS, _EXAMPLES),
     "response_model": RemovebgvideoCreated,
     "responses": {k: v for k, v in _ERRORS.items() if k != 404},
@@ -485,7 +477,7 @@ async def process(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONRe
 async def start_job(job_id: str, gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
     job = await gw.start(job_id, caller)
     view = created_view(job)
-    view["message"] = "Job started" if job.get("status") in ("queued", "processing") else view["message"]
+    view["message"] = "Job started" if job.status in (Status.QUEUED, Status.PROCESSING) else view["message"]
     return view
 
 

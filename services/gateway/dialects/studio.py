@@ -30,8 +30,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.common import jobspec
-from services.common.jobstore import Job
+from services.common.record import Job, JobSpec, TrimSpec
 from services.gateway import idempotency, results
 from services.gateway.core import Caller
 from services.gateway.deps import CallerDep, GatewayDep
@@ -73,7 +72,7 @@ def job_location(job_id: str) -> str:
     return STATUS_PATH.format(job_id=job_id)
 
 
-def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
+def to_spec(params: dict[str, Any], caller: Caller) -> JobSpec:
     source = required_source(params, "videoUrl", bare_ids=True)  # seed 000: "URL or asset ID"
     color, image = params.get("back_ground"), params.get("imageUrl")
     if not absent(color) and not absent(image):
@@ -83,24 +82,21 @@ def to_spec(params: dict[str, Any], caller: Caller) -> jobspec.Spec:
     elif not absent(image):
         background = image_background(required_source(params, "imageUrl", bare_ids=True))
     else:
-        background = dict(WHITE)
+        background = WHITE
     trim = parse_trim(params.get("start"), params.get("end"))
-    return {
-        "source": source,
-        "trim": {"start": trim.start, "end": trim.end},
-        "model": "",
-        "background": background,
-        "output_format": OUTPUT_FORMAT,
-        "webhook_url": "",
-        "text_prompt": "",
-        "owner": caller.owner,
-        "dialect": NAME,
-    }
+    return JobSpec(
+        source=source,
+        trim=TrimSpec(start=trim.start, end=trim.end),
+        background=background,
+        output_format=OUTPUT_FORMAT,
+        owner=caller.owner,
+        dialect=NAME,
+    )
 
 
 def _mime(job: Job) -> str | None:
     try:
-        return get_format(job.get("format") or OUTPUT_FORMAT).mime
+        return get_format(job.spec.output_format or OUTPUT_FORMAT).mime
     except VideoBgError:
         return None
 
@@ -109,8 +105,8 @@ def price_view(job: Job, prices: dict[str, float], currency: str) -> dict[str, A
     """The seed's "Billed per second of source video (trimmed segment ...)": `billed_seconds` x the
     deployment's per-second price for the service that ran the job (`price_per_second`, default
     studio-background $0.06/s). None until ingest measured the seconds, or for a service not priced."""
-    per_second = prices.get(job.get("dialect") or "")
-    seconds = job.get("billed_seconds")
+    per_second = prices.get(job.dialect)
+    seconds = job.billed_seconds
     if per_second is None or seconds is None:
         return None
     return {
@@ -125,22 +121,22 @@ def job_view(
     job: Job, result: dict[str, Any], prices: dict[str, float] | None = None, currency: str = "USD"
 ) -> dict[str, Any]:
     """`result`: results.result_view of the job ({} unless completed). Fields without a value are null."""
-    status = job.get("status", "queued")
+    status = job.status.value
     view: dict[str, Any] = {
-        "id": job["id"],
+        "id": job.id,
         "status": STATUS.get(status, status),
-        "service": SERVICES.get(job.get("dialect", ""), job.get("dialect") or NAME),
-        "progress": round(float(job.get("progress") or 0), 1),
-        "created_at": job.get("created"),
-        "updated_at": job.get("updated"),
-        "credits": float(job.get("credits") or 0),
+        "service": SERVICES.get(job.dialect, job.dialect or NAME),
+        "progress": round(job.progress, 1),
+        "created_at": job.created or None,
+        "updated_at": job.updated or None,
+        "credits": job.credits,
         "billed_seconds": None,
         "price": None,
         "result": None,
         "error": None,
     }
-    if job.get("billed_seconds") is not None:
-        view["billed_seconds"] = float(job["billed_seconds"])
+    if job.billed_seconds is not None:
+        view["billed_seconds"] = job.billed_seconds
     view["price"] = price_view(job, prices or {}, currency)
     if status == "completed":
         view["progress"] = 100.0
@@ -152,8 +148,8 @@ def job_view(
         }
     if status in ("failed", "cancelled"):
         view["error"] = {
-            "code": job.get("error_code") or "internal_error",
-            "message": job.get("error") or "The job failed",
+            "code": job.error_code or "internal_error",
+            "message": job.error or "The job failed",
         }
     return {"job": view}
 
@@ -288,13 +284,13 @@ async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONRes
         spec, caller=caller, idempotency_key=key, fingerprint=idempotency.fingerprint(NAME, params)
     )
     job = done.job
-    status = job.get("status", "queued")
+    status = job.status.value
     body = {
         "status": "accepted",
         "message": ACCEPTED_MESSAGE,
-        "job": {"id": job["id"], "status": STATUS.get(status, status), "service": NAME},
+        "job": {"id": job.id, "status": STATUS.get(status, status), "service": NAME},
     }
-    headers = {"Location": job_location(job["id"]), **idempotency.replay_headers(done.replayed)}
+    headers = {"Location": job_location(job.id), **idempotency.replay_headers(done.replayed)}
     return JSONResponse(body, status_code=202, headers=headers)
 
 
