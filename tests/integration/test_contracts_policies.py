@@ -362,9 +362,7 @@ async def test_text_prompt_for_pro(settings) -> None:
         body = {"video_url": VIDEO, "model": "pro", "text_prompt": "the dancer in the center"}
         r = await http.post(JOBS, json=body, headers=key)
         assert r.status_code == 200, r.text
-        assert (await gw.gateway.jobs.get(r.json()["id"]))["spec"][
-            "text_prompt"
-        ] == "the dancer in the center"
+        assert (await gw.gateway.jobs.get(r.json()["id"])).spec.text_prompt == "the dancer in the center"
         r = await http.post(JOBS, json={**body, "text_prompt": "the red car"}, headers=key)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter"
         message = r.json()["error"]["message"]

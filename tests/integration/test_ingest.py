@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import grpc
@@ -17,6 +18,7 @@ import pytest
 
 from services.common.fetch import check_url, fetch_to_file
 from services.common.jobstore import JobStore
+from services.common.record import Job
 from services.common.runtime import Service
 from services.ingest.server import IngestSettings, build_server, build_worker
 from tests.integration import stagekit as kit
@@ -197,9 +199,12 @@ def test_a_source_longer_than_its_probed_reservation_is_refused():
     is not charged past that hold (services/ingest/stage.py)."""
     from services.ingest.stage import _check_probed_reservation
 
-    probed = {"billing": {"basis": "probed", "reserved_seconds": 5.0}}
+    def job(**billing: Any) -> Job:
+        return Job.model_validate({"id": "j", "billing": billing or None})
+
+    probed = job(basis="probed", reserved_seconds=5.0)
     _check_probed_reservation(probed, 5.6)  # within a second: frame rounding
     with pytest.raises(InvalidInput, match="changed since it was submitted"):
         _check_probed_reservation(probed, 30.0)
-    _check_probed_reservation({"billing": {"basis": "worst_case", "reserved_seconds": 60.0}}, 59.0)
-    _check_probed_reservation({}, 59.0)  # unmetered
+    _check_probed_reservation(job(basis="worst_case", reserved_seconds=60.0), 59.0)
+    _check_probed_reservation(job(), 59.0)  # unmetered

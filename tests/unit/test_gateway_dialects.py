@@ -132,7 +132,7 @@ def test_removebgvideo_text_prompt_is_refused_with_reason() -> None:
     with pytest.raises(InvalidInput, match="used with the pro model"):
         removebgvideo.to_spec({"video_url": URL, "text_prompt": "everyone"}, ACME)  # model original
     spec = removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": " everyone "}, ACME)
-    assert spec["text_prompt"] == "everyone"
+    assert spec.text_prompt == "everyone"
     # empty or blank prompts are no prompt
     assert (
         removebgvideo.to_spec({"video_url": URL, "model": "pro", "text_prompt": "  "}, ACME).text_prompt == ""
