@@ -48,7 +48,8 @@ serve: setup ## start the local stack and keep it up (web console and REST on ht
 
 conformance: venv ## run the vendor conformance kit against a server: make conformance BASE=http://host:port KEY=... [POOR_KEY=...] [VIDEO_URL=...] [KIT_ARGS=...]
 	@test -n "$(BASE)" -a -n "$(KEY)" || { echo "usage: make conformance BASE=http://host:port KEY=<api key with credits> [POOR_KEY=<key without credits>] [VIDEO_URL=<a URL of CLIP the server can fetch>] [KIT_ARGS=...]"; exit 2; }
-	$(BIN)/python -m conformance --base $(BASE) --key $(KEY) --sample $(CLIP) --image $(BG_IMAGE) $(if $(POOR_KEY),--poor-key $(POOR_KEY)) $(if $(VIDEO_URL),--video-url $(VIDEO_URL)) $(KIT_ARGS)
+	@echo "python -m conformance --base $(BASE) --sample $(CLIP) --image $(BG_IMAGE) $(KIT_ARGS)  (keys from the environment)"
+	@CONFORMANCE_KEY='$(KEY)' CONFORMANCE_POOR_KEY='$(POOR_KEY)' $(BIN)/python -m conformance --base $(BASE) --sample $(CLIP) --image $(BG_IMAGE) $(if $(VIDEO_URL),--video-url $(VIDEO_URL)) $(KIT_ARGS)
 
 test: setup ## all tests: unit, integration, end-to-end
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import mimetypes
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ FLOWS = {  # run in this order up to their first yield, then jobs are polled, th
     "removebgvideo.jobs": removebgvideo.flow_jobs,
     "pixelcut.errors": pixelcut.flow_errors,
     "pixelcut.limits": pixelcut.flow_limits,
+    "pixelcut.formats": pixelcut.flow_formats,
     "studio.errors": studio.flow_errors,
     "removebgvideo.drafts": removebgvideo.flow_drafts,
     "removebgvideo.errors": removebgvideo.flow_errors,
@@ -38,8 +40,17 @@ FLOWS = {  # run in this order up to their first yield, then jobs are polled, th
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="the server's base URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--key", required=True, help="an API key with credits for a few short jobs")
-    p.add_argument("--poor-key", default="", help="a key whose account cannot pay for a job (403 cases)")
+    p.add_argument(
+        "--key",
+        default=os.environ.get("CONFORMANCE_KEY", ""),
+        help="an API key with credits for a few short jobs (default $CONFORMANCE_KEY: keeps it off the "
+        "command line)",
+    )
+    p.add_argument(
+        "--poor-key",
+        default=os.environ.get("CONFORMANCE_POOR_KEY", ""),
+        help="a key whose account cannot pay for a job, for the 403 cases (default $CONFORMANCE_POOR_KEY)",
+    )
     p.add_argument("--sample", type=Path, help="a short clip with a person (also the expected size/length)")
     p.add_argument("--image", type=Path, help="a background image (uploaded for the image-background job)")
     p.add_argument("--video-url", default="", help="give the server this URL of the sample instead")
@@ -59,7 +70,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--model", default="original", help="removebgvideo `model` of the jobs that run (default: the seeds')"
     )
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between status polls")
+    p.add_argument("--poll", type=float, default=1.0, help="least seconds between two polls of one job")
     p.add_argument(
         "--known-gap",
         action="append",
@@ -111,6 +122,9 @@ def run(opts: Options) -> Kit:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if not args.key:
+        print("--key (or $CONFORMANCE_KEY): an API key with credits is needed")
+        return 2
     if args.sample is None or not args.sample.is_file():
         print("--sample: a local copy of the clip is needed (its size and length are the expectations)")
         return 2

@@ -12,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+TINY = (160, 112)  # the format cases' clips: small, and a multiple of 16 each way
+
 
 @dataclass(frozen=True)
 class Info:
@@ -23,12 +25,25 @@ class Info:
     frame_s: float  # one frame's length
     video_codec: str
     audio_codec: str | None
+    kind: str  # mp4 | mov | webm | mkv | gif | the demuxer's name: what a file extension would say
 
     def describe(self) -> str:
         audio = f"+{self.audio_codec}" if self.audio_codec else ", no audio"
         return (
-            f"{self.video_codec}{audio} {self.width}x{self.height} {self.frames} fr {self.duration_s:.2f} s"
+            f"{self.kind} {self.video_codec}{audio} {self.width}x{self.height} {self.frames} fr "
+            f"{self.duration_s:.2f} s"
         )
+
+
+def _kind(path: str | Path, demuxer: str, metadata: dict[str, str]) -> str:
+    """One demuxer reads MP4 and QuickTime (told apart by the ftyp brand), one Matroska and WebM (by the
+    EBML DocType near the start of the file)."""
+    if demuxer.startswith("mov,mp4"):
+        return "mov" if metadata.get("major_brand", "").strip() == "qt" else "mp4"
+    if demuxer.startswith("matroska"):
+        with open(path, "rb") as f:
+            return "webm" if b"webm" in f.read(64) else "mkv"
+    return demuxer
 
 
 def inspect(path: str | Path) -> Info:
@@ -45,6 +60,7 @@ def inspect(path: str | Path) -> Info:
         step = float(np.median(np.diff(sorted(times)))) if len(times) > 1 else 1.0 / float(rate)
         audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
         return Info(
+            kind=_kind(path, c.format.name, dict(c.metadata)),
             container=c.format.name,
             width=width,
             height=height,
@@ -120,6 +136,40 @@ def write_clip(
         for packet in vs.encode():
             out.mux(packet)
     return path
+
+
+def tiny_clip(
+    src: Path,
+    dest: Path,
+    *,
+    codec: str,
+    fmt: str | None = None,
+    pix_fmt: str = "yuv420p",
+    size: tuple[int, int] = TINY,
+    frames: int = 6,
+    fps: int = 10,
+) -> Path:
+    """The first `frames` frames of `src` at `size`, in another container/codec: the same person, a job
+    that costs little. Sizes are multiples of 16, which every encoder here takes."""
+    pictures = []
+    with av.open(str(src)) as c:
+        for f in c.decode(c.streams.video[0]):
+            pictures.append(f.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
+            if len(pictures) >= frames:
+                break
+    with av.open(str(dest), "w", format=fmt) as out:
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height = size
+        vs.pix_fmt = pix_fmt
+        if codec == "libx265":
+            vs.options = {"x265-params": "log-level=error"}
+        for picture in pictures:
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format=pix_fmt)
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    return dest
 
 
 def free_box_header(total_size: int, clip_size: int) -> bytes:

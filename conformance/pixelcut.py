@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mimetypes
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -58,7 +60,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
     ) as c:
         path, info = kit.result_file(defaults, c)
         got = kit.same_picture(info, c)
-        c.expect(info.container.startswith("mov,mp4") and info.video_codec == "h264", f"{got}; not MP4/H.264")
+        c.expect(info.kind == "mp4" and info.video_codec == "h264", f"{got}; not MP4/H.264")
         frame = media.frames(path)[-1]
         edge = media.share_near(media.border(frame), (0, 0, 0))
         c.expect(edge > 0.5, f"{got}; border {edge:.0%} black")
@@ -70,7 +72,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
     ) as c:
         path, info = kit.result_file(transparent, c)
         got = kit.same_picture(info, c)
-        c.expect(info.video_codec in ("vp9", "libvpx-vp9"), f"{got}; not VP9")
+        c.expect(info.kind == "webm" and info.video_codec in ("vp9", "libvpx-vp9"), f"{got}; not VP9 WebM")
         alpha = np.stack([f[..., 3] for f in media.frames(path, rgba=True, limit=10)])  # [T, H, W]
         opaque, clear = float((alpha > 240).mean()), float((alpha < 16).mean())
         c.expect(opaque > 0.05 and clear > 0.05, f"{got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
@@ -183,3 +185,81 @@ def flow_limits(kit: Kit) -> Iterator[None]:
         for result in kit.results:
             if result.name == name:
                 result.got = f"202, then the job ended {job.describe()} (wanted a 400 at submit)"
+
+
+# (case, seed line, container, codec, pix_fmt, file name) of the inputs the contract lists
+INPUTS = [
+    ("mp4_h264", seeds.PC_FORMATS, "mp4", "libx264", "yuv420p", "in.mp4"),
+    ("mov_hevc", seeds.PC_CODECS, "mov", "libx265", "yuv420p", "in.mov"),
+    ("webm_vp8", seeds.PC_CODECS, "webm", "libvpx", "yuv420p", "in.webm"),
+    ("mkv_vp9", seeds.PC_CODECS, "matroska", "libvpx-vp9", "yuv420p", "in_vp9.mkv"),
+    ("mkv_av1", seeds.PC_CODECS, "matroska", "libsvtav1", "yuv420p", "in_av1.mkv"),
+    ("mov_prores", seeds.PC_CODECS, "mov", "prores_ks", "yuv422p10le", "in_prores.mov"),
+    ("gif", seeds.PC_FORMATS, "gif", "gif", "rgb8", "in.gif"),
+]
+# output_format -> (seed line, container, codecs, transparent?)
+OUTPUTS = {
+    "mp4_h264": (seeds.PC_MP4, "mp4", ("h264",), False),
+    "mp4_h265": (seeds.PC_MP4_H265, "mp4", ("hevc",), False),
+    "webm_vp9": (seeds.PC_WEBM_ALPHA, "webm", ("vp9", "libvpx-vp9"), True),
+    "mov_h265": (seeds.PC_MOV_H265, "mov", ("hevc",), False),
+    "mov_proresks": (seeds.PC_PRORES, "mov", ("prores",), True),
+    "mkv_h264": (seeds.PC_MKV_H264, "mkv", ("h264",), False),
+    "mkv_h265": (seeds.PC_MKV_H265, "mkv", ("hevc",), False),
+    "mkv_vp9": (seeds.PC_MKV_VP9, "mkv", ("vp9", "libvpx-vp9"), False),
+    "gif": (seeds.PC_GIF, "gif", ("gif",), True),
+}
+
+
+def flow_formats(kit: Kit) -> Iterator[None]:
+    """Every input container/codec and every output format of the contract, on 6-frame 160x112 cuts of
+    the sample (the same person, so alpha still has something to show)."""
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration otherwise
+    work = kit.opts.work
+    inputs: list[tuple[str, Job | None]] = []
+    outputs: list[tuple[str, Job | None]] = []
+    for name, quote, fmt, codec, pix_fmt, filename in INPUTS:
+        with kit.case(f"pixelcut.input.{name}", quote, "202, and the job completes at the clip's size") as c:
+            clip = media.tiny_clip(kit.opts.sample, work / filename, codec=codec, fmt=fmt, pix_fmt=pix_fmt)
+            url = kit.host(
+                filename, Entry(mimetypes.guess_type(filename)[0] or "video/x-matroska", path=clip)
+            )
+            if url is None:
+                c.skip("the server cannot reach the kit's files (no loopback host, no uploads)")
+            body = {"video_url": url, "background_color": "#1E90FF"}
+            inputs.append((name, accepted(kit, c, kit.submit(DIALECT, PATH, json=body), f"in-{name}")))
+    tiny = media.tiny_clip(kit.opts.sample, work / "out_src.mp4", codec="libx264")
+    tiny_url = kit.host("out_src.mp4", Entry("video/mp4", path=tiny))
+    for fmt, (quote, _, _, alpha) in OUTPUTS.items():
+        with kit.case(f"pixelcut.output.{fmt}", quote, "202, and the job completes") as c:
+            if tiny_url is None:
+                c.skip("the server cannot reach the kit's files (no loopback host, no uploads)")
+            body = {
+                "video_url": tiny_url,
+                "output_format": fmt,
+                "background_color": "transparent" if alpha else "#1E90FF",
+            }
+            outputs.append((fmt, accepted(kit, c, kit.submit(DIALECT, PATH, json=body), f"out-{fmt}")))
+    yield
+    for name, job in inputs:
+        for result in kit.results:
+            if result.name == f"pixelcut.input.{name}" and result.outcome == "PASS":
+                with kit.case(
+                    f"pixelcut.input.{name}.result", result.quotes, "completed at the clip's size"
+                ) as c:
+                    _, info = kit.result_file(job, c)
+                    c.got(info.describe())
+                    c.expect((info.width, info.height) == media.TINY and abs(info.frames - 6) <= 1)
+    for fmt, job in outputs:
+        quote, kind, codecs, alpha = OUTPUTS[fmt]
+        want = f"{kind} / {codecs[0]}" + (", with alpha: subject opaque, background clear" if alpha else "")
+        with kit.case(f"pixelcut.output.{fmt}.result", quote, want) as c:
+            path, info = kit.result_file(job, c)
+            c.got(info.describe())
+            c.expect(info.kind == kind and info.video_codec in codecs)
+            c.expect((info.width, info.height) == media.TINY, f"{info.describe()}: not {media.TINY}")
+            if alpha:
+                a = np.stack([f[..., 3] for f in media.frames(path, rgba=True, limit=6)])  # [T, H, W]
+                opaque, clear = float((a > 240).mean()), float((a < 16).mean())
+                c.got(f"{c.result.got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
+                c.expect(opaque > 0.05 and clear > 0.05)

@@ -12,13 +12,14 @@ import hmac
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from conformance import media, seeds
 from conformance.client import NO_KEY, Reply
-from conformance.host import Delivery
+from conformance.host import Delivery, Entry
 from conformance.kit import Case, Job, Kit, want_error
 
 DIALECT = "removebgvideo"
@@ -107,7 +108,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
     ) as c:
         path, info = kit.result_file(core, c)
         got = kit.same_picture(info, c)
-        c.expect(info.video_codec in ("vp9", "libvpx-vp9", "vp8"), f"{got}; not VP8/VP9")
+        c.expect(info.kind == "webm" and info.video_codec in ("vp9", "libvpx-vp9", "vp8"), f"{got}; not WebM")
         alpha = np.stack([f[..., 3] for f in media.frames(path, rgba=True, limit=10)])  # [T, H, W]
         opaque, clear = float((alpha > 240).mean()), float((alpha < 16).mean())
         c.got(f"{got}; alpha {opaque:.0%} opaque, {clear:.0%} clear")
@@ -132,7 +133,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         _, info = kit.result_file(mp4, c)
         assert mp4 is not None
         background = mp4.body.get("background") if isinstance(mp4.body, dict) else None
-        c.expect(info.video_codec == "h264", info.describe())
+        c.expect(info.kind == "mp4" and info.video_codec == "h264", info.describe())
         kind = background.get("type") if isinstance(background, dict) else background
         c.expect(bool(kind) and kind != "transparent", f"{info.describe()}; background {background!r}")
         c.got(f"{info.describe()}; background {background}")
@@ -215,6 +216,19 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
     ) as c:
         body = {"video_url": src, "bg_type": "green", "output_format": "mp4", "auto_start": False}
         created(kit, c, kit.submit(DIALECT, "/api/process", json=body), "rbv-legacy", "draft", track=False)
+    for name, quote, field, values in ENUMS:
+        with kit.case(name, quote, f"a draft for each {field}: {', '.join(values)} → 2xx, draft") as c:
+            refused = []
+            for value in values:
+                body = enum_body(kit, field, value)
+                if body is None:
+                    c.skip(f"{field} {value} needs a background image URL (see uploads.image)")
+                r = kit.submit(DIALECT, "/v1/jobs", json={**body, "auto_start": False})
+                ok = 200 <= r.status < 300 and isinstance(r.body, dict) and r.body.get("status") == "draft"
+                if not ok:
+                    refused.append(f"{value}: {r.short()}")
+            c.got("; ".join(refused) if refused else f"{len(values)} drafts")
+            c.expect(not refused)
     with kit.case(
         "removebgvideo.idempotency.key",
         seeds.IDEMPOTENCY,
@@ -254,6 +268,30 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
     yield
 
 
+# The enumerations of seeds 001 and 004, each value sent once as a draft (drafts cost nothing to run).
+ENUMS = [
+    ("removebgvideo.enum.model", seeds.RBV_MODEL, "model", ("original", "light", "pro", "human")),
+    ("removebgvideo.enum.bg_type", (seeds.RBV_BG_DEFAULT, seeds.RBV_BG_TYPE), "bg_type",
+     ("transparent", "green", "white", "black", "blue", "custom", "color", "image")),
+    ("removebgvideo.enum.output_format", (seeds.RBV_FORMAT_DEFAULT, seeds.RBV_FORMAT), "output_format",
+     ("webm", "mov", "mp4", "gif", "webp", "png_sequence")),
+]  # fmt: skip
+
+
+def enum_body(kit: Kit, field: str, value: str) -> dict[str, Any] | None:
+    """A valid body that sets `field` to `value` (None when it needs an image URL there is none of)."""
+    body: dict[str, Any] = {"video_url": kit.source_url, field: value}
+    if field == "bg_type" and value in ("custom", "color"):
+        body["bg_color"] = [0, 177, 64]
+    if field == "bg_type" and value == "image":
+        if not kit.image_url:
+            return None
+        body["bg_image_url"] = kit.image_url
+    if field == "output_format":
+        body["bg_type"] = "green"  # a background every format can carry: the format alone is checked
+    return body
+
+
 def flow_errors(kit: Kit) -> Iterator[None]:
     src = kit.source_url
     cases: list[tuple[str, Any, dict[str, Any]]] = [
@@ -281,8 +319,6 @@ def flow_errors(kit: Kit) -> Iterator[None]:
     # A job that fails after it was accepted, for the job.failed callback: a file that is not a video. A
     # server that probes the URL at submit refuses it there instead (then there is no job to fail).
     if kit.hooks is not None:
-        from conformance.host import Entry
-
         url = kit.host("broken.webm", Entry("video/webm", data=media.MALFORMED))
         body = {"video_url": url, "output_format": "webm", "webhook_url": kit.hooks.url}
         r = kit.submit(DIALECT, "/v1/jobs", json=body)
@@ -330,8 +366,6 @@ def flow_rate(kit: Kit) -> Iterator[None]:
 
 def burst(kit: Kit, dialect: str, path: str, wave: int = 40, most: int = 400) -> tuple[Reply, int] | None:
     """Send waves of concurrent GETs until one answers 429: (that reply, requests sent), or None."""
-    from concurrent.futures import ThreadPoolExecutor
-
     sent = 0
     with ThreadPoolExecutor(max_workers=16) as pool:
         while sent < most:

@@ -72,9 +72,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
     ) as c:
         _, info = kit.result_file(hexed, c)
         c.got(info.describe())
-        c.expect(
-            info.container.startswith("mov,mp4") and info.video_codec == "h264" and info.audio_codec == "aac"
-        )
+        c.expect(info.kind == "mp4" and info.video_codec == "h264" and info.audio_codec == "aac")
     with kit.case(
         "studio.result.size_trim",
         (seeds.STUDIO_SIZE, seeds.STUDIO_TRIM),
@@ -101,6 +99,20 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
             c.skip("the job body reports no billed_seconds")
         c.got(f"billed_seconds {billed}")
         c.expect(abs(float(billed) - (end - start)) <= 0.1)
+    with kit.case(
+        "studio.billing.price",
+        seeds.STUDIO_PRICE,
+        f"the job's price: $0.06 x {end - start:.1f} s = ${0.06 * (end - start):.3f}",
+    ) as c:
+        c.expect(hexed is not None and hexed.status == "completed", "no completed job")
+        assert hexed is not None
+        view = hexed.body.get("job", hexed.body) if isinstance(hexed.body, dict) else {}
+        price = view.get("price")
+        if price is None:
+            c.skip("the job body reports no price")
+        amount = price.get("amount") if isinstance(price, dict) else price
+        c.got(f"price {price}")
+        c.expect(isinstance(amount, int | float) and abs(amount - 0.06 * (end - start)) <= 0.01)
     with kit.case(
         "studio.result.remove", seeds.STUDIO_WHITE, "subject over white; 1.0 s (hh:mm:ss trim)"
     ) as c:
