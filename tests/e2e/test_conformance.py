@@ -70,7 +70,7 @@ def admin(stack: Stack, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.timeout(1500)  # the kit's jobs (24, most of them 6 frames) on a loaded 2-core machine
+@pytest.mark.timeout(1500)  # the kit's jobs (17, 9 of them 6 frames) on a loaded 2-core machine
 def test_kit_passes_against_local_stack_with_keys(auth_stack: Stack, media: Path, tmp_path: Path) -> None:
     key = admin(auth_stack, "create-key", "--owner", "conformance", "--credits", "600")["key"]
     poor = admin(auth_stack, "create-key", "--owner", "conformance-poor", "--credits", "0.5")["key"]
@@ -93,4 +93,4 @@ def test_kit_passes_against_local_stack_with_keys(auth_stack: Stack, media: Path
     assert set(skipped) <= set(ALLOWED_SKIPS), skipped
     assert done.returncode == 0, done.stdout[-5000:]
     # every flow ran: the kit's table is the whole seed surface, not a subset that happened to pass
-    assert len(rows) >= 100, len(rows)
+    assert len(rows) >= 90, len(rows)
