@@ -41,10 +41,10 @@ models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetc
 setup: venv models ## everything `run` and `test` need
 
 run: setup ## the main job: a sample clip through the local stack (nats-server, SeaweedFS, 5 services), REST in, video out
-	$(BIN)/python -m services.stack --demo --port $(PORT) --sample $(SAMPLE) --out $(OUT) $(if $(CLUSTER),--cluster)
+	$(BIN)/python -m devstack.stack --demo --port $(PORT) --sample $(SAMPLE) --out $(OUT) $(if $(CLUSTER),--cluster)
 
 serve: setup ## start the local stack and keep it up (web console and REST on http://127.0.0.1:8080/) until Ctrl-C; AUTH=1 requires API keys, METRICS=1 adds Prometheus, CLUSTER=1 3 NATS nodes + 2 volume servers
-	$(BIN)/python -m services.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics) $(if $(CLUSTER),--cluster) $(if $(AUTH),--auth)
+	$(BIN)/python -m devstack.stack --port $(PORT) --serve-dir $(SHARED)/media/people $(if $(METRICS),--metrics) $(if $(CLUSTER),--cluster) $(if $(AUTH),--auth)
 
 conformance: venv ## run the vendor conformance kit against a server: make conformance BASE=http://host:port KEY=... [POOR_KEY=...] [VIDEO_URL=...] [KIT_ARGS=...]
 	@test -n "$(BASE)" -a -n "$(KEY)" || { echo "usage: make conformance BASE=http://host:port KEY=<api key with credits> [POOR_KEY=<key without credits>] [VIDEO_URL=<a URL of CLIP the server can fetch>] [KIT_ARGS=...]"; exit 2; }
@@ -64,13 +64,13 @@ test-e2e: setup ## end-to-end tier only
 	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
 
 lint: venv ## ruff check + format check, mypy on the core package and the services
-	$(BIN)/ruff check videobg services tests bench scripts deploy conformance
-	$(BIN)/ruff format --check videobg services tests bench scripts deploy conformance
-	$(BIN)/mypy videobg services --ignore-missing-imports
+	$(BIN)/ruff check videobg services devstack tests bench scripts deploy conformance
+	$(BIN)/ruff format --check videobg services devstack tests bench scripts deploy conformance
+	$(BIN)/mypy videobg services devstack --ignore-missing-imports
 
 fmt: venv ## apply ruff format and fixes
-	$(BIN)/ruff format videobg services tests bench scripts deploy conformance
-	$(BIN)/ruff check --fix videobg services tests bench scripts deploy conformance
+	$(BIN)/ruff format videobg services devstack tests bench scripts deploy conformance
+	$(BIN)/ruff check --fix videobg services devstack tests bench scripts deploy conformance
 
 bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)

@@ -26,7 +26,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.stack import FileServer, Stack, StackConfig, download, submit, wait_job  # noqa: E402
+from devstack.stack import FileServer, Stack, StackConfig, download, submit, wait_job  # noqa: E402
 from videobg.composite import parse_background  # noqa: E402
 from videobg.media.formats import get_format  # noqa: E402
 from videobg.settings import CoreSettings  # noqa: E402

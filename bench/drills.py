@@ -1,4 +1,4 @@
-"""Failure drills against the real local stack (services/stack.py: nats-server, SeaweedFS, five services as
+"""Failure drills against the real local stack (devstack/stack.py: nats-server, SeaweedFS, five services as
 child processes on 127.0.0.1). Each drill starts its own stack, breaks something on purpose, and checks
 what the reliability story in docs/ARCHITECTURE.md promises; it prints its figures and one PASS/FAIL line.
 
@@ -46,10 +46,10 @@ from nats.js.api import DeliverPolicy
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.common import procs  # noqa: E402
+from devstack import procs  # noqa: E402
+from devstack.procs import ServerStartError  # noqa: E402
+from devstack.stack import STAGES, FileServer, Stack, StackConfig, download  # noqa: E402
 from services.common.jobstore import JobStore  # noqa: E402
-from services.common.procs import ServerStartError  # noqa: E402
-from services.stack import STAGES, FileServer, Stack, StackConfig, download  # noqa: E402
 from tests.mediacheck import summarize  # noqa: E402
 from videobg import subjects  # noqa: E402
 from videobg.errors import ERROR_TABLE  # noqa: E402

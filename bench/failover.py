@@ -34,11 +34,11 @@ from typing import Any, TypeVar
 import httpx
 from nats.js.api import DeliverPolicy
 
+from devstack.stack import FileServer, Stack, download
 from services.common import bus, procs
 from services.gateway.admin import create_key
 from services.gateway.credits import Ledger
 from services.gateway.keys import KeyStore
-from services.stack import FileServer, Stack, download
 from tests.mediacheck import summarize
 from videobg import subjects
 from videobg.media.probe import probe

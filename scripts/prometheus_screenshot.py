@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services import prometheus_local as prom  # noqa: E402
-from services.stack import FileServer, Stack, StackConfig, submit, wait_job  # noqa: E402
+from devstack import prometheus_local as prom  # noqa: E402
+from devstack.stack import FileServer, Stack, StackConfig, submit, wait_job  # noqa: E402
 
 FRAMES_PER_S = "sum by (stage) (rate(videobg_frames_total[10s]))"
 BACKLOG = "max by (stage) (videobg_queue_pending)"

@@ -1,5 +1,5 @@
 """NATS users and what each may publish and subscribe: one table for the local stack's nats-server
-(services/stack.py, the integration tests) and Kubernetes (deploy/k8s/base/nats.yaml, whose config a
+(devstack/stack.py, the integration tests) and Kubernetes (deploy/k8s/base/nats.yaml, whose config a
 unit test compares with `server_config`).
 
 Every service connects as its own user (`nats://<role>:<password>@host:port`); no connection without

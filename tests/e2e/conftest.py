@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the whole local stack as child processes (services/stack.py, the same launcher as
+"""End-to-end fixtures: the whole local stack as child processes (devstack/stack.py, the same launcher as
 `make run`) and a loopback file server for the shared clips. One stack per test session; tests that kill a
 service start its replacement themselves.
 
@@ -18,8 +18,8 @@ import pytest
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from services.common.procs import ServerStartError
-from services.stack import FileServer, Stack, StackConfig
+from devstack.procs import ServerStartError
+from devstack.stack import FileServer, Stack, StackConfig
 from tests.conftest import model_dir
 from videobg import subjects
 

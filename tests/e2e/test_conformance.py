@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.procs import ServerStartError
-from services.stack import REPO, Stack, StackConfig
+from devstack.procs import ServerStartError
+from devstack.stack import REPO, Stack, StackConfig
 from tests.conftest import model_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

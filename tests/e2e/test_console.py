@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.stack import FileServer, Stack
+from devstack.stack import FileServer, Stack
 from tests.mediacheck import summarize
 from videobg.errors import ERROR_TABLE
 

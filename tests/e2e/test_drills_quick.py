@@ -16,8 +16,8 @@ import httpx
 import nats
 import pytest
 
+from devstack.stack import Stack, StackConfig
 from services.gateway.settings import GatewaySettings
-from services.stack import Stack, StackConfig
 from videobg import subjects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench import failover
-from services.common.procs import ServerStartError
-from services.stack import FileServer, Stack, StackConfig
+from devstack.procs import ServerStartError
+from devstack.stack import FileServer, Stack, StackConfig
 from tests.conftest import model_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

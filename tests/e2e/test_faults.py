@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.stack import FileServer, Stack, download, submit, wait_job
 from services.common.jobstore import TERMINAL
-from services.stack import FileServer, Stack, download, submit, wait_job
 from tests.e2e.conftest import job_events, last_event
 from tests.mediacheck import summarize
 from videobg import keys

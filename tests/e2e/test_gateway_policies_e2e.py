@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from services.stack import FileServer, Stack, download
+from devstack.stack import FileServer, Stack, download
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

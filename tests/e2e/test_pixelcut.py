@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from services.stack import FileServer, Stack, download, submit, wait_job
+from devstack.stack import FileServer, Stack, download, submit, wait_job
 from tests.mediacheck import rgba_frames, summarize
 from videobg.media.probe import probe
 

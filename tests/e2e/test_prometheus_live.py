@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services import prometheus_local as prom
-from services.common.procs import ServerStartError
-from services.stack import FileServer, Stack, StackConfig, download, submit, wait_job
+from devstack import prometheus_local as prom
+from devstack.procs import ServerStartError
+from devstack.stack import FileServer, Stack, StackConfig, download, submit, wait_job
 from tests.conftest import model_dir
 from tests.mediacheck import summarize
 from videobg import metrics

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.common.procs import ServerStartError
-from services.stack import Stack, StackConfig
+from devstack.procs import ServerStartError
+from devstack.stack import Stack, StackConfig
 
 pytestmark = [pytest.mark.e2e]
 

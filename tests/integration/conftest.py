@@ -19,10 +19,10 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from devstack.procs import ServerProc, start_nats, start_seaweedfs
 from services.common import bus
 from services.common.natsauth import NatsAuth
 from services.common.objstore import ObjectStore
-from services.common.procs import ServerProc, start_nats, start_seaweedfs
 
 # NATS users as in production (services/common/natsauth.py): `nats_url` is the admin user's; the
 # services the tests build connect as their own role (`nats_role_url`), so the permissions are exercised.

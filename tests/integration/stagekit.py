@@ -22,9 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from devstack.procs import free_ports
 from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
-from services.common.procs import free_ports
 from services.common.record import BackgroundSpec, Job, JobSpec
 from tests.conftest import REPO, media_dir
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, nats_role_url

@@ -13,8 +13,8 @@ import time
 import pytest
 from nats.js.api import RetentionPolicy
 
+from devstack.procs import free_ports
 from services.common import bus
-from services.common.procs import free_ports
 from videobg import subjects
 from videobg.errors import InvalidInput, Transient
 

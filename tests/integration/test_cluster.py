@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.procs import NatsCluster
 from services.common import bus, procs
 from services.common.jobstore import JobStore
-from services.common.procs import NatsCluster
 from services.common.record import Job
 from videobg import subjects
 from videobg.errors import Conflict, Transient

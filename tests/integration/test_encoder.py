@@ -14,8 +14,8 @@ import grpc
 import numpy as np
 import pytest
 
+from devstack.procs import free_ports
 from services.common.jobstore import JobStore
-from services.common.procs import free_ports
 from services.common.runtime import Service
 from services.compositor import server as compositor
 from services.encoder import server as encoder

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.procs import start_nats
 from services.common import bus
 from services.common.jobstore import Conflict, JobStore
-from services.common.procs import start_nats
 from services.common.record import Job
 from videobg import subjects
 from videobg.errors import NotFound

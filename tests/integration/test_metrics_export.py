@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.procs import free_ports
+from devstack.procs import free_ports
 from services.common.runtime import Service
 from services.compositor import server as compositor
 from services.encoder import server as encoder

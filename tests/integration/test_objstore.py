@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from devstack.procs import free_ports
 from services.common.objstore import ObjectStore
-from services.common.procs import free_ports
 from videobg import keys
 from videobg.errors import NotFound, Transient
 

@@ -1,4 +1,4 @@
-"""The local Prometheus's config (services/prometheus_local.py): what `scrape_config` generates is a config
+"""The local Prometheus's config (devstack/prometheus_local.py): what `scrape_config` generates is a config
 promtool accepts, rule file included, with one target per service and intervals Prometheus can take."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services import prometheus_local as prom
+from devstack import prometheus_local as prom
 
 pytestmark = pytest.mark.unit
 

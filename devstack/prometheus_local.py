@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from services.common.procs import LOOPBACK, ServerProc, _spawn, _wait_ready, find_binary, free_ports
+from devstack.procs import LOOPBACK, ServerProc, _spawn, _wait_ready, find_binary, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "deploy" / "grafana" / "alerts.yaml"

@@ -1,10 +1,10 @@
 """The whole service on one machine: nats-server, SeaweedFS and the five services as child processes.
 
-    python -m services.stack                      # REST on http://127.0.0.1:8080, until Ctrl-C
-    python -m services.stack --serve-dir ../shared/media/people   # + a loopback file server for clips
-    python -m services.stack --demo --sample ../shared/media/people/sam2_01_dog.mp4   # one job, then exit
-    python -m services.stack --metrics            # + /metrics on every service, Prometheus scraping them
-    python -m services.stack --cluster            # 3 nats-server nodes (JetStream cluster) + 2 volume servers
+    python -m devstack.stack                      # REST on http://127.0.0.1:8080, until Ctrl-C
+    python -m devstack.stack --serve-dir ../shared/media/people   # + a loopback file server for clips
+    python -m devstack.stack --demo --sample ../shared/media/people/sam2_01_dog.mp4   # one job, then exit
+    python -m devstack.stack --metrics            # + /metrics on every service, Prometheus scraping them
+    python -m devstack.stack --cluster            # 3 nats-server nodes (JetStream cluster) + 2 volume servers
 
 With `--cluster` (StackConfig.cluster) NATS is a JetStream cluster of 3 nodes on loopback (`nats/n1..n3`,
 routes on 127.0.0.1, each its own store) and SeaweedFS gets a second volume server (`s3-volume2/`) with
@@ -41,11 +41,11 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import procs
+from devstack import procs
+from devstack.procs import LOOPBACK, NatsCluster, ServerProc, ServerStartError
+from devstack.prometheus_local import start_prometheus
 from services.common.natsauth import NatsAuth
 from services.common.objstore import ObjectStore
-from services.common.procs import LOOPBACK, NatsCluster, ServerProc, ServerStartError
-from services.prometheus_local import start_prometheus
 from videobg.media.formats import get_format
 
 REPO = Path(__file__).resolve().parents[1]
@@ -408,7 +408,7 @@ def download(url: str, dest: Path) -> Path:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m services.stack", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=8080, help="REST port of the gateway (0: any free port)")
     p.add_argument("--data", type=Path, default=Path(".data"), help="servers' data and the services' logs")
     p.add_argument(

@@ -590,7 +590,7 @@ def _minio_client(endpoint: str, access_key: str, secret_key: str):  # -> minio.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Local stack: `python -m services.common.procs --dir .local` runs both servers until Ctrl-C."""
+    """Local stack: `python -m devstack.procs --dir .local` runs both servers until Ctrl-C."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
