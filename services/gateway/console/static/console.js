@@ -86,7 +86,8 @@ async function refreshUsage() {
     renderModels(u.credits_per_minute || {});
   } catch (e) {
     box.replaceChildren(el("span", { className: "muted" }, [`usage: ${e.code}`]));
-    $("key-state").textContent = e.code === "invalid_auth_token" ? "key refused" : "";
+    const refused = e.code === "invalid_auth_token";
+    $("key-state").textContent = refused ? (api.getKey() ? "key refused" : "this gateway needs an API key") : "";
     if (e.code === "invalid_auth_token") showError(e);
   }
 }
