@@ -225,7 +225,8 @@ class Gateway:
             with contextlib.suppress(NotFound):
                 return await self._replay(await self.jobs.get(job_id), spec, fingerprint)
         elif fingerprint and metered and self.settings.implicit_idempotency_s > 0:
-            found, job_id = await self._implicit(owner, fingerprint)
+            assert caller is not None and caller.key_id is not None  # metered
+            found, job_id = await self._implicit(owner, caller.key_id, fingerprint)
             if found is not None:
                 return Submitted(found, replayed=True)
         if spec.webhook_url:
@@ -293,12 +294,12 @@ class Gateway:
         )
         return Submitted(await self.jobs.get(job_id), replayed=False)
 
-    async def _implicit(self, owner: str, fingerprint: str) -> tuple[Job | None, str]:
+    async def _implicit(self, owner: str, key_id: str, fingerprint: str) -> tuple[Job | None, str]:
         """Seed 004: "Retry same request and verify no duplicate side effects", for clients that send no
-        Idempotency-Key. The same body from the same owner within `implicit_idempotency_s` is the same
+        Idempotency-Key. The same body from the same API key within `implicit_idempotency_s` is the same
         request: (that job, its id). Else (None, the id a new job takes).
 
-        Time is cut into windows of that length; the job id is a UUIDv5 of (owner, fingerprint, window),
+        Time is cut into windows of that length; the job id is a UUIDv5 of (owner, key, fingerprint, window),
         so concurrent retries collide on one id (the store's create is the lock), and the previous
         window's id is looked at too, with the job's age checked, so a retry just after a window boundary
         still finds its job. A job that failed or was cancelled is not replayed: sending the request
@@ -306,8 +307,9 @@ class Gateway:
         window = float(self.settings.implicit_idempotency_s)
         now = time.time()
         index = int(now // window)
-        current = job_id_for(owner, f"implicit\x00{fingerprint}\x00{index}")
-        for job_id in (current, job_id_for(owner, f"implicit\x00{fingerprint}\x00{index - 1}")):
+        scope = f"implicit\x00{key_id}\x00{fingerprint}"  # one client: the same key, not the whole owner
+        current = job_id_for(owner, f"{scope}\x00{index}")
+        for job_id in (current, job_id_for(owner, f"{scope}\x00{index - 1}")):
             try:
                 job = await self.jobs.get(job_id)
             except NotFound:

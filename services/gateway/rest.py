@@ -59,6 +59,8 @@ DESCRIPTION = """Self-hosted video background removal, speaking three vendors' c
 
 Every submit accepts an optional `Idempotency-Key` header: a retry with the same key and body returns the
 same job (`Idempotent-Replayed: true`); the same key with another body is refused with 409 `conflict`.
+Without the header, an identical body from the same API key within a few minutes (the deployment's
+`implicit_idempotency_s`) is the same request too. Every response carries `X-Request-Id`.
 Jobs of a key's owner are billed per second of (trimmed) source at the model's rate (`GET /v1/usage`);
 each key has a request rate limit (429 with `Retry-After`)."""
 

@@ -181,6 +181,11 @@ async def test_identical_body_within_the_window_is_the_same_job(settings) -> Non
         assert other.json()["id"] != first.json()["id"]
         _, key2 = await tenant(gw)
         assert (await http.post(JOBS, json=body, headers=key2)).json()["id"] != first.json()["id"]
+        _, token = await gw.gateway.keys.create(owner)  # another key of the same owner: another client
+        same_owner = await http.post(JOBS, json=body, headers={"X-API-Key": token})
+        assert (
+            same_owner.json()["id"] != first.json()["id"] and "idempotent-replayed" not in same_owner.headers
+        )
         keyed = await http.post(JOBS, json=body, headers={**key, "Idempotency-Key": "k-1"})
         assert keyed.json()["id"] != first.json()["id"]
         keyed2 = await http.post(JOBS, json=body, headers={**key, "Idempotency-Key": "k-1"})
