@@ -345,9 +345,10 @@ def test_metered_key_transparent_gif_and_jobs_paging(
 
     usage = httpx.get(f"{stack.url}/v1/usage", headers={"X-Api-Key": key}, timeout=10, trust_env=False).json()
     assert usage["credits"]["used"] > 0, usage
-    page.wait_for_function(
+    used = float(usage["credits"]["used"])
+    page.wait_for_function(  # as the page writes numbers: whole ones bare, others with 2 decimals
         "used => document.getElementById('usage').textContent.includes('used ' + used)",
-        arg=f"{usage['credits']['used']:.2f}",
+        arg=str(int(used)) if used.is_integer() else f"{used:.2f}",
     )
 
     # paging: 11 drafts more (drafts cost nothing until started), newest first, 10 a page; each its own
