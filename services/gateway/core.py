@@ -49,6 +49,7 @@ from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
 from videobg import keys, metrics, subjects
 from videobg.errors import Conflict, InvalidInput, NotFound, Transient, VideoBgError
+from videobg.matte.session import check_text_prompt  # torch-free
 from videobg.media.formats import get_format
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,8 @@ class Gateway:
             found, job_id = await self._implicit(owner, caller.key_id, fingerprint)
             if found is not None:
                 return Submitted(found, replayed=True)
+        # seed 004: the prompt is pro's; refused here for every front end (gRPC too), not in the segmenter
+        check_text_prompt(spec.model or self.default_model, spec.text_prompt)
         if spec.webhook_url:
             await check_webhook_url(spec.webhook_url, self.settings.fetch_allow)  # before anything is held
         if caller is not None and not caller.anonymous:

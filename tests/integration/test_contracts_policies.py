@@ -388,3 +388,22 @@ async def test_grpc_submit_takes_and_answers_the_request_id(settings) -> None:
         assert (await gw.gateway.jobs.get(job.id)).request_id == "grpc-req-7"
         got = await stub.Get(jobs_pb2.GetJobRequest(job_id=job.id), metadata=md[:1])
         assert got.request_id == "grpc-req-7"
+
+
+async def test_grpc_submit_checks_the_prompt_at_submit(settings) -> None:
+    async with gateway(settings) as (gw, _), jobs_stub(gw) as stub:
+        _, key = await tenant(gw)
+        md = (("x-api-key", key["X-API-Key"]),)
+        for model, prompt in (("light", "everyone"), ("pro", "the red car")):
+            spec = common_pb2.JobSpec(
+                source=common_pb2.Source(url=VIDEO), output_format="mp4_h264", model=model, text_prompt=prompt
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.Submit(jobs_pb2.SubmitRequest(spec=spec), metadata=md)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text_prompt" in e.value.details()
+        spec = common_pb2.JobSpec(
+            source=common_pb2.Source(url=VIDEO), output_format="mp4_h264", model="pro", text_prompt="everyone"
+        )
+        assert (
+            await stub.Submit(jobs_pb2.SubmitRequest(spec=spec), metadata=md)
+        ).spec.text_prompt == "everyone"
