@@ -931,7 +931,7 @@ def run_failover(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     else:
         plan = failover.Plan(
             jobs=a.jobs or 40, clips=(SHORT, LONGER), models=("light", "human"), owners=3,
-            down_s=a.down_s, deadline_s=a.deadline or 1500,
+            down_s=a.down_s, deadline_s=a.deadline or 1500, spread_faults=True, probe_every_s=1.0,
         )  # fmt: skip
     load = os.getloadavg()
     print(

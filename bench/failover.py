@@ -34,8 +34,9 @@ from typing import Any, TypeVar
 import httpx
 from nats.js.api import DeliverPolicy
 
+from devstack import procs
 from devstack.stack import FileServer, Stack, download
-from services.common import bus, procs
+from services.common import bus
 from services.gateway.admin import create_key
 from services.gateway.credits import Ledger
 from services.gateway.keys import KeyStore
@@ -66,6 +67,9 @@ class Plan:
     credits: float = 10_000.0
     down_s: float = 5.0  # how long each server stays down
     probe_every_s: float = 0.5  # a submission this often while the faults run
+    # before fault k of n, wait until k/(n+1) of the batch completed (the faults land early, middle and
+    # late in the batch); False: all three once the first job is under way
+    spread_faults: bool = False
     deadline_s: float = 600.0
 
 
@@ -242,6 +246,7 @@ class FailoverDrill:
         t_kill = time.monotonic()
         old.stop()
         self.log(f"   volume server (pid {old.pid}) stopped at +{t_kill - self.t0:.1f} s")
+        reads = self.read_results_now()
         time.sleep(max(0.0, self.plan.down_s - (time.monotonic() - t_kill)))
         t_up = time.monotonic()
         assert self.stack.s3 is not None
@@ -251,7 +256,27 @@ class FailoverDrill:
         ready = time.monotonic() - t_up
         self.log(f"   volume server back (pid {self.stack.volumes[0].pid}) in {ready:.1f} s")
         return {"fault": "volume server stopped", "t_kill": t_kill, "t_back": time.monotonic(),
-                "restart_ready_s": round(ready, 2)}  # fmt: skip
+                "restart_ready_s": round(ready, 2), "results_read_while_down": reads}  # fmt: skip
+
+    def read_results_now(self) -> str:
+        """Download every result that exists now, with one volume server down: each blob has its second
+        copy on the other server (replication 001), so each must read."""
+        got = failed = 0
+        for job in list(self.accepted):
+            with contextlib.suppress(httpx.HTTPError):
+                url = self.record(job).get("result_url")
+                if not url:
+                    continue
+                try:
+                    with httpx.Client(trust_env=False, timeout=15.0) as c:
+                        r = c.get(url)
+                    ok = r.status_code == 200 and len(r.content) > 0
+                except httpx.HTTPError:
+                    ok = False
+                got, failed = got + ok, failed + (not ok)
+        if failed or not got:
+            self.problem(f"with a volume server down: {got} result(s) read, {failed} failed")
+        return f"{got}/{got + failed}"
 
     # --- checks -----------------------------------------------------------------------------------------
 
@@ -424,9 +449,12 @@ class FailoverDrill:
         prober.start()
         faults = []
         try:
+            self.until_done(batch, 1 / 4)
             faults.append(self.kill_node("meta leader", self.cluster.meta_leader()))
+            self.until_done(batch, 2 / 4)
             leader = self.stream_leader(f"KV_{subjects.JOBS_BUCKET}")
             faults.append(self.kill_node(f"leader of KV_{subjects.JOBS_BUCKET}", leader))
+            self.until_done(batch, 3 / 4)
             faults.append(self.stop_volume())
         finally:
             self._stop_probing.set()
@@ -445,6 +473,18 @@ class FailoverDrill:
         fig["api_keys"] = self.check_keys()
         fig["all_done_s"] = round(time.monotonic() - self.t0, 1)
         return self.report
+
+    def until_done(self, batch: list[Submitted], fraction: float) -> None:
+        """With spread_faults: wait until `fraction` of the batch completed (probing goes on)."""
+        if not self.plan.spread_faults:
+            return
+        want = math.ceil(fraction * len(batch))
+
+        def enough() -> bool:
+            return sum(self.record(j).get("status") == "completed" for j in batch) >= want
+
+        self.wait(f"{want} of the batch completed", enough, self.end - time.monotonic(), poll_s=1.0)
+        self.log(f"   {want}/{len(batch)} of the batch completed at +{time.monotonic() - self.t0:.1f} s")
 
     def client_view(self, fault: dict[str, Any]) -> dict[str, Any]:
         """What the probing client saw around one fault: submissions refused (HTTP or no answer) after the

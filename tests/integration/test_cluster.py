@@ -18,8 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack import procs
 from devstack.procs import NatsCluster
-from services.common import bus, procs
+from services.common import bus
 from services.common.jobstore import JobStore
 from services.common.record import Job
 from videobg import subjects
@@ -205,3 +206,39 @@ def bus_errors() -> Iterator[None]:
         yield
     except bus.NATS_DOWN as e:
         raise Transient(repr(e)) from e
+
+
+def test_blobs_have_a_copy_on_each_volume_server(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SeaweedFS with replication 001 and two volume servers (the local cluster stack's layout): with one
+    volume server stopped every object still reads; once it is back, new writes go through again."""
+    from services.common.objstore import ObjectStore
+
+    d = tmp_path_factory.mktemp("s3-two-volumes")
+    s3 = procs.start_seaweedfs(d / "s3", access_key="k", secret_key="secret-key-1", replication="001")
+    volume = None
+    try:
+        volume = procs.start_weed_volume(d / "volume2", s3)
+        assert procs.data_nodes(s3.ports["master"]) == 2
+        store = ObjectStore(f"127.0.0.1:{s3.port}", "k", "secret-key-1", "replicated")
+        store.ensure_bucket()
+        blobs = {f"jobs/j{i}/result.mp4": bytes([i]) * (1000 + i) for i in range(6)}
+        for key, data in blobs.items():
+            store.put_bytes(key, data)
+        volume.stop()
+        assert {k: store.get_bytes(k) for k in blobs} == blobs  # each read from the copy left
+        volume = procs.start_weed_volume(
+            d / "volume2", s3, volume.ports["volume"], volume.ports["volume_grpc"]
+        )
+        end = time.monotonic() + 60
+        while True:  # the master takes the server back within a heartbeat or two
+            try:
+                store.put_bytes("jobs/after/result.mp4", b"x" * 10)
+                break
+            except Transient:
+                assert time.monotonic() < end, "writes did not resume with both volume servers up"
+                time.sleep(0.5)
+        assert store.get_bytes("jobs/after/result.mp4") == b"x" * 10
+    finally:
+        if volume is not None:
+            volume.stop()
+        s3.stop()
