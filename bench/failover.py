@@ -45,6 +45,7 @@ from videobg import subjects
 from videobg.media.probe import probe
 
 T = TypeVar("T")
+PROBE_AFTER_S = 5.0  # probing goes on this long after a fault's server is back
 SLOW_SUBMIT_S = 10.0  # a submission during a failover answering later than this is a problem
 REPLICATED = (
     subjects.WORK_STREAM,
@@ -199,7 +200,7 @@ class FailoverDrill:
 
     def probe_loop(self) -> None:
         """Submit a job every probe_every_s while the faults run: what a client sees during failover."""
-        i = 10_000
+        i = 10_000 + len(self.probes)
         while not self._stop_probing.is_set():
             i += 1
             code, job, took, err = self.submit(i, timeout_s=2 * SLOW_SUBMIT_S)
@@ -445,20 +446,14 @@ class FailoverDrill:
             return any(self.record(j).get("status") in ("processing", "completed") for j in batch)
 
         self.wait("mid-batch", mid_batch, 120)
-        prober = threading.Thread(target=self.probe_loop, name="drill-probe", daemon=True)
-        prober.start()
         faults = []
-        try:
-            self.until_done(batch, 1 / 4)
-            faults.append(self.kill_node("meta leader", self.cluster.meta_leader()))
-            self.until_done(batch, 2 / 4)
-            leader = self.stream_leader(f"KV_{subjects.JOBS_BUCKET}")
-            faults.append(self.kill_node(f"leader of KV_{subjects.JOBS_BUCKET}", leader))
-            self.until_done(batch, 3 / 4)
-            faults.append(self.stop_volume())
-        finally:
-            self._stop_probing.set()
-            prober.join(3 * SLOW_SUBMIT_S)
+        self.until_done(batch, 1 / 4)
+        faults.append(self.probing(lambda: self.kill_node("meta leader", self.cluster.meta_leader())))
+        self.until_done(batch, 2 / 4)
+        leader = self.stream_leader(f"KV_{subjects.JOBS_BUCKET}")
+        faults.append(self.probing(lambda: self.kill_node(f"leader of KV_{subjects.JOBS_BUCKET}", leader)))
+        self.until_done(batch, 3 / 4)
+        faults.append(self.probing(self.stop_volume))
         ids = [j.job_id for j in self.accepted]
         if len(set(ids)) != len(ids):
             self.problem(
@@ -473,6 +468,20 @@ class FailoverDrill:
         fig["api_keys"] = self.check_keys()
         fig["all_done_s"] = round(time.monotonic() - self.t0, 1)
         return self.report
+
+    def probing(self, fault: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run `fault` (down, wait, back up) with a client submitting every probe_every_s from a second
+        before it until PROBE_AFTER_S after it: what a client sees of that failover."""
+        self._stop_probing.clear()
+        prober = threading.Thread(target=self.probe_loop, name="drill-probe", daemon=True)
+        prober.start()
+        try:
+            time.sleep(1.0)
+            return fault()
+        finally:
+            time.sleep(PROBE_AFTER_S)
+            self._stop_probing.set()
+            prober.join(3 * SLOW_SUBMIT_S)
 
     def until_done(self, batch: list[Submitted], fraction: float) -> None:
         """With spread_faults: wait until `fraction` of the batch completed (probing goes on)."""
@@ -490,7 +499,7 @@ class FailoverDrill:
         """What the probing client saw around one fault: submissions refused (HTTP or no answer) after the
         kill, and the failover time, from the first refusal to the next 202 (0 when none was refused)."""
         t_kill, t_back = fault.pop("t_kill"), fault.pop("t_back")
-        after = [x for x in self.probes if t_kill <= x["t"] - x["s"] <= t_back + 5]
+        after = [x for x in self.probes if t_kill <= x["t"] - x["s"] <= t_back + PROBE_AFTER_S]
         refused = [x for x in after if x["http"] not in ACCEPTED]
         outage = 0.0
         if refused:

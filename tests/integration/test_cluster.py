@@ -98,7 +98,7 @@ async def test_single_replica_streams_are_scaled_up_in_place(cluster: NatsCluste
 
         assert await bus.ensure_streams(js) == 3  # the default against a cluster
         assert [await _replicas(js, s) for s in STREAMS] == [3, 3, 3, 3]
-        assert (await JobStore(js).get("scaleupjob0001"))["owner"] == "acme"
+        assert (await JobStore(js).get("scaleupjob0001")).owner == "acme"
         assert (await js.stream_info(subjects.WORK_STREAM)).state.messages == 1
 
         await bus.ensure_streams(js, 1)  # a service still configured for one replica shrinks nothing
