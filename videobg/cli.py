@@ -18,7 +18,7 @@ from videobg.composite import parse_background
 from videobg.errors import InvalidInput, ModelUnavailable, VideoBgError
 from videobg.media.formats import DEFAULT_FORMAT, FORMATS
 from videobg.media.timeparse import parse_trim
-from videobg.settings import CoreSettings
+from videobg.settings import CoreSettings, model_dir_places
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODEL, EXIT_CANCELLED = 0, 1, 2, 3, 4
 
@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANCELLED
     except ModelUnavailable as e:
         print(f"videobg: {e.message}", file=sys.stderr)
+        print(
+            f"videobg: model dir {settings.model_dir}; places looked at: {model_dir_places(settings)}",
+            file=sys.stderr,
+        )
         return EXIT_MODEL
     except VideoBgError as e:
         if e.code == "internal_error":

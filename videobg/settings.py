@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from videobg.types import Limits
@@ -13,14 +14,16 @@ from videobg.types import Limits
 class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIDEOBG_", extra="ignore")
 
-    model_dir: Path = Path("models")  # weight files (scripts/setup_models.py fills it)
-    default_model: str = "human"
+    # weight files; unset: the dir `make setup` recorded (<user data dir>/videobg/model_dir), else
+    # <user data dir>/videobg/models (user data dir: $XDG_DATA_HOME or ~/.local/share), whatever the cwd
+    model_dir: Path = Field(default_factory=lambda: default_model_dir())
+    default_model: str = "human"  # the model of a job (or CLI run) that names none
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 0  # 0: auto, one fewer than the usable cores (see resolved_threads)
-    max_bytes: int = 100 * 1024 * 1024
-    max_duration_s: float = 60.0
-    min_side: int = 64
-    max_side: int = 4096
+    max_bytes: int = 100 * 1024 * 1024  # refused above this input size (file_size_too_large)
+    max_duration_s: float = 60.0  # refused above this (trimmed) length; also the largest credit reservation
+    min_side: int = 64  # refused below this width or height
+    max_side: int = 4096  # refused above this width or height (resolution_too_high)
     max_fps: float = 240.0  # refused above this frame rate (invalid_parameter)
     max_frames: int = 0  # refused above this many frames; 0: max_duration_s x max_fps
     queue_frames: int = 8  # bounded queue between overlapped stages (frames in flight per stage)
@@ -60,6 +63,43 @@ class CoreSettings(BaseSettings):
         if self.batch_frames > 0:
             return self.batch_frames
         return 1 if device == "cpu" else 8
+
+
+def user_data_dir() -> Path:
+    """Where a user's videobg data lives (the XDG base directory spec): $XDG_DATA_HOME/videobg."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "videobg"
+
+
+def model_dir_record() -> Path:
+    """The file `make setup` (scripts/setup_models.py --record) writes the model dir it filled into."""
+    return user_data_dir() / "model_dir"
+
+
+def default_model_dir() -> Path:
+    """The model dir when VIDEOBG_MODEL_DIR is unset: the one setup recorded, else the user data dir's."""
+    record = model_dir_record()
+    if record.is_file():
+        recorded = record.read_text().strip()
+        if recorded:
+            return Path(recorded)
+    return user_data_dir() / "models"
+
+
+def model_dir_places(settings: CoreSettings) -> str:
+    """The places looked at for the model dir, for an error message: the setting, the record, the default."""
+    record = model_dir_record()
+    recorded = record.read_text().strip() if record.is_file() else ""
+    explicit = "model_dir" in settings.model_fields_set
+    return "; ".join(
+        [
+            f"VIDEOBG_MODEL_DIR={settings.model_dir}" if explicit else "VIDEOBG_MODEL_DIR (not set)",
+            f"{record} (`make setup` recorded {recorded})"
+            if recorded
+            else f"{record} (absent: run `make setup`)",
+            f"{user_data_dir() / 'models'} (the default)",
+        ]
+    )
 
 
 def usable_cpus() -> int:

@@ -105,7 +105,7 @@ class TrimSpec(_Model):
     start: float = 0.0  # seconds
     end: float | None = None  # seconds; None: to the end
 
-    def core(self) -> Trim:
+    def to_trim(self) -> Trim:
         return Trim(float(self.start), None if self.end is None else float(self.end))
 
 
@@ -122,7 +122,7 @@ class BackgroundSpec(_Model):
     def transparent(self) -> bool:
         return self.kind == "transparent"
 
-    def core(self, image_path: str | None = None) -> Background:
+    def to_background(self, image_path: str | None = None) -> Background:
         """The core Background; an image background needs the local path the stage downloaded it to."""
         if self.kind == "color":
             return Background(kind="color", rgb=self.rgb)

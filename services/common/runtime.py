@@ -87,7 +87,7 @@ class StageSettings(ServiceSettings):
 
     backoff_s: tuple[float, ...] = (5.0, 30.0, 120.0)  # delays between retries of a failed attempt
     drain_grace_s: float = 25.0  # after SIGTERM: how long the job in hand may run before it is handed back
-    grpc_workers: int = 8
+    grpc_workers: int = 8  # threads serving gRPC calls (each stage call runs in one)
     queue_metrics_s: float = 5.0  # how often a worker refreshes the JetStream queue gauges (0: never)
 
     @classmethod

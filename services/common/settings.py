@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.objstore import ObjectStore
@@ -19,25 +20,25 @@ class ServiceSettings(BaseSettings):
     # This service's NATS user (services/common/natsauth.py: each service its own, with its permissions);
     # "" connects without one (a server without users, or credentials inside nats_url).
     nats_user: str = ""
-    nats_password: str = ""
+    nats_password: str = ""  # that user's password (a Kubernetes Secret)
     s3_endpoint: str = "127.0.0.1:8333"  # host:port, as the minio client takes it
     s3_public_endpoint: str = ""  # host:port clients download presigned URLs from ("" = s3_endpoint)
-    s3_access_key: str = "videobg"
-    s3_secret_key: str = "videobg-secret"
-    s3_bucket: str = "videobg"
-    s3_secure: bool = False
-    grpc_host: str = "127.0.0.1"
+    s3_access_key: str = "videobg"  # the services' S3 user (not the S3 server's root)
+    s3_secret_key: str = "videobg-secret"  # its secret (a Kubernetes Secret)
+    s3_bucket: str = "videobg"  # every object of every job lives here (videobg/keys.py lays them out)
+    s3_secure: bool = False  # https to S3
+    grpc_host: str = "127.0.0.1"  # address the gRPC server binds (0.0.0.0 in a pod)
     grpc_port: int = 0  # 0: any free port (tests); Kubernetes sets a fixed one
     metrics_port: int = 0  # 0: no separate metrics server
     ack_wait_s: float = 30.0  # JetStream redelivers a message this long after the last heartbeat
-    max_deliver: int = 5
+    max_deliver: int = 5  # deliveries of one work message before the job fails (transient_error)
     stage_deadline_s: float = 900.0  # no stage of one job may run longer than this
     work_dir: str = ""  # scratch space for downloads ("" = system temp)
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     log_format: str = "json"  # one JSON object per line (services/common/logs.py); "text" for a terminal
-
-    def core(self) -> CoreSettings:
-        return CoreSettings()
+    # The media core's settings (VIDEOBG_*: models, device, limits, queues), read from the environment
+    # once, when these are built (in the service's __main__), and passed down with them.
+    core: CoreSettings = Field(default_factory=CoreSettings)
 
     def object_store(self) -> ObjectStore:
         """The bucket these settings name (no request is sent until it is used)."""

@@ -141,8 +141,8 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[t
     job = run.require(Status.PROCESSING)
     source_key = job.source_key
     spec = job.spec
-    trim = spec.trim.core()
-    queue = settings.core().queue_frames
+    trim = spec.trim.to_trim()
+    queue = settings.core.queue_frames
     with run.scratch() as tmp:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         image_path = None
@@ -151,7 +151,7 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[t
                 raise InvalidInput("the job's background image was not ingested")
             image_path = str(run.store.get_file(job.background_key, tmp / Path(job.background_key).name))
         info = probe(src)
-        plate = prepare_background(spec.background.core(image_path), info.height, info.width)
+        plate = prepare_background(spec.background.to_background(image_path), info.height, info.width)
         reader = MatteReader(run, settings, info)
         frames: Iterator[Frame] = threaded(iter_frames(src, info, trim), name="decode", maxsize=queue)
         mattes = threaded(frames, reader.attach, name="matte", maxsize=queue)

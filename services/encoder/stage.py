@@ -70,8 +70,8 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
         return _completed(run, job)
     job = run.require(Status.PROCESSING)
     spec = job.spec
-    trim = spec.trim.core()
-    background = spec.background.core()
+    trim = spec.trim.to_trim()
+    background = spec.background.to_background()
     fmt = get_format(spec.output_format or DEFAULT_FORMAT, transparent=background.transparent)
     frames_total = job.frames_total
 
@@ -86,7 +86,7 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
                 stages_pb2.StageRequest(job_id=run.job_id), timeout=max(run.remaining, 1.0)
             )
             frames: Iterator[StreamedFrame] = threaded(
-                _received(call, info.width, info.height), name="receive", maxsize=settings.core().queue_frames
+                _received(call, info.width, info.height), name="receive", maxsize=settings.core.queue_frames
             )
             try:
                 with VideoWriter(

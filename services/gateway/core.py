@@ -107,8 +107,8 @@ class Gateway:
         self.js = js
         self.jobs = jobs
         self.objects = objects
-        self.default_model = settings.core().default_model
-        self.limits = settings.core().limits()
+        self.default_model = settings.core.default_model
+        self.limits = settings.core.limits()
         self.keys = KeyStore(js, cache_s=settings.key_cache_s)
         self.ledger = Ledger(js)
         # configured rates override the defaults model by model, so every installed model has one

@@ -79,7 +79,7 @@ async def precheck(
     source = spec.source
     if budget_s <= 0 or not source:
         return None
-    trim = spec.trim.core()
+    trim = spec.trim.to_trim()
     with tempfile.TemporaryDirectory(prefix="vbg-submit-probe-") as tmp:
         path = Path(tmp) / "head"
         size: int | None

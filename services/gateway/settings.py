@@ -16,9 +16,9 @@ DEFAULT_CREDITS_PER_MINUTE = {"original": 60.0, "light": 45.0, "human": 45.0, "p
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VBG_GATEWAY_", extra="ignore")
 
-    http_host: str = "127.0.0.1"
+    http_host: str = "127.0.0.1"  # address the REST server binds (0.0.0.0 in a pod)
     http_port: int = 8080  # 0: any free port (tests)
-    grpc_port: int = 50051
+    grpc_port: int = 50051  # the gRPC Jobs API
     result_url_ttl_s: float = 3600.0  # lifetime of a presigned result URL handed to a client
     max_body_bytes: int = 1024 * 1024  # request bodies are small JSON / form fields, never video
     watch_poll_s: float = 1.0  # Watch re-reads the record this often, in case a stage ends without an event
@@ -36,7 +36,7 @@ class GatewaySettings(ServiceSettings):
     # over a limit, within this budget (0: off, ingest checks everything); a source up to
     # submit_probe_bytes is read whole and probed exactly (its trimmed length is then what is reserved)
     submit_probe_s: float = 3.0
-    submit_probe_bytes: int = 16 * 1024 * 1024
+    submit_probe_bytes: int = 16 * 1024 * 1024  # how much of a source the submit probe reads (see above)
 
     # An identical submit body from the same key within this many seconds is the same request (same job,
     # `Idempotent-Replayed: true`), with or without an Idempotency-Key; 0 turns it off (core._implicit)
@@ -49,7 +49,7 @@ class GatewaySettings(ServiceSettings):
     # address is refused (429) until the bucket refills. Behind a proxy the address is the proxy's unless
     # it forwards X-Forwarded-For from an address uvicorn trusts (--forwarded-allow-ips).
     auth_failures_per_s: float = 0.2  # sustained failed attempts per second per address; 0 turns it off
-    auth_failures_burst: int = 20
+    auth_failures_burst: int = 20  # failed attempts an address may make at once
 
     # Credits: per second of trimmed source, at the model's rate. A job is refused (403) when the caller's
     # available credits do not cover its reservation: the trimmed span when `end` is given, else the longest
@@ -58,7 +58,7 @@ class GatewaySettings(ServiceSettings):
     # What a job costs in money, per second of trimmed source, by service (dialect); shown on the job.
     # The seed prices studio-background at $0.06/s; the other two dialects bill in credits only.
     price_per_second: dict[str, float] = Field(default_factory=lambda: {"studio-background": 0.06})
-    price_currency: str = "USD"
+    price_currency: str = "USD"  # the currency of price_per_second
     settle_sweep_s: float = 30.0  # how often reservations of finished (or never created) jobs are settled
     orphan_reservation_s: float = 300.0  # a reservation whose job does not exist is released after this
     # a processing job whose record has not changed for this long is failed (stage_crashed) by the sweep
@@ -68,6 +68,7 @@ class GatewaySettings(ServiceSettings):
     job_stall_s: float = 3600.0
 
     # Uploads (services/gateway/uploads.py), webhooks (webhooks.py), and the SSRF allow-list for webhook URLs
+
     # The gateway's external base URL ("https://api.example.com") for the URLs it hands out (uploads);
     # "" uses the URL the client called. Upload URLs on this host are read from S3, never fetched.
     public_url: str = ""
@@ -81,7 +82,7 @@ class GatewaySettings(ServiceSettings):
     webhook_timeout_s: float = 10.0  # one delivery attempt
     webhook_max_attempts: int = 8  # then the delivery is given up and recorded so
     webhook_backoff_s: float = 2.0  # delay after the first failed attempt; doubles each time
-    webhook_backoff_max_s: float = 600.0
+    webhook_backoff_max_s: float = 600.0  # the longest delay between attempts
 
 
 MIN_WEBHOOK_SECRET_CHARS = 16

@@ -30,6 +30,6 @@ class IngestServicer(stages_pb2_grpc.IngestServicer):
 
     @grpcutil.mapped
     def Probe(self, request: stages_pb2.ProbeRequest, context: grpc.ServicerContext) -> common_pb2.VideoInfo:
-        limits = self.settings.core().limits()
+        limits = self.settings.core.limits()
         info = probe_object(self.deps.store, request.key, self.settings.work_dir, limits)
         return info_to_proto(MediaInfo.of(info))

@@ -47,7 +47,7 @@ class IngestSettings(StageSettings):
     # and must bring this many bytes/s over every window of fetch_rate_window_s (a trickling server is cut
     # off, not waited for; services/common/fetch.py)
     fetch_min_rate_bytes_s: float = 64 * 1024
-    fetch_rate_window_s: float = 20.0
+    fetch_rate_window_s: float = 20.0  # the window fetch_min_rate_bytes_s is measured over
     max_image_bytes: int = 25 * 1024 * 1024  # background images
     # CIDRs and host names URL fetches may reach although not public (services/common/ssrf.py), e.g.
     # "127.0.0.0/8,::1/128" for a local stack serving clips on loopback; "" admits public addresses only
@@ -80,8 +80,8 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
     run.event(progress=1)
 
     spec = job.spec
-    trim = spec.trim.core()
-    limits = settings.core().limits()
+    trim = spec.trim.to_trim()
+    limits = settings.core.limits()
     with run.scratch() as tmp:
         src = _bring(run, settings, spec.source, tmp / "source", limits.max_bytes, "source video")
         run.check()

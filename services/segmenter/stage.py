@@ -53,21 +53,12 @@ CHUNK_BYTES = 64 * 1024 * 1024  # cap on one chunk's raw alpha, whatever chunk_f
 class SegmenterSettings(StageSettings):
     model_config = SettingsConfigDict(env_prefix="VBG_SEGMENTER_", extra="ignore")
 
-    model_dir: str = ""  # "" -> VIDEOBG_MODEL_DIR (CoreSettings)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    default_model: str = ""  # for jobs that name none; "" -> VIDEOBG_DEFAULT_MODEL
     chunk_frames: int = 32  # frames per matte chunk: the compositor starts after the first chunk
     preload: bool = True  # load the default model at start-up (as a process), not on the first job
 
-    def model_path(self) -> Path:
-        return Path(self.model_dir) if self.model_dir else self.core().model_dir
-
     def model_name(self, requested: str) -> str:
-        return requested or self.default_model or self.core().default_model
-
-    def resolved_device(self) -> str:
-        core = self.core()
-        return core.model_copy(update={"device": self.device}).resolved_device()
+        """The model a job runs: its own, else the deployment's default (VIDEOBG_DEFAULT_MODEL)."""
+        return requested or self.core.default_model
 
 
 @dataclass
@@ -133,7 +124,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         return SegmentResult(done["frames"], done["chunks"], manifest_key)
 
     spec = job.spec
-    trim = spec.trim.core()
+    trim = spec.trim.to_trim()
     model_name = settings.model_name(spec.model)
     model = load_model(settings, model_name)
     frames_total = job.frames_total
@@ -144,9 +135,9 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         info = probe(src)
         chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
-        core = settings.core()
+        core = settings.core
         threads = core.resolved_threads()
-        batch = core.resolved_batch(settings.resolved_device())  # frames per inference call
+        batch = core.resolved_batch(settings.core.resolved_device())  # frames per inference call
         # one session per job: a recurrent model's state lives in it
         session = model.new_session(threads=threads, text_prompt=spec.text_prompt)
         stop = threading.Event()
@@ -221,9 +212,9 @@ def load_model(settings: SegmenterSettings, name: str) -> MattingModel:
     """get_model, timing the first call per (model, device) in this process: that call is the load (the
     registry keeps the model loaded, so later calls return at once). A call that waited for a load running
     in another thread (the warm-up) reports that wait, close to the load time."""
-    device = settings.resolved_device()
+    device = settings.core.resolved_device()
     t0 = time.perf_counter()
-    model = get_model(name, settings.model_path(), device)
+    model = get_model(name, settings.core.model_dir, device)
     seconds = time.perf_counter() - t0
     with _timed_lock:
         first = (name, device) not in _timed_loads

@@ -19,6 +19,7 @@ from services.segmenter.server import SegmenterSettings
 from services.segmenter.server import build_server as build_segmenter
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
+from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +36,7 @@ def segmenter_settings(nats_url, s3_endpoint, object_store, models_path) -> Segm
         nats_url,
         s3_endpoint,
         object_store,
-        model_dir=str(models_path),
-        device="cpu",
+        core=CoreSettings(model_dir=models_path, device="cpu"),
         chunk_frames=8,
     )
 

@@ -24,6 +24,7 @@ from tests import mediacheck
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 from videobg import keys, subjects
+from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def conf(nats_url, s3_endpoint, object_store, models_path):
 
     def make(cls, **kw):
         if cls is segmenter.SegmenterSettings:
-            kw = {"model_dir": str(models_path), "device": "cpu", "chunk_frames": 8, **kw}
+            kw = {"core": CoreSettings(model_dir=models_path, device="cpu"), "chunk_frames": 8, **kw}
         return kit.stage_settings(cls, nats_url, s3_endpoint, object_store, **kw)
 
     return make

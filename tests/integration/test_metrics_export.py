@@ -24,6 +24,7 @@ from services.segmenter import server as segmenter
 from tests.integration import gatewaykit
 from tests.integration import stagekit as kit
 from videobg import metrics
+from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ async def until(url: str, ok: Callable[[Samples], bool], what: str, timeout: flo
 def conf(nats_url, s3_endpoint, object_store, models_path):
     def make(cls, **kw):
         if cls is segmenter.SegmenterSettings:
-            kw = {"model_dir": str(models_path), "device": "cpu", "chunk_frames": 8, **kw}
+            kw = {"core": CoreSettings(model_dir=models_path, device="cpu"), "chunk_frames": 8, **kw}
         return kit.stage_settings(cls, nats_url, s3_endpoint, object_store, queue_metrics_s=0.2, **kw)
 
     return make

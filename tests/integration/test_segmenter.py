@@ -18,6 +18,7 @@ from services.segmenter.server import SegmenterSettings, build_server, build_wor
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 from videobg import keys, subjects
+from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +30,13 @@ def settings(nats_url, s3_endpoint, object_store, models_path) -> SegmenterSetti
         nats_url,
         s3_endpoint,
         object_store,
-        model_dir=str(models_path),
-        device="cpu",
+        core=CoreSettings(model_dir=models_path, device="cpu"),
         chunk_frames=8,
     )
 
 
 async def test_worker_writes_chunks_and_manifest(
-    settings, jetstream, nats_url, s3_endpoint, object_store, uid, monkeypatch
+    settings, jetstream, nats_url, s3_endpoint, object_store, uid
 ):
     job_id = f"seg-{uid}"
     kit.upload(object_store, f"a-{uid}")
@@ -57,9 +57,15 @@ async def test_worker_writes_chunks_and_manifest(
                 # a redelivery after a crash re-mattes from frame 0 and must write the same arrays; this
                 # one mattes in batches of 3 frames (as on a GPU), which straddle the 8-frame chunks
                 object_store.delete(keys.matte_manifest(job_id))
-                monkeypatch.setenv("VIDEOBG_BATCH_FRAMES", "3")
+        batched = settings.core.model_copy(update={"batch_frames": 3})
+        async with Service(
+            settings.model_copy(update={"core": batched}), build_server, name="segmenter"
+        ) as svc:
+            with grpc.insecure_channel(svc.target) as ch:
                 redo = await asyncio.to_thread(
-                    stub.Segment, stages_pb2.StageRequest(job_id=job_id), timeout=30
+                    stages_pb2_grpc.SegmenterStub(ch).Segment,
+                    stages_pb2.StageRequest(job_id=job_id),
+                    timeout=30,
                 )
         assert job.status == "processing", job
         manifest = json.loads(object_store.get_bytes(keys.matte_manifest(job_id)))
@@ -120,8 +126,8 @@ async def test_cancelled_job_is_not_matted(settings, jetstream, nats_url, s3_end
 
 
 async def test_process_serving_and_sigterm(nats_url, s3_endpoint, object_store, models_path, tmp_path):
-    env = kit.service_env(nats_url, s3_endpoint, object_store, VBG_SEGMENTER_MODEL_DIR=str(models_path))
-    env["VBG_SEGMENTER_DEFAULT_MODEL"] = "light"
+    env = kit.service_env(nats_url, s3_endpoint, object_store, VIDEOBG_MODEL_DIR=str(models_path))
+    env["VIDEOBG_DEFAULT_MODEL"] = "light"
     proc = kit.ServiceProcess("segmenter", env, tmp_path)
     try:
         await asyncio.to_thread(proc.wait_serving)
@@ -155,7 +161,7 @@ async def test_sigterm_during_a_slow_warmup_exits_at_once(
     """The warm-up (the default model's load) runs beside serving; a SIGTERM before it ends must not wait
     for it (asyncio.run would join an executor thread at exit: this hung CI once, on a cold clone), nor
     abort on the way out while the warm-up is inside torch (failed CI once, exit -6)."""
-    env = kit.service_env(nats_url, s3_endpoint, object_store, VBG_SEGMENTER_MODEL_DIR=str(models_path))
+    env = kit.service_env(nats_url, s3_endpoint, object_store, VIDEOBG_MODEL_DIR=str(models_path))
     proc = kit.ServiceProcess("segmenter", env, tmp_path, code=SLOW_WARMUP)
     try:
         await asyncio.to_thread(proc.wait_serving)

@@ -86,3 +86,22 @@ def test_missing_weights_say_where(clip, tmp_path, capsys, monkeypatch):
 )
 def test_infer_format(name, transparent, fmt):
     assert infer_format(Path(name), transparent) == fmt
+
+
+def test_model_dir_does_not_depend_on_the_cwd(clip, models_path, tmp_path, capsys, monkeypatch):
+    """Without VIDEOBG_MODEL_DIR the CLI uses the dir `make setup` recorded (scripts/setup_models.py
+    --record), from any working directory; with no record it names every place it looked at."""
+    monkeypatch.delenv("VIDEOBG_MODEL_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "o.mp4"
+    assert main(["process", str(clip), "-o", str(out), "--model", "light", "-q"]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    record = tmp_path / "data" / "videobg" / "model_dir"
+    assert "VIDEOBG_MODEL_DIR (not set)" in err and str(record) in err and "make setup" in err
+    record.parent.mkdir(parents=True)
+    record.write_text(f"{models_path}\n")
+    assert main(["process", str(clip), "-o", str(out), "--model", "light", "-q"]) == 0
+    assert out.stat().st_size > 0

@@ -208,7 +208,7 @@ def test_gpu_overlay_puts_only_the_segmenter_on_gpu_nodes(rendered):
             assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in pod_spec(w)["tolerations"]
             container = pod_spec(w)["containers"][0]
             assert container["image"].split(":")[0].endswith("segmenter-cuda")
-            assert effective_env(objs, container)["VBG_SEGMENTER_DEVICE"] == "cuda"
+            assert effective_env(objs, container)["VIDEOBG_DEVICE"] == "cuda"
             # a surge pod would wait for a spare GPU
             assert w["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
         else:
@@ -227,7 +227,7 @@ def test_cpu_overlay_requests_no_gpu(rendered, target):
             assert "cuda" not in c["image"], V.kn(w)
     seg = pod_spec(named(objs, "Deployment", "segmenter"))["containers"][0]
     env = effective_env(objs, seg)
-    assert env["VBG_SEGMENTER_DEVICE"] == "cpu"
+    assert env["VIDEOBG_DEVICE"] == "cpu"
     # torch would otherwise start a thread per host core; keep it within the CPU limit
     assert int(env["VIDEOBG_TORCH_THREADS"]) <= float(seg["resources"]["limits"]["cpu"])
 
@@ -343,7 +343,7 @@ def test_env_prefix_matches_service_and_settings_read_it(rendered, target, monke
         if name == "encoder":
             assert s.compositor_target == f"compositor:{service_port(objs, 'compositor', 'grpc')}"
         if name == "segmenter":
-            assert s.model_path() == Path("/models")
+            assert s.core.model_dir == Path("/models")
 
 
 # --- autoscaling -------------------------------------------------------------------------------------------
