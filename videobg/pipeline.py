@@ -76,19 +76,23 @@ def quantize_alpha(alpha: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(alpha, alpha=255.0)
 
 
-def matte_batch(session: MatteSession, frames: list[Frame], prepared: Any = None) -> list[Matted]:
+def matte_batch(session: MatteSession, frames: list[Frame], inferred: Any = None) -> list[Matted]:
     """Consecutive frames of one job in one inference call (one frame on a CPU, a batch on a GPU). Call
     in frame order, one session per job: a recurrent model keeps its state inside the session.
-    `prepared`: what `session.prepare` gave for these frames on another thread (None: done here)."""
+    `inferred`: what `infer_batch` gave for these frames on another thread (None: all done here)."""
     rgbs = [f.rgb for f in frames]
-    alphas = session.finish(rgbs, prepared if prepared is not None else session.prepare(rgbs))
+    alphas = session.finish(rgbs, inferred)
     return [Matted(f, quantize_alpha(a)) for f, a in zip(frames, alphas, strict=True)]
 
 
 def prepare_batch(session: MatteSession, frames: list[Frame]) -> tuple[list[Frame], Any]:
-    """The stateless half of inference for one batch (`MatteSession.prepare`), meant for a thread of
-    its own ahead of `matte_batch`: on two cores the two halves of the network then run side by side."""
+    """The stateless step of inference for one batch (`MatteSession.prepare`), on a thread of its own."""
     return frames, session.prepare([f.rgb for f in frames])
+
+
+def infer_batch(session: MatteSession, frames: list[Frame], prepared: Any) -> tuple[list[Frame], Any]:
+    """The model's in-order step for one batch (`MatteSession.infer`), on a thread of its own."""
+    return frames, session.infer([f.rgb for f in frames], prepared)
 
 
 def matte_stages(
@@ -99,9 +103,9 @@ def matte_stages(
     queue_frames: int,
     clock: StageClock | None = None,
 ) -> Iterator[Matted]:
-    """Frames in order -> mattes in order, through two overlapped threads: prepare (stateless, runs
-    ahead) and matte (recurrent state, temporal and subject steps). Whole batches travel between them;
-    the next stage gets single frames again."""
+    """Frames in order -> mattes in order, through three overlapped threads: prepare (stateless, runs
+    ahead), infer (the model's recurrent state) and matte (temporal and subject steps). Whole batches
+    travel between them; the next stage gets single frames again."""
     depth = max(1, queue_frames // batch_frames)
     prepared = threaded(
         batched(frames, batch_frames),
@@ -110,7 +114,10 @@ def matte_stages(
         maxsize=depth,
         clock=clock,
     )
-    batches = threaded(prepared, lambda p: matte_batch(session, *p), name="matte", maxsize=depth, clock=clock)
+    inferred = threaded(
+        prepared, lambda p: infer_batch(session, *p), name="infer", maxsize=depth, clock=clock
+    )
+    batches = threaded(inferred, lambda i: matte_batch(session, *i), name="matte", maxsize=depth, clock=clock)
     return itertools.chain.from_iterable(batches)
 
 

@@ -40,7 +40,7 @@ from videobg.errors import InvalidInput
 from videobg.media.decode import iter_frames
 from videobg.media.probe import frame_rate, probe
 from videobg.models import MattingModel, get_model
-from videobg.pipeline import matte_batch, prepare_batch
+from videobg.pipeline import infer_batch, matte_batch, prepare_batch
 from videobg.stages import batched, threaded
 from videobg.types import Frame
 
@@ -145,22 +145,29 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         frames: Iterator[Frame] = threaded(
             iter_frames(src, info, trim), name="decode", maxsize=core.queue_frames, stop=stop
         )
-        # the stateless half of inference runs a batch ahead on its own thread (two cores per job)
+        # the stateless step of inference and the model's in-order step each run a batch ahead on a
+        # thread of their own (up to three cores per job)
         prepared = threaded(
             batched(frames, batch),
             lambda fs: prepare_batch(session, fs),
             name="prepare",
             maxsize=max(1, core.queue_frames // batch),
         )
+        inferred = threaded(
+            prepared,
+            lambda p: infer_batch(session, *p),
+            name="infer",
+            maxsize=max(1, core.queue_frames // batch),
+        )
         inference = metrics.INFERENCE.labels(model=model_name)
         frame_step = 1.0 / frame_rate(info)
         n, alphas, times = 0, [], []
         try:
-            for group, ahead in prepared:
+            for group, ahead in inferred:
                 run.check()
                 t0 = time.perf_counter()
                 matted = matte_batch(session, group, ahead)  # N x [H, W] uint8 alpha
-                per_frame = (time.perf_counter() - t0) / len(group)  # the in-order half only
+                per_frame = (time.perf_counter() - t0) / len(group)  # the last step only
                 for m in matted:
                     inference.observe(per_frame)
                     run.count_frames()
@@ -179,7 +186,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
             writer.wait()
         finally:
             stop.set()
-            close_all(prepared, frames)
+            close_all(inferred, prepared, frames)
             writer.close()
     if n == 0:
         raise InvalidInput("the requested span contains no frames")

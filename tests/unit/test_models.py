@@ -200,7 +200,7 @@ def test_human_ratio_option():
     with pytest.raises(InvalidInput):
         model.new_session(downsample_ratio=1.5)
     session = model.new_session(downsample_ratio=0.5)
-    prepared = session.prepare([_frame(0, (320, 180))])
+    prepared = session.prepare([_frame(0, (320, 180))])  # stateless: the network's input size
     assert tuple(prepared.src_sm.shape[2:]) == (90, 160)  # [N, 3, h, w] at half size
 
 
@@ -274,8 +274,9 @@ def test_predict_batch_equals_frame_by_frame(name):
 
 @pytest.mark.parametrize("name", ["human", "light", "original", "pro"])
 def test_prepare_ahead_on_another_thread_equals_predict(name):
-    """What the pipeline does: `prepare` runs on its own thread, all batches prepared before any is
-    finished (the furthest ahead it can get), and `finish` in order gives the alphas of predict."""
+    """What the pipeline does: `prepare` and `infer` run on threads of their own, each batch prepared
+    before any is inferred and each inferred before any is finished (the furthest ahead they can get),
+    and `finish` in order gives the alphas of predict."""
     import threading
 
     _need_weights(name)
@@ -285,11 +286,16 @@ def test_prepare_ahead_on_another_thread_equals_predict(name):
     session = model.new_session()
     groups = [frames[:2], frames[2:3], frames[3:]]
     prepared: list = []
-    t = threading.Thread(target=lambda: prepared.extend(session.prepare(g) for g in groups))
-    t.start()
-    t.join(timeout=120)
-    assert len(prepared) == len(groups)
-    got = [a for g, p in zip(groups, prepared, strict=True) for a in session.finish(g, p)]
+    inferred: list = []
+    for target in (
+        lambda: prepared.extend(session.prepare(g) for g in groups),
+        lambda: inferred.extend(session.infer(g, p) for g, p in zip(groups, prepared, strict=True)),
+    ):
+        t = threading.Thread(target=target)
+        t.start()
+        t.join(timeout=120)
+    assert len(inferred) == len(groups)
+    got = [a for g, i in zip(groups, inferred, strict=True) for a in session.finish(g, i)]
     for a, b in zip(got, ref, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
 

@@ -167,19 +167,26 @@ class MatteSession(abc.ABC):
 
     def predict_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """N consecutive frames of the same stream, in order -> N alphas as `predict` gives them."""
-        return self.finish(frames, self.prepare(frames))
+        return self.finish(frames, self.infer(frames, self.prepare(frames)))
+
+    # Inference in three steps, so that the pipeline can run each on a thread of its own, joined by
+    # queues in frame order: on two cores one job's inference then spreads over both. A step may read
+    # no state that another step changes.
 
     def prepare(self, frames: list[np.ndarray]) -> Any:
-        """The part of inference that needs no earlier frame (checks, resizing, a stateless network or
-        the stateless half of a recurrent one). The pipeline runs it on a thread of its own, one batch
-        ahead of `finish`, so that one job's inference spreads over two cores; it must therefore read
-        nothing that `finish` changes. Returns what `finish` takes; None: `finish` does all the work."""
+        """Work that needs no earlier frame (checks, resizing, a stateless network or the stateless half
+        of a recurrent one). Returns what `infer` takes; None: `infer` does this work itself."""
         return None
 
+    def infer(self, frames: list[np.ndarray], prepared: Any) -> Any:
+        """In order: the model's own state (a recurrent network). `prepared` is what `prepare` returned
+        for exactly these frames, or None. Returns what `finish` takes. Default: nothing to do."""
+        return prepared
+
     @abc.abstractmethod
-    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
-        """The in-order part: recurrent state, temporal and subject steps. `prepared` is what `prepare`
-        returned for exactly these frames, or None (then this does the whole job)."""
+    def finish(self, frames: list[np.ndarray], inferred: Any) -> list[np.ndarray]:
+        """In order: the post-processing state (temporal and subject steps) -> N alphas [H, W] float32.
+        `inferred` is what `infer` returned for exactly these frames (None: do all the work here)."""
 
     def reset(self) -> None:
         """Forget temporal state (a scene cut, a new clip): the model's and the post-processing's."""

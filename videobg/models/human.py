@@ -79,12 +79,16 @@ class HumanSession(MatteSession):
         self.downsample_ratio = downsample_ratio
         self.area = area  # average pixels when shrinking the frame (antialiased) instead of bilinear taps
         self._frame_shape: tuple[int, int] | None = None  # (H, W) the recurrent state belongs to
+        self._post_shape: tuple[int, ...] | None = None  # (H, W) the post-processing state belongs to
         self.reset()
 
     def reset(self) -> None:
+        self._reset_state()
+        self.post.reset()
+
+    def _reset_state(self) -> None:
         zero = torch.zeros(1, 1, 1, 1, device=self.device, dtype=self.dtype)
         self._rec: list[Tensor] = [zero] * 4  # broadcast to each state's shape on the first frame
-        self.post.reset()
 
     def _net_size(self, height: int, width: int) -> tuple[int, int]:
         """(w, h) the network runs at for a frame of this size. Pure: `prepare` calls it off-thread."""
@@ -112,10 +116,10 @@ class HumanSession(MatteSession):
             src_sm = to_tensor(small, self.device, self.dtype)  # [N, 3, h, w] 0..1
             return _Prepared((height, width), src_sm, self.rvm.features(src_sm))
 
-    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
-        """N consecutive frames of this stream -> N alphas. The recurrent state runs through them in
-        order; the network's per-frame parts run as one batch of N (what a GPU wants, docs/BENCHMARKS.md).
-        A change of frame size inside the batch splits it (the state restarts at the new size)."""
+    def infer(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
+        """N consecutive frames of this stream -> N raw alphas [H, W] float32 0..1. The recurrent state
+        runs through them in order; the network's per-frame parts run as one batch of N (what a GPU
+        wants, docs/BENCHMARKS.md). A change of frame size splits the batch and restarts the state."""
         if not frames:
             return []
         if prepared is None:
@@ -123,11 +127,11 @@ class HumanSession(MatteSession):
                 check_frame(f)
             cut = next((i for i, f in enumerate(frames) if f.shape != frames[0].shape), len(frames))
             if cut < len(frames):
-                return self.predict_batch(frames[:cut]) + self.predict_batch(frames[cut:])
+                return self.infer(frames[:cut], None) + self.infer(frames[cut:], None)
             prepared = self.prepare(frames)
         if self._frame_shape != prepared.shape:
             self._frame_shape = prepared.shape
-            self.reset()  # the states' shapes follow the internal size
+            self._reset_state()  # the states' shapes follow the internal size
         with torch.inference_mode():
             # a, b: [N, 4, h, w] guided-filter affine
             a, b, *rec = self.rvm.decode_seq(prepared.src_sm, prepared.features, *self._rec)
@@ -135,12 +139,19 @@ class HumanSession(MatteSession):
             # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
             if self.device.type == "cpu":
                 a3, b3 = a[:, 3].float().numpy(), b[:, 3].float().numpy()  # [N, h, w] each
-                alphas = [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(frames)]
-            else:
-                ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [N, 2, h, w]
-                alphas = _fine_alpha_torch(ab, frames, self.dtype)
-        # in order: subject selection carries state from frame to frame
-        return [self.post.full_res(f, alpha) for f, alpha in zip(frames, alphas, strict=True)]
+                return [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(frames)]
+            ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [N, 2, h, w]
+            return _fine_alpha_torch(ab, frames, self.dtype)
+
+    def finish(self, frames: list[np.ndarray], inferred: Any) -> list[np.ndarray]:
+        alphas = inferred if inferred is not None else self.infer(frames, None)
+        out = []
+        for f, alpha in zip(frames, alphas, strict=True):  # in order: subject selection carries state
+            if f.shape[:2] != self._post_shape:
+                self._post_shape = f.shape[:2]
+                self.post.reset()  # a new frame size starts the subject and temporal steps afresh
+            out.append(self.post.full_res(f, alpha))
+        return out
 
 
 @dataclass

@@ -54,7 +54,7 @@ class LightSession(MatteSession):
             prob = self.net(x)[:, 0].float().cpu().numpy()  # [N, 256, 256] float32 0..1
         return small, prob
 
-    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
-        small, prob = prepared if prepared is not None else self.prepare(frames)
+    def finish(self, frames: list[np.ndarray], inferred: Any) -> list[np.ndarray]:
+        small, prob = inferred if inferred is not None else self.prepare(frames)
         # in order: the temporal and subject steps carry state from frame to frame
         return [self.post.finish_low_res(f, s, p) for f, s, p in zip(frames, small, prob, strict=True)]

@@ -59,10 +59,10 @@ class OriginalSession(MatteSession):
     def prepare(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray] | None:
         return self._saliency(frames) if frames else None
 
-    def finish(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
+    def finish(self, frames: list[np.ndarray], inferred: Any) -> list[np.ndarray]:
         if not frames:
             return []
-        small, maps = prepared if prepared is not None else self._saliency(frames)
+        small, maps = inferred if inferred is not None else self._saliency(frames)
         return [self.post.finish_low_res(f, s, m) for f, s, m in zip(frames, small, maps, strict=True)]
 
     def saliency(self, rgb: np.ndarray) -> np.ndarray:
