@@ -66,7 +66,7 @@ test-e2e: setup ## end-to-end tier only
 lint: venv ## ruff check + format check, mypy on the core package and the services
 	$(BIN)/ruff check videobg services devstack tests bench scripts deploy conformance
 	$(BIN)/ruff format --check videobg services devstack tests bench scripts deploy conformance
-	$(BIN)/mypy videobg services devstack --ignore-missing-imports
+	$(BIN)/mypy videobg services devstack conformance --ignore-missing-imports
 
 fmt: venv ## apply ruff format and fixes
 	$(BIN)/ruff format videobg services devstack tests bench scripts deploy conformance

@@ -27,6 +27,11 @@ class Reply:
     text: str
     waited_429: int = 0  # 429 answers waited out before this one
 
+    @property
+    def obj(self) -> dict[str, Any]:
+        """The body when it is a JSON object, else {}."""
+        return self.body if isinstance(self.body, dict) else {}
+
     def short(self) -> str:
         """Status and the error code or a clipped body, for the report's "got" column."""
         code = error_code(self.body)

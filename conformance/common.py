@@ -29,9 +29,9 @@ def flow_uploads(kit: Kit) -> Iterator[None]:
             r = kit.upload(path.name, path.read_bytes(), ctype)
             if r.status in (200, 201):
                 kit.uploaded[name] = kit.uploaded.pop(path.name)
-            url = kit.upload_url(r)
             c.expect(r.status in (200, 201), r.short())
-            c.expect(bool(url) and url.startswith(("http://", "https://")), f"{r.status}, url {url!r}")
+            url = c.need_str(kit.upload_url(r), f"{r.short()}: no url")
+            c.expect(url.startswith(("http://", "https://")), f"{r.status}, url {url!r}")
             c.got(f"{r.status}, {url[:60]}…" if len(url) > 60 else f"{r.status}, {url}")
     kit.image_url = opts.image_url or kit.upload_url_of("image") or ""
     yield

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from conformance import media
 from conformance.client import Api, Reply, error_code
@@ -65,11 +65,20 @@ class Case:
     def expect(self, ok: bool, why: str | None = None) -> None:
         """Fail the case unless `ok`; `why` (what was seen) becomes its "got" when it fails."""
         if not ok:
-            if why is not None:
-                self.result.got = why
-            raise CaseFailed(self.result.got)
+            self.fail(why)
 
-    def skip(self, reason: str) -> None:
+    def fail(self, why: str | None = None) -> NoReturn:
+        if why is not None:
+            self.result.got = why
+        raise CaseFailed(self.result.got)
+
+    def need_str(self, value: Any, why: str) -> str:
+        """`value` when it is a non-empty string (an id, a URL); else the case fails with `why`."""
+        if not isinstance(value, str) or not value:
+            self.fail(why)
+        return value
+
+    def skip(self, reason: str) -> NoReturn:
         raise CaseSkipped(reason)
 
 
@@ -99,8 +108,11 @@ def status_of(dialect: str, body: Any) -> tuple[str, str | None, str | None]:
     implies (with the common alternatives a client tolerates)."""
     if not isinstance(body, dict):
         return "", None, None
-    view = body.get("job") if dialect == "studio" and isinstance(body.get("job"), dict) else body
+    view: dict[str, Any] = body
+    if dialect == "studio" and isinstance(body.get("job"), dict):
+        view = body["job"]
     result = view.get("result") if isinstance(view.get("result"), dict) else {}
+    assert isinstance(result, dict)
     url = view.get("output_url") or view.get("result_url") or result.get("url") or result.get("output_url")
     return str(view.get("status") or ""), url, error_code(view)
 

@@ -124,18 +124,12 @@ def write_clip(
     fmt: str | None = None,
 ) -> Path:
     """A moving grey ramp: enough to be a real, decodable video of the given size and length."""
-    with av.open(str(path), "w", format=fmt) as out:
-        vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height = width, height
-        vs.pix_fmt = "yuv420p"
-        ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
-        for i in range(frames):
-            img = np.broadcast_to((ramp + 8 * i) % 256, (height, width, 3)).astype(np.uint8)
-            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-    return path
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]  # [1, W, 1]
+    pictures = [
+        np.ascontiguousarray(np.broadcast_to((ramp + 8 * i) % 256, (height, width, 3)).astype(np.uint8))
+        for i in range(frames)
+    ]  # [H, W, 3] uint8 each
+    return encode(path, pictures, codec=codec, fmt=fmt, fps=fps)
 
 
 def tiny_clip(
@@ -151,16 +145,30 @@ def tiny_clip(
 ) -> Path:
     """The first `frames` frames of `src` at `size`, in another container/codec: the same person, a job
     that costs little. Sizes are multiples of 16, which every encoder here takes."""
-    pictures = []
+    pictures = []  # [H, W, 3] uint8 each
     with av.open(str(src)) as c:
         for f in c.decode(c.streams.video[0]):
             pictures.append(f.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
             if len(pictures) >= frames:
                 break
+    return encode(dest, pictures, codec=codec, fmt=fmt, pix_fmt=pix_fmt, fps=fps)
+
+
+def encode(
+    dest: Path,
+    pictures: list[np.ndarray],
+    *,
+    codec: str,
+    fmt: str | None = None,
+    pix_fmt: str = "yuv420p",
+    fps: int = 10,
+) -> Path:
+    """RGB pictures, [H, W, 3] uint8, as a video file (the container from `fmt` or the file name)."""
+    height, width = pictures[0].shape[:2]
     with av.open(str(dest), "w", format=fmt) as out:
         vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height = size
-        vs.pix_fmt = pix_fmt
+        assert isinstance(vs, av.VideoStream)
+        vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
         if codec == "libx265":
             vs.options = {"x265-params": "log-level=error"}
         for picture in pictures:

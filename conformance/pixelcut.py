@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from conformance import media, seeds
 from conformance.client import NO_KEY, Reply
 from conformance.host import Entry
 from conformance.kit import Case, Job, Kit, want_error
+from conformance.seeds import Quote
 
 PATH = "/v1/video/remove-background"
 DIALECT = "pixelcut"
@@ -26,8 +28,7 @@ def accepted(kit: Kit, c: Case, r: Reply, label: str) -> Job:
     """202 {"job_id"} with Location /v1/video/remove-background/job/{id}; the job is then polled there."""
     c.got(r.short())
     c.expect(r.status == 202)
-    job_id = r.body.get("job_id") if isinstance(r.body, dict) else None
-    c.expect(isinstance(job_id, str) and bool(job_id), f"{r.short()}: no job_id")
+    job_id = c.need_str(r.obj.get("job_id"), f"{r.short()}: no job_id")
     location = r.headers.get("Location") or ""
     job = kit.track(DIALECT, job_id, location or f"{PATH}/job/{job_id}", label)
     c.expect(location.endswith(f"{PATH}/job/{job_id}"), f"202 job_id {job_id}, Location {location!r}")
@@ -84,7 +85,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
 
 def flow_errors(kit: Kit) -> Iterator[None]:
     src = kit.source_url
-    cases = [
+    cases: list[tuple[str, Quote, tuple[str, ...], dict[str, Any]]] = [
         ("pixelcut.error.empty_body", seeds.PC_INVALID_BODY, ("invalid_request_body",),
          {"content": b"", "headers": {"Content-Type": "application/json"}}),
         ("pixelcut.error.bad_json", seeds.PC_INVALID_BODY, ("invalid_request_body",),
@@ -142,8 +143,8 @@ def flow_limits(kit: Kit) -> Iterator[None]:
             work / "long.mp4", width=64, height=64, frames=62, fps=1)), "long.mp4"),
     }  # fmt: skip
     big = 110 * 1024 * 1024  # over 100 MB however a megabyte is counted
-    cases = [
-        ("pixelcut.limit.malformed", seeds.PC_MALFORMED, "malformed", ("malformed_image",)),
+    cases: list[tuple[str, tuple[Quote, ...], str, tuple[str, ...]]] = [
+        ("pixelcut.limit.malformed", (seeds.PC_MALFORMED,), "malformed", ("malformed_image",)),
         ("pixelcut.limit.format", (seeds.PC_UNSUPPORTED, seeds.PC_FORMATS), "avi", ("unsupported_image_format",)),
         ("pixelcut.limit.resolution_high", (seeds.PC_TOO_HIGH, seeds.PC_RESOLUTION), "wide", ("resolution_too_high",)),
         ("pixelcut.limit.resolution_low", (seeds.PC_RESOLUTION,), "tiny", ()),
@@ -154,6 +155,7 @@ def flow_limits(kit: Kit) -> Iterator[None]:
     for name, quotes, what, codes in cases:
         want = f"submit → 400 {codes[0] if codes else '(a documented 400 code)'}"
         with kit.case(name, (*quotes, seeds.PC_400_LIMITS) if what != "malformed" else quotes, want) as c:
+            url: str | None
             if what == "big":
                 if not kit.serving:
                     c.skip("needs the kit's loopback file host (a 110 MB file is not uploaded)")

@@ -21,6 +21,7 @@ from conformance import media, seeds
 from conformance.client import NO_KEY, Reply
 from conformance.host import Delivery, Entry
 from conformance.kit import Case, Job, Kit, want_error
+from conformance.seeds import Quote
 
 DIALECT = "removebgvideo"
 WEBHOOK_WAIT_S = 60.0  # after the job ended, for its last callback to arrive
@@ -32,9 +33,8 @@ def created(
     """2xx {"success": true, "id", "status", "message"}; polled at /v1/jobs/{id} when `track`."""
     c.got(r.short())
     c.expect(200 <= r.status < 300)
-    body = r.body if isinstance(r.body, dict) else {}
-    job_id = body.get("id")
-    c.expect(isinstance(job_id, str) and bool(job_id), f"{r.short()}: no id")
+    body = r.obj
+    job_id = c.need_str(body.get("id"), f"{r.short()}: no id")
     job = (
         kit.track(DIALECT, job_id, f"/v1/jobs/{job_id}", label)
         if track
@@ -55,7 +55,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         (seeds.RBV_CORE, seeds.RBV_CREATED, seeds.RBV_STATUS),
         "the guide's payload (+ webhook_url) → 2xx {success: true, id, status: processing, message}",
     ) as c:
-        body = {
+        body: dict[str, Any] = {
             "video_url": kit.source_url,
             "output_format": "webm",
             "bg_type": "transparent",
@@ -195,7 +195,7 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
         (seeds.RBV_NESTED, seeds.RBV_AUTO_START),
         'the reference\'s curl body with "background": {"type": "transparent"}, auto_start false → draft',
     ) as c:
-        body = {
+        body: dict[str, Any] = {
             "video_url": src,
             "model": "original",
             "background": {"type": "transparent"},
@@ -218,16 +218,21 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
     with kit.case(
         "removebgvideo.legacy.api_process", seeds.RBV_LEGACY, "POST /api/process → the same answer"
     ) as c:
-        body = {"video_url": src, "bg_type": "green", "output_format": "mp4", "auto_start": False}
+        body = {
+            "video_url": src,
+            "bg_type": "green",
+            "output_format": "mp4",
+            "auto_start": False,
+        }
         created(kit, c, kit.submit(DIALECT, "/api/process", json=body), "rbv-legacy", "draft", track=False)
     for name, quote, field, values in ENUMS:
         with kit.case(name, quote, f"a draft for each {field}: {', '.join(values)} → 2xx, draft") as c:
             refused = []
             for value in values:
-                body = enum_body(kit, field, value)
-                if body is None:
+                fields = enum_body(kit, field, value)
+                if fields is None:
                     c.skip(f"{field} {value} needs a background image URL (see uploads.image)")
-                r = kit.submit(DIALECT, "/v1/jobs", json={**body, "auto_start": False})
+                r = kit.submit(DIALECT, "/v1/jobs", json={**fields, "auto_start": False})
                 ok = 200 <= r.status < 300 and isinstance(r.body, dict) and r.body.get("status") == "draft"
                 if not ok:
                     refused.append(f"{value}: {r.short()}")
@@ -273,7 +278,7 @@ def flow_drafts(kit: Kit) -> Iterator[None]:
 
 
 # The enumerations of seeds 001 and 004, each value sent once as a draft (drafts cost nothing to run).
-ENUMS = [
+ENUMS: list[tuple[str, Quote | tuple[Quote, ...], str, tuple[str, ...]]] = [
     ("removebgvideo.enum.model", seeds.RBV_MODEL, "model", ("original", "light", "pro", "human")),
     ("removebgvideo.enum.bg_type", (seeds.RBV_BG_DEFAULT, seeds.RBV_BG_TYPE), "bg_type",
      ("transparent", "green", "white", "black", "blue", "custom", "color", "image")),

@@ -7,6 +7,7 @@ report the code the server gave.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from conformance import media, seeds
 from conformance.client import NO_KEY, Reply
@@ -22,10 +23,9 @@ def accepted(kit: Kit, c: Case, r: Reply, label: str) -> Job:
     "service": "studio-background"}}; the job is polled at /v2/jobs/{id}."""
     c.got(r.short())
     c.expect(r.status in (200, 201, 202))
-    body = r.body if isinstance(r.body, dict) else {}
-    job = body.get("job") if isinstance(body.get("job"), dict) else {}
-    job_id = job.get("id")
-    c.expect(isinstance(job_id, str) and bool(job_id), f"{r.short()}: no job.id")
+    body = r.obj
+    job: dict[str, Any] = body["job"] if isinstance(body.get("job"), dict) else {}
+    job_id = c.need_str(job.get("id"), f"{r.short()}: no job.id")
     tracked = kit.track(DIALECT, job_id, f"/v2/jobs/{job_id}", label)
     shape = (body.get("status"), body.get("message"), job.get("status"), job.get("service"))
     c.expect(
