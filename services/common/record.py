@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from videobg.errors import InvalidInput, MissingParameter
+from videobg.errors import InvalidInput, MissingParameter, Transient
 from videobg.media.formats import DEFAULT_FORMAT, get_format
 from videobg.types import AudioInfo, Background, Trim, VideoInfo
 
@@ -323,6 +323,12 @@ class Job(_Model):
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    def video_info(self) -> VideoInfo:
+        """The source's probe as ingest stored it: the later stages read this, they do not probe again."""
+        if self.info is None:
+            raise Transient(f"job {self.id} has no probe yet (not ingested)")
+        return self.info.video_info()
 
     def metric_labels(self) -> tuple[str, str, str]:
         """(dialect, model, format) for videobg.metrics."""

@@ -20,8 +20,15 @@ from videobg.errors import VideoBgError
 class StreamedFrame:
     index: int  # within the trimmed span
     t: float  # seconds since the span start
-    rgb: np.ndarray  # [H, W, 3] uint8
-    alpha: np.ndarray | None  # [H, W] uint8 for transparent output, else None
+    image: np.ndarray  # [H, W, 3] uint8, or [H, W, 4] uint8 (RGBA) for transparent output
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self.image[..., :3]  # [H, W, 3] uint8 view
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        return self.image[..., 3] if self.image.shape[2] == 4 else None  # [H, W] uint8 view
 
 
 def to_bands(
@@ -56,10 +63,8 @@ def assemble(bands: Iterable[stages_pb2.FrameBand], width: int, height: int) -> 
         if b.last_band:
             if next_row != height:
                 raise _broken(f"frame {b.index} ended at row {next_row} of {height}")
-            if image.shape[2] == 4:
-                yield StreamedFrame(b.index, b.t, image[..., :3], image[..., 3])
-            else:
-                yield StreamedFrame(b.index, b.t, image, None)
+            # as it came: the encoder's writer takes the RGBA frame whole (VideoWriter.write_image)
+            yield StreamedFrame(b.index, b.t, image)
             image, next_row, expected_index = None, 0, expected_index + 1
     if image is not None:
         raise _broken(f"stream ended inside frame {expected_index}")

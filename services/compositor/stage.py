@@ -29,7 +29,6 @@ from videobg import keys
 from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput, NotFound, Transient, VideoBgError
 from videobg.media.decode import iter_frames
-from videobg.media.probe import probe
 from videobg.pipeline import Composited, Matted, refine_and_composite
 from videobg.stages import threaded
 from videobg.types import Frame, VideoInfo
@@ -150,7 +149,7 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[t
             if not job.background_key:
                 raise InvalidInput("the job's background image was not ingested")
             image_path = str(run.store.get_file(job.background_key, tmp / Path(job.background_key).name))
-        info = probe(src)
+        info = job.video_info()  # ingest's probe, not a second one
         plate = prepare_background(spec.background.to_background(image_path), info.height, info.width)
         reader = MatteReader(run, settings, info)
         frames: Iterator[Frame] = threaded(iter_frames(src, info, trim), name="decode", maxsize=queue)

@@ -31,7 +31,6 @@ from videobg import keys
 from videobg.errors import InvalidInput, Transient
 from videobg.media.encode import QUALITIES, VideoWriter
 from videobg.media.formats import DEFAULT_FORMAT, get_format
-from videobg.media.probe import probe
 from videobg.stages import threaded
 
 EVENT_EVERY = 10
@@ -75,11 +74,12 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
     fmt = get_format(spec.output_format or DEFAULT_FORMAT, transparent=background.transparent)
     frames_total = job.frames_total
 
+    info = job.video_info()  # ingest's probe
+    audio_index = info.audio[0].index if info.audio else None
     with run.scratch() as tmp:
-        src = run.store.get_file(job.source_key, tmp / Path(job.source_key).name)
-        info = probe(src)
+        # the source only for its audio: a silent clip is not fetched at all
+        src = run.store.get_file(job.source_key, tmp / Path(job.source_key).name) if info.audio else None
         out = tmp / f"result{fmt.extension}"
-        audio_index = info.audio[0].index if info.audio else None
         n = 0
         with grpcutil.channel(settings.compositor_target) as channel:
             call = stages_pb2_grpc.CompositorStub(channel).Composite(
@@ -92,11 +92,11 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
                 with VideoWriter(
                     out, fmt, info.width, info.height, transparent=background.transparent,
                     fps=info.fps_nominal or info.fps_avg, trim=trim, quality=settings.quality,
-                    audio_src=src if audio_index is not None else None, audio_stream_index=audio_index,
+                    audio_src=src, audio_stream_index=audio_index,
                 ) as writer:  # fmt: skip
                     for f in frames:
                         run.check()
-                        writer.write(f.rgb, f.alpha, f.t)
+                        writer.write_image(f.image, f.t)  # as streamed: [H, W, 3|4] uint8
                         run.count_frames()
                         n += 1
                         if n == 1:

@@ -38,7 +38,7 @@ from services.common.runtime import StageRun, StageSettings, close_all
 from videobg import keys, metrics, subjects
 from videobg.errors import InvalidInput
 from videobg.media.decode import iter_frames
-from videobg.media.probe import frame_rate, probe
+from videobg.media.probe import frame_rate
 from videobg.models import MattingModel, get_model
 from videobg.pipeline import infer_batch, matte_batch, prepare_batch
 from videobg.stages import batched, threaded
@@ -133,7 +133,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
 
     with run.scratch() as tmp:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
-        info = probe(src)
+        info = job.video_info()  # ingest's probe, not a second one
         chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
         core = settings.core
         threads = core.resolved_threads()

@@ -450,3 +450,18 @@ def test_wrong_frame_shape_is_rejected(tmp_path):
         with pytest.raises(ValueError):
             writer.write(np.zeros((H, W + 1, 3), np.uint8), None, 0.0)
         writer.write(*disc_frame(0), 0.0)
+
+
+def test_write_image_takes_the_sinks_shape_whole(tmp_path):
+    """The encoder hands the compositor's frames over as they were streamed: RGBA for a transparent
+    output, RGB otherwise; a frame of the other shape is refused, not silently converted."""
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[..., 3] = 255
+    with VideoWriter(tmp_path / "a.webm", "webm_vp9", 64, 48, transparent=True, fps=FPS) as writer:
+        writer.write_image(rgba, 0.0)
+        with pytest.raises(ValueError, match="64, 4"):
+            writer.write_image(rgba[..., :3].copy(), 0.04)
+    assert writer.frames_written == 1
+    with VideoWriter(tmp_path / "b.mp4", "mp4_h264", 64, 48, transparent=False, fps=FPS) as writer:
+        with pytest.raises(ValueError, match="64, 3"):
+            writer.write_image(rgba, 0.0)

@@ -172,9 +172,20 @@ class VideoWriter:
             raise ValueError(f"alpha must be [{self.height}, {self.width}] uint8, got {alpha.shape}")
         if self.transparent:
             a = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else alpha
-            image = np.dstack([rgb, a])  # [H, W, 4] uint8
+            self.write_image(np.dstack([rgb, a]), t)  # [H, W, 4] uint8
         else:
-            image = rgb
+            self.write_image(rgb, t)
+
+    def write_image(self, image: np.ndarray, t: float) -> None:
+        """A frame already in the sink's shape: [H, W, 4] uint8 RGBA when transparent, else [H, W, 3] uint8
+        (what the compositor streams), so nothing is split and stacked again on the way in."""
+        if self._closed:
+            raise ValueError("write() after close()")
+        channels = 4 if self.transparent else 3
+        if image.shape != (self.height, self.width, channels) or image.dtype != np.uint8:
+            raise ValueError(
+                f"image must be [{self.height}, {self.width}, {channels}] uint8, got {image.shape} {image.dtype}"
+            )
         if self._sink.write(image, max(float(t), 0.0)):
             self.frames_written += 1
 
