@@ -1,6 +1,6 @@
 """The whole job in one process: probe -> decode/trim -> matte -> refine -> composite -> encode/mux.
 
-The CLI calls `process`; the stage services call the same per-stage functions below (`matte_frames`,
+The CLI calls `process`; the stage services call the same per-stage functions below (`matte_batch`,
 `refine_and_composite`), so in-process and distributed runs produce the same pixels.
 """
 

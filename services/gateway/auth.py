@@ -20,7 +20,7 @@ from typing import Annotated, Protocol
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from services.gateway.core import ANONYMOUS, Caller
+from services.gateway.caller import ANONYMOUS, Caller
 from services.gateway.keys import NOT_FOUND_MESSAGE, KeyStore
 from services.gateway.ratelimit import TokenBuckets
 from videobg.errors import RateLimited, Unauthenticated

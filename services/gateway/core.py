@@ -44,6 +44,8 @@ from services.common.objstore import ObjectStore
 from services.common.record import TERMINAL, Job, JobSpec, SourceRef, Status, SubmitProbe
 from services.common.ssrf import check_webhook_url
 from services.gateway import precheck
+from services.gateway.assets import find_asset
+from services.gateway.caller import Caller
 from services.gateway.credits import Billing, Ledger, Rates, age_s
 from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
@@ -58,22 +60,6 @@ CANCELLABLE = (Status.DRAFT, Status.QUEUED, Status.PROCESSING)
 STARTED = (Status.QUEUED, Status.PROCESSING, Status.COMPLETED)
 _IDEMPOTENCY_NS = uuid.UUID("5d3f0b8e-9a41-4c52-8f0e-6b7a4e1c2d90")  # fixed: same key -> same job id
 _SETTLE_QUEUE = "vbg-gateway-billing"  # queue group: each job-ending event is settled by one replica
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling (services/gateway/auth.py). A caller with a key is metered: credits are reserved
-    and charged, and it sees only its owner's jobs. The anonymous owner (no key, auth off) is neither."""
-
-    owner: str
-    key_id: str | None = None
-
-    @property
-    def anonymous(self) -> bool:
-        return self.key_id is None
-
-
-ANONYMOUS = Caller(owner="anonymous")
 
 
 @dataclass(frozen=True)
@@ -329,12 +315,10 @@ class Gateway:
         """Uploaded assets the job names (source, background image) must be the caller's own: another
         owner's upload reads as not found, as on GET /v1/uploads/{id}. Ingest checks again against the
         record's owner, so a record written by other means cannot borrow one either."""
-        from services.gateway import uploads  # it imports the REST deps, which import this module
-
         refs: tuple[SourceRef | None, ...] = (spec.source, spec.background.image)
         for ref in refs:
             if ref is not None and ref.asset_id:
-                await uploads.find_asset(self.objects, ref.asset_id, caller)
+                await find_asset(self.objects, ref.asset_id, caller)
 
     async def _replay(self, existing: Job, spec: JobSpec, fingerprint: str) -> Submitted:
         if fingerprint and existing.request_fingerprint:

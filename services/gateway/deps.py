@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.gateway.auth import resolve_caller
-from services.gateway.core import Caller, Gateway
+from services.gateway.caller import Caller
+from services.gateway.core import Gateway
 
 
 def get_gateway(request: Request) -> Gateway:

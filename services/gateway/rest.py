@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
-from services.gateway import console, uploads, usage, webhooks
+from services.gateway import assets, console, uploads, usage, webhooks
 from services.gateway.auth import ApiKeyAuth
 from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
@@ -164,7 +164,7 @@ def build_app(gateway: Gateway, auth: ApiKeyAuth | None = None) -> FastAPI:
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
-        dependencies=[Depends(uploads.bind_self)],  # which URLs are this gateway's own (uploads)
+        dependencies=[Depends(assets.bind_self)],  # which URLs are this gateway's own (uploads)
     )
     app.state.gateway = gateway
     app.state.authenticator = auth or authenticator(gateway)

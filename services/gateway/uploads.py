@@ -7,9 +7,9 @@
     GET  /v1/uploads/{asset_id}  the same view, to the caller that uploaded it
 
 `asset://<asset_id>` is accepted wherever a dialect takes the URL of a source video or a background
-image (video_url, videoUrl, bg_image_url, imageUrl): `source_of` turns it into the job spec's
-{"asset_id": id} (an http(s) URL into {"url": ...}), and ingest copies `uploads/{asset_id}` into the job.
-The object keeps its uploader as user metadata (`owner`); `find_asset` hides another owner's upload.
+image (video_url, videoUrl, bg_image_url, imageUrl): `assets.source_of` turns it into the job spec's
+source (services/gateway/assets.py, which also finds an asset for its owner), and ingest copies
+`uploads/{asset_id}` into the job.
 
 Streaming: the body is parsed as it arrives (python-multipart's push parser) and the file's bytes pass
 through a small bounded queue to a thread that uploads them in 5 MiB parts, so an upload holds at most
@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import mimetypes
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -39,15 +37,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from services.common.objstore import ObjectStore
-from services.common.record import SourceRef
-from services.gateway.core import Caller
+from services.gateway.assets import PREFIX, Asset, find_asset, public_base
 from services.gateway.deps import CallerDep, GatewayDep
 from videobg import keys
 from videobg.errors import (
     InvalidInput,
     InvalidRequestBody,
     MissingParameter,
-    NotFound,
     TooLarge,
     Transient,
     VideoBgError,
@@ -55,127 +51,14 @@ from videobg.errors import (
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/v1/uploads"
-ASSET_SCHEME = "asset://"
 FILE_FIELD = "file"
 _QUEUE_CHUNKS = 16  # request chunks (<= 64 KiB each from uvicorn) waiting for the S3 thread
 _SERVE_CHUNK = 1024 * 1024  # GET .../content reads S3 this much at a time
 _MAX_OTHER_BYTES = 64 * 1024  # form fields besides `file` are ignored, but bounded
 _MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers a Content-Length counts besides the file
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
-
 router = APIRouter(tags=["uploads"])
 
-
-@dataclass(frozen=True)
-class Asset:
-    asset_id: str
-    size: int  # bytes
-    content_type: str
-    owner: str
-    filename: str = ""
-
-    def view(self, base: str) -> dict[str, Any]:
-        """`url`: an http(s) URL of the asset on this gateway, to pass as video_url / videoUrl /
-        bg_image_url / imageUrl (or GET, with the uploader's key); `asset_url`: the same as asset://."""
-        return {
-            "asset_id": self.asset_id,
-            "url": base + content_path(self.asset_id),
-            "asset_url": asset_url(self.asset_id),
-            "size": self.size,
-            "content_type": self.content_type,
-        }
-
-
-def asset_url(asset_id: str) -> str:
-    return ASSET_SCHEME + asset_id
-
-
-def content_path(asset_id: str) -> str:
-    return f"{PREFIX}/{asset_id}/content"
-
-
-# The hosts (netloc) this gateway answers on for the current request: its Host header and the configured
-# public_url. A URL of ours (`http(s)://<one of them>/v1/uploads/<id>/content`) names the asset itself;
-# `bind_self` sets it per request (an app-wide dependency), so `source_of` needs no request argument.
-_SELF_HOSTS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
-    "vbg_self_hosts", default=frozenset()
-)
-_CONTENT_PATH = re.compile(rf"^{PREFIX}/([A-Za-z0-9][A-Za-z0-9_-]{{0,127}})/content$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def _netloc(scheme: str, netloc: str) -> str:
-    netloc = netloc.lower().rsplit("@", 1)[-1]
-    default = {"http": ":80", "https": ":443"}.get(scheme.lower(), "")
-    return netloc.removesuffix(default) if default else netloc
-
-
-def public_base(request: Request, public_url: str) -> str:
-    """The base of the URLs this gateway hands out: `public_url` when set (behind a proxy), else the
-    URL the client called."""
-    return (public_url or str(request.base_url)).rstrip("/")
-
-
-async def bind_self(request: Request) -> None:
-    """App-wide dependency: remember which hosts are this gateway for `source_of`."""
-    hosts = {_netloc(request.url.scheme, request.headers.get("host", ""))}
-    public_url = getattr(request.app.state.gateway.settings, "public_url", "")
-    if public_url:
-        parts = urlsplit(public_url)
-        hosts.add(_netloc(parts.scheme, parts.netloc))
-    _SELF_HOSTS.set(frozenset(h for h in hosts if h))
-
-
-def source_of(value: Any, name: str, *, bare_ids: bool = False) -> SourceRef:
-    """A dialect's URL parameter -> the job spec's source (or background image): {"asset_id": id} for
-    `asset://<id>`, for this gateway's own upload URL (`POST /v1/uploads` hands it out) and, with
-    `bare_ids` (studio-background's "URL or asset ID"), for a bare upload id; {"url": url} for any other
-    http(s) URL; InvalidInput (naming `name`) for anything else."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string")
-    text = value.strip()
-    if text[: len(ASSET_SCHEME)].lower() == ASSET_SCHEME:
-        asset_id = text[len(ASSET_SCHEME) :]
-        try:
-            return SourceRef(asset_id=keys.check_id("asset id", asset_id))
-        except ValueError:
-            raise InvalidInput(f"{name}: {text!r} is not a valid asset URL") from None
-    if bare_ids and _UUID.match(text):
-        return SourceRef(asset_id=text.lower())
-    parts = urlsplit(text)
-    if parts.scheme.lower() in ("http", "https") and parts.hostname:
-        ours = _CONTENT_PATH.match(parts.path)
-        if ours and not parts.query and _netloc(parts.scheme, parts.netloc) in _SELF_HOSTS.get():
-            return SourceRef(asset_id=ours.group(1))  # read from S3 by ingest: never fetched over HTTP
-        return SourceRef(url=text)
-    also = ", or an upload's asset id" if bare_ids else ""
-    raise InvalidInput(f"{name} must be an http(s) URL, or an asset:// URL from POST {PREFIX}{also}")
-
-
-async def find_asset(objects: ObjectStore, asset_id: str, caller: Caller | None = None) -> Asset:
-    """The uploaded asset; NotFound when there is none, or (for a caller with a key) it is not theirs."""
-    try:
-        key = keys.upload(asset_id)
-    except ValueError:
-        raise NotFound(f"asset {asset_id} not found") from None
-    try:
-        stat = await asyncio.to_thread(objects.stat, key)
-    except NotFound:
-        raise NotFound(f"asset {asset_id} not found") from None
-    owner = unquote(stat.metadata.get("owner", ""))
-    if caller is not None and not caller.anonymous and owner != caller.owner:
-        raise NotFound(f"asset {asset_id} not found")
-    return Asset(
-        asset_id=asset_id,
-        size=stat.size,
-        content_type=stat.content_type or "application/octet-stream",
-        owner=owner,
-        filename=unquote(stat.metadata.get("filename", "")),
-    )
-
-
-# --- routes ---------------------------------------------------------------------------------------------
 
 _OPENAPI = {
     "requestBody": {

@@ -19,7 +19,7 @@ import pytest
 
 from services.common.objstore import ObjectStore
 from services.common.record import SourceRef
-from services.gateway import uploads
+from services.gateway import assets
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
@@ -83,7 +83,7 @@ async def test_upload_real_clip(nats_url, s3_endpoint, object_store, media: Path
         assert (await http.get(f"/v1/uploads/{asset_id}")).json() == body
         assert (await http.get("/v1/uploads/no-such-asset")).status_code == 404
         # what the dialects put into a job spec for it
-        assert uploads.source_of(body["asset_url"], "video_url") == SourceRef(asset_id=asset_id)
+        assert assets.source_of(body["asset_url"], "video_url") == SourceRef(asset_id=asset_id)
         # the http URL serves the bytes (to the uploader)
         assert (await http.get(body["url"])).content == data
 

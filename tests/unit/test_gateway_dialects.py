@@ -8,7 +8,7 @@ import pytest
 from services.common.protoconv import spec_from_proto, spec_to_proto
 from services.common.record import Job, Status
 from services.gateway import idempotency
-from services.gateway.core import Caller
+from services.gateway.caller import Caller
 from services.gateway.dialects import pixelcut, removebgvideo, studio
 from services.gateway.dialects.body import hex_rgb
 from videobg.errors import InsufficientCredits, InvalidInput, MissingParameter

@@ -11,25 +11,10 @@ videobg.matte.session for front ends that validate a request before any model lo
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 import threading
 from pathlib import Path
 
-# torch's OpenMP (libgomp) busy-waits after every parallel region by default. When other threads share the
-# cores (decode, encode, other workers) that spinning starves them and torch itself runs 10-70x slower
-# (measured here: RVM 2 s instead of 0.15 s per 720p frame). libgomp reads this once, when torch is first
-# imported, so entry points should set it before that too; a value already in the environment wins.
-if "OMP_WAIT_POLICY" not in os.environ:
-    if "torch" in sys.modules:
-        logging.getLogger(__name__).warning(
-            "torch was imported before videobg.models: set OMP_WAIT_POLICY=PASSIVE in the environment, "
-            "or matting may slow down badly when other threads compete for the CPU"
-        )
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
-from videobg.errors import InvalidInput  # noqa: E402
+from videobg.errors import InvalidInput
 from videobg.matte.session import check_text_prompt
 from videobg.models.base import MatteSession, MattingModel
 from videobg.models.human import HumanModel

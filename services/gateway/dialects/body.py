@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from services.common.record import BackgroundSpec, SourceRef
-from services.gateway import uploads
+from services.gateway import assets
 from videobg.errors import InvalidInput, InvalidRequestBody, MissingParameter, VideoBgError
 
 JSON = "application/json"
@@ -143,11 +143,11 @@ def required_source(params: dict[str, Any], name: str, *, bare_ids: bool = False
     (services/gateway/uploads.py)."""
     if absent(params.get(name)):
         raise MissingParameter(f"{name} is required")
-    return uploads.source_of(params[name], name, bare_ids=bare_ids)
+    return assets.source_of(params[name], name, bare_ids=bare_ids)
 
 
 def optional_source(params: dict[str, Any], name: str) -> SourceRef | None:
-    return None if absent(params.get(name)) else uploads.source_of(params[name], name)
+    return None if absent(params.get(name)) else assets.source_of(params[name], name)
 
 
 def check_url(value: Any, name: str) -> str:

@@ -42,8 +42,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.common.record import BackgroundSpec, Job, JobSpec, SourceRef, Status, TrimSpec
-from services.gateway import idempotency, results, uploads
-from services.gateway.core import Caller, Gateway
+from services.gateway import assets, idempotency, results
+from services.gateway.caller import Caller
+from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.dialects.body import (
     TRANSPARENT,
@@ -230,7 +231,7 @@ def _url_of(source: SourceRef | None) -> str | None:
     """A spec source back in the request's spelling: the URL, or asset://<id>."""
     if source is None:
         return None
-    return source.url or (uploads.asset_url(source.asset_id) if source.asset_id else None)
+    return source.url or (assets.asset_url(source.asset_id) if source.asset_id else None)
 
 
 def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:

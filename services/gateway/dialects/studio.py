@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from services.common.record import Job, JobSpec, TrimSpec
 from services.gateway import idempotency, results
-from services.gateway.core import Caller
+from services.gateway.caller import Caller
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.dialects.body import (
     WHITE,
