@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import signal
@@ -37,6 +38,7 @@ from nats.js.api import DeliverPolicy
 from devstack import procs
 from devstack.stack import FileServer, Stack, download
 from services.common import bus
+from services.common.jobstore import JobStore
 from services.gateway.admin import create_key
 from services.gateway.credits import Ledger
 from services.gateway.keys import KeyStore
@@ -174,15 +176,18 @@ class FailoverDrill:
         model = self.plan.models[i % len(self.plan.models)]
         return "/v1/jobs", {"video_url": url, "model": model, "output_format": "mp4_h264"}
 
-    def submit(self, i: int, *, timeout_s: float = 30.0) -> tuple[int | None, Submitted | None, float, str]:
-        """One submission: (HTTP status or None, the job if 202, seconds, error text)."""
+    def submit(
+        self, i: int, *, timeout_s: float = 30.0, key: str = ""
+    ) -> tuple[int | None, Submitted | None, float, str]:
+        """One submission: (HTTP status or None, the job if accepted, seconds, error text). `key`: the
+        Idempotency-Key (a new one when empty)."""
         p = self.plan
         owner, dialect = f"drill{i % p.owners}", p.dialects[i % len(p.dialects)]
         clip = p.clips[i % len(p.clips)]
         path, body = self.body(dialect, clip, i)
         # a key of its own per submission: each is a new job (the gateway's implicit idempotency would
         # fold identical bodies into one), and a client retrying it would get that same job back
-        headers = {"Idempotency-Key": f"drill-{uuid.uuid4()}"}
+        headers = {"Idempotency-Key": key or f"drill-{uuid.uuid4()}"}
         t = time.monotonic()
         try:
             with self.http(owner, timeout_s) as c:
@@ -203,8 +208,17 @@ class FailoverDrill:
         i = 10_000 + len(self.probes)
         while not self._stop_probing.is_set():
             i += 1
-            code, job, took, err = self.submit(i, timeout_s=2 * SLOW_SUBMIT_S)
+            key = f"drill-{uuid.uuid4()}"
+            code, job, took, err = self.submit(i, timeout_s=2 * SLOW_SUBMIT_S, key=key)
             self.probes.append({"t": time.monotonic(), "http": code, "s": took, "error": err})
+            if job is None and code in (503, None):
+                # as a client should: once more with the same key, which returns the job if the first
+                # try made one after all, and makes it if not
+                time.sleep(1.0)
+                code, job, took, err = self.submit(i, timeout_s=2 * SLOW_SUBMIT_S, key=key)
+                self.probes.append(
+                    {"t": time.monotonic(), "http": code, "s": took, "error": err, "retry": True}
+                )
             if job is not None:
                 self.accepted.append(job)
             self._stop_probing.wait(self.plan.probe_every_s)
@@ -385,17 +399,24 @@ class FailoverDrill:
             )
 
     def check_credits(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Each owner: used == the sum charged on its completed jobs, balance == granted - used, and no
+        """Each owner: used == the sum charged on its jobs' records, balance == granted - used, and no
         reservation left (settling runs on job events and in the gateway's sweep; /v1/usage settles the
-        caller's first)."""
+        caller's first). A job of a drill owner that no client was given (its submit refused) must not
+        have run and been charged."""
         for owner in self.keys:
             with self.http(owner) as c:
                 c.get("/v1/usage")
+        accepted = {j.job_id for j in self.accepted}
         charged: dict[str, int] = dict.fromkeys(self.keys, 0)
-        for job in self.accepted:
-            billing = (records.get(job.job_id) or {}).get("billing") or {}
-            if billing.get("state") == "charged":
-                charged[job.owner] += int(billing.get("charged_milli") or 0)
+        for owner in self.keys:
+            for job in self.nats(functools.partial(_owner_jobs, owner=owner), 60.0):
+                if job.billing is not None and job.billing.state == "charged":
+                    charged[owner] += int(job.billing.charged_milli or 0)
+                if job.id in accepted:
+                    continue
+                self.report.figures.setdefault("records_of_refused_submits", []).append(str(job.status))
+                if job.billing is not None and job.billing.state == "charged":
+                    self.problem(f"job {job.id} of {owner} ran and was charged though its submit was refused")
 
         def accounts() -> dict[str, Any]:
             return self.nats(lambda js: _accounts(js, list(self.keys)), 30.0)
@@ -523,6 +544,10 @@ class FailoverDrill:
             "submissions": len(self.probes), "answers": codes,
             "p50_s": round(pct(lat, 50), 3), "p99_s": round(pct(lat, 99), 3), "max_s": round(max(lat, default=0), 3),
         }  # fmt: skip
+
+
+async def _owner_jobs(js: Any, owner: str) -> list[Any]:
+    return await JobStore(js).list(owner=owner, limit=100_000)
 
 
 async def _accounts(js: Any, owners: list[str]) -> dict[str, Any]:

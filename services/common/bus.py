@@ -340,14 +340,22 @@ async def publish_work(
 
 
 async def publish_event(
-    js: JetStreamContext, job_id: str, event: dict[str, Any], *, msg_id: str | None = None
+    js: JetStreamContext,
+    job_id: str,
+    event: dict[str, Any],
+    *,
+    msg_id: str | None = None,
+    timeout_s: float | None = None,
 ) -> int:
     """Append an event to the job's event subject. `job_id` and `ts` (unix seconds) are added when
-    missing. A `msg_id` (e.g. f"{job_id}:completed") makes a retried publish land once."""
+    missing. A `msg_id` (e.g. f"{job_id}:completed") makes a retried publish land once. `timeout_s`:
+    how long to wait for the ack (None: the JetStream context's default, 5 s)."""
     body = {"job_id": job_id, "ts": time.time(), **event}
     headers = {MSG_ID_HEADER: msg_id} if msg_id else None
     try:
-        ack = await js.publish(subjects.events_subject(job_id), _encode(body), headers=headers)
+        ack = await js.publish(
+            subjects.events_subject(job_id), _encode(body), headers=headers, timeout=timeout_s
+        )
     except NATS_DOWN as e:
         raise Transient(f"cannot publish event for job {job_id}: {e!r}") from e
     return ack.seq

@@ -60,6 +60,11 @@ CANCELLABLE = (Status.DRAFT, Status.QUEUED, Status.PROCESSING)
 STARTED = (Status.QUEUED, Status.PROCESSING, Status.COMPLETED)
 _IDEMPOTENCY_NS = uuid.UUID("5d3f0b8e-9a41-4c52-8f0e-6b7a4e1c2d90")  # fixed: same key -> same job id
 _SETTLE_QUEUE = "vbg-gateway-billing"  # queue group: each job-ending event is settled by one replica
+# Queueing a new job's work during a NATS failover: each publish waits ENQUEUE_TRY_S for its ack, tried
+# again within ENQUEUE_BUDGET_S (a leader election takes seconds), so a submit answers 202 or 503 in
+# well under ten seconds.
+ENQUEUE_TRY_S = 2.0
+ENQUEUE_BUDGET_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -281,7 +286,14 @@ class Gateway:
             record.key_id,
             extra={"job_id": job_id},
         )
-        return Submitted(await self.jobs.get(job_id), replayed=False)
+        try:
+            job = await self.jobs.get(job_id)
+        except Transient:
+            # The record and its work are both acknowledged: the job is accepted and will run. A read
+            # that meets NATS mid-election must not turn that into a 503 (a client would see a refusal
+            # and then be charged for the job); answer from the record as created.
+            job = record
+        return Submitted(job, replayed=False)
 
     async def _implicit(self, owner: str, key_id: str, fingerprint: str) -> tuple[Job | None, str]:
         """Seed 004: "Retry same request and verify no duplicate side effects", for clients that send no
@@ -338,17 +350,16 @@ class Gateway:
     async def _enqueue(self, record: Job) -> None:
         """The job's first event, then its work. Events inform; the record is the truth."""
         job_id = record.id
-        with contextlib.suppress(Transient):
+        with contextlib.suppress(Transient):  # informative only: never worth more than a short wait
             await bus.publish_event(
                 self.js,
                 job_id,
                 {"status": "queued", "stage": "ingest", "progress": 0},
                 msg_id=f"{job_id}:queued",
+                timeout_s=ENQUEUE_TRY_S,
             )
         try:
-            await bus.publish_work(
-                self.js, subjects.WORK_INGEST, {"job_id": job_id}, msg_id=f"{job_id}:ingest"
-            )
+            await self._publish_work(job_id)
         except Transient as e:
             failed = await self.jobs.transition(
                 job_id, (Status.QUEUED,), Status.FAILED, error_code=e.code, error=e.message
@@ -358,6 +369,28 @@ class Gateway:
                 with contextlib.suppress(VideoBgError):
                     await self.billing.settle(job_id)
             raise
+
+    async def _publish_work(self, job_id: str) -> None:
+        """Publish the job's ingest work, trying again for up to ENQUEUE_BUDGET_S: a NATS stream leader
+        lost moments ago leaves publishes unanswered until the next is elected (seconds), and a retry is
+        safe, since a copy that was stored but whose ack was lost is dropped by its Nats-Msg-Id. Raises
+        the last Transient when the budget is spent."""
+        end = time.monotonic() + ENQUEUE_BUDGET_S
+        while True:
+            try:
+                await bus.publish_work(
+                    self.js,
+                    subjects.WORK_INGEST,
+                    {"job_id": job_id},
+                    msg_id=f"{job_id}:ingest",
+                    timeout_s=ENQUEUE_TRY_S,
+                )
+                return
+            except Transient as e:
+                if time.monotonic() + ENQUEUE_TRY_S > end:
+                    raise
+                log.warning("job %s: queueing its work failed (%s); trying again", job_id, e.message)
+                await asyncio.sleep(0.25)
 
     async def start(self, job_id: str, caller: Caller | None = None) -> Job:
         """Start a draft: reserve its credits (403 if they are not there now), queue it. Starting a job
