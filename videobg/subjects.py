@@ -40,6 +40,9 @@ EVENTS_WILDCARD = f"{EVENTS_PREFIX}.*"
 EVENTS_MAX_AGE_S = 24 * 3600.0
 
 JOBS_BUCKET = "vbg_jobs"
+# Job records (and their per-owner index entries, `owner.<owner>.<job id>` in the same bucket) expire this
+# long after their last change: JetStream drops them (the bucket's max age). VBG_JOB_RETENTION_S.
+JOBS_MAX_AGE_S = 7 * 24 * 3600.0
 KEYS_BUCKET = "vbg_keys"  # API keys and credit accounts (services/gateway/keys.py, credits.py)
 
 

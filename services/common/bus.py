@@ -271,13 +271,21 @@ async def ensure_events_stream(
     )
 
 
-async def ensure_kv(js: JetStreamContext, bucket: str, *, replicas: int = 0, history: int = 5) -> None:
+async def ensure_kv(
+    js: JetStreamContext, bucket: str, *, replicas: int = 0, history: int = 5, max_age_s: float = 0.0
+) -> None:
     """A KV bucket (file storage, `history` revisions per key) with `replicas` copies (0: auto_replicas);
     an existing bucket with fewer is scaled up in place. Reads go to the stream leader (no direct get):
-    a follower may lag, and a record read back right after its write must be there."""
+    a follower may lag, and a record read back right after its write must be there. `max_age_s` > 0:
+    values expire that long after they were written (retention), set on an existing bucket too."""
     replicas = await _js_replicas(js, replicas)
     config = KeyValueConfig(
-        bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas, direct=False
+        bucket=bucket,
+        history=history,
+        storage=StorageType.FILE,
+        replicas=replicas,
+        direct=False,
+        ttl=max_age_s or None,
     )
     try:
         await js.stream_info(f"KV_{bucket}")
@@ -286,6 +294,12 @@ async def ensure_kv(js: JetStreamContext, bucket: str, *, replicas: int = 0, his
         await js.create_key_value(config)
         return
     await _scale_up(js, f"KV_{bucket}", replicas)
+    if max_age_s > 0:
+        current = (await js.stream_info(f"KV_{bucket}")).config
+        if abs(float(current.max_age or 0) - max_age_s) > 1e-3:
+            log.info("bucket %s: retention set to %g s", bucket, max_age_s)
+            current.max_age = max_age_s
+            await js.update_stream(current)
 
 
 async def ensure_jobs_bucket(
@@ -299,6 +313,8 @@ async def ensure_streams(
     js: JetStreamContext,
     replicas: int = 0,
     buckets: tuple[str, ...] = (subjects.JOBS_BUCKET, subjects.KEYS_BUCKET),
+    *,
+    job_retention_s: float = subjects.JOBS_MAX_AGE_S,
 ) -> int:
     """Create (or bring up to date) VBG_WORK, VBG_EVENTS and the KV buckets of jobs and of keys/credits,
     each with `replicas` copies (0: auto_replicas: 1 on a lone server, 3 on a cluster). Idempotent: every
@@ -309,7 +325,9 @@ async def ensure_streams(
         await ensure_work_stream(js, replicas=replicas)
         await ensure_events_stream(js, replicas=replicas)
         for bucket in buckets:  # stages leave out the keys bucket: their NATS user may not touch it
-            await ensure_kv(js, bucket, replicas=replicas)
+            # job records expire (retention); keys and credits never do
+            max_age = job_retention_s if bucket == subjects.JOBS_BUCKET else 0.0
+            await ensure_kv(js, bucket, replicas=replicas, max_age_s=max_age)
     except NATS_DOWN as e:
         raise Transient(f"JetStream unavailable: {e!r}") from e
     return replicas

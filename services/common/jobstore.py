@@ -3,9 +3,10 @@
 Why JetStream KV and not a database: the records persist in the same JetStream file store the work queue
 already uses (one server to run, back up and restore, no second database to operate); every write carries
 a revision, so `update` is a compare-and-set and two workers never lose each other's changes; and a key
-can be watched, so a gateway can follow a job without polling. The cost: no secondary indexes, so `list`
-reads every live record (fine for the thousands of jobs a self-hosted service keeps, since finished
-jobs are deleted by retention; a larger deployment would index by owner in a real database).
+can be watched, so a gateway can follow a job without polling. The cost: no secondary indexes, so the
+one index kept, by owner, is written by hand: an entry `owner.<owner>.<job id>` beside each record, so an
+owner's listing (and `GET /v1/usage`) reads that owner's records only. Records and entries expire with
+the bucket's max age (`job_retention_s`, 7 days after their last change).
 
 The record is `services.common.record.Job`, stored as its JSON; records written by older versions load
 through the same model (see its docstring).
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -111,6 +113,9 @@ class JobStore:
         kv = await self._bucket()
         try:
             with nats_errors(f"create {job_id}"):
+                # the owner's index entry first: one pointing at a record that never came is skipped by
+                # `list`, while a record missing from its owner's index would be invisible to them
+                await kv.put(owner_index_key(record.owner, job_id), b"{}")
                 return await kv.create(job_id, record.to_json())
         except nats.js.errors.KeyWrongLastSequenceError as e:
             raise Conflict(f"job {job_id} already exists") from e
@@ -178,17 +183,45 @@ class JobStore:
 
     async def delete(self, job_id: str) -> None:
         kv = await self._bucket()
+        try:
+            owner = (await self.get(job_id)).owner
+        except NotFound:
+            return
         with nats_errors(f"delete {job_id}"):
             await kv.delete(check_id("job id", job_id))
+            await kv.delete(owner_index_key(owner, job_id))
 
     async def list(self, owner: str | None = None, limit: int = 100) -> list[Job]:
-        """Newest first (by `created`), optionally only one owner's. Reads every live record."""
-        jobs = [
-            j
-            async for j in (
-                Job.model_validate(doc) async for _, doc in iter_docs(self._js, self._bucket_name)
-            )
-            if owner is None or j.owner == owner
-        ]
+        """Newest first (by `created`). One owner's jobs are found through the owner's index entries and
+        read one by one, so listing them never reads another owner's record; all jobs (owner None, the
+        operator's view and the stall sweep) are every live record."""
+        if owner is None:
+            jobs = [
+                Job.model_validate(doc)
+                async for key, doc in iter_docs(self._js, self._bucket_name)
+                if "." not in key  # not an index entry
+            ]
+        else:
+            prefix = owner_index_key(owner, "")
+            ids = [key[len(prefix) :] async for key, _ in iter_docs(self._js, self._bucket_name, prefix)]
+            found = await asyncio.gather(*(self._get_or_none(i) for i in ids))
+            jobs = [j for j in found if j is not None and j.owner == owner]  # the record decides
         jobs.sort(key=lambda j: (j.created, j.id), reverse=True)
         return jobs[:limit]
+
+    async def _get_or_none(self, job_id: str) -> Job | None:
+        try:
+            return await self.get(job_id)
+        except (NotFound, ValueError):  # expired or deleted since its index entry was written
+            return None
+
+
+_PLAIN_OWNER = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def owner_index_key(owner: str, job_id: str) -> str:
+    """`owner.<owner token>.<job id>`, in the jobs bucket itself (it expires with the records). A plain
+    owner name is its own token ("p" + name); any other is hex-encoded ("h" + hex), so no owner's
+    entries can fall under another's prefix."""
+    token = "p" + owner if _PLAIN_OWNER.fullmatch(owner) else "h" + owner.encode().hex()
+    return f"owner.{token}.{job_id}"

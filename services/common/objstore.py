@@ -16,7 +16,7 @@ import mimetypes
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -200,6 +200,16 @@ class ObjectStore:
         with self._errors(prefix):
             return sorted(
                 o.object_name for o in self._client.list_objects(self.bucket, prefix, recursive=True)
+            )
+
+    def keys_older_than(self, prefix: str, age_s: float) -> list[str]:
+        """Keys under `prefix` last written more than `age_s` seconds ago (retention sweeps)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=age_s)
+        with self._errors(prefix):
+            return sorted(
+                o.object_name
+                for o in self._client.list_objects(self.bucket, prefix, recursive=True)
+                if o.last_modified is not None and o.last_modified < cutoff
             )
 
     def wait_for(self, key: str, timeout: float = 30.0, poll: float = 0.25) -> ObjectStat:

@@ -388,7 +388,12 @@ async def connect(settings: StageSettings, name: str) -> Deps:
     )
     try:
         js = nc.jetstream()
-        await bus.ensure_streams(js, settings.nats_replicas, buckets=(subjects.JOBS_BUCKET,))
+        await bus.ensure_streams(
+            js,
+            settings.nats_replicas,
+            buckets=(subjects.JOBS_BUCKET,),
+            job_retention_s=settings.job_retention_s,
+        )
         store = settings.object_store()
         await asyncio.to_thread(store.ensure_bucket)
     except BaseException:

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.objstore import ObjectStore
+from videobg import subjects
 from videobg.settings import CoreSettings
 
 
@@ -34,6 +35,9 @@ class ServiceSettings(BaseSettings):
     max_deliver: int = 5  # deliveries of one work message before the job fails (transient_error)
     stage_deadline_s: float = 900.0  # no stage of one job may run longer than this
     work_dir: str = ""  # scratch space for downloads ("" = system temp)
+    # job records expire this long after their last change (the KV bucket's max age, set by whichever
+    # service starts first and brought up to date by every later one: give all services the same value)
+    job_retention_s: float = subjects.JOBS_MAX_AGE_S
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     log_format: str = "json"  # one JSON object per line (services/common/logs.py); "text" for a terminal
     # The media core's settings (VIDEOBG_*: models, device, limits, queues), read from the environment

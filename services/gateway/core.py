@@ -50,7 +50,7 @@ from services.gateway.credits import Billing, Ledger, Rates, age_s
 from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
 from videobg import keys, metrics, subjects
-from videobg.errors import Conflict, InvalidInput, NotFound, Transient, VideoBgError
+from videobg.errors import Conflict, InvalidInput, NotFound, RateLimited, Transient, VideoBgError
 from videobg.matte.session import check_text_prompt  # torch-free
 from videobg.media.formats import get_format
 
@@ -150,8 +150,16 @@ class Gateway:
             log.warning("job %s: settling credits failed (%r); the sweep will retry", job_id, e)
 
     async def _sweep_forever(self) -> None:
+        last_retention = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.settle_sweep_s)
+            every = self.settings.retention_sweep_s
+            if every > 0 and time.monotonic() - last_retention >= every:
+                last_retention = time.monotonic()
+                try:
+                    await self.sweep_retention()
+                except Exception as e:
+                    log.warning("retention sweep failed: %r", e)
             try:
                 await self.sweep_stalled()
             except Exception as e:
@@ -160,6 +168,22 @@ class Gateway:
                 await self.billing.sweep(self.settings.orphan_reservation_s)
             except Exception as e:
                 log.warning("credit sweep failed: %r", e)
+
+    async def sweep_retention(self) -> int:
+        """Delete uploads older than `upload_retention_s` and job files older than `job_retention_s` (the
+        records themselves expire in NATS). Returns how many objects went."""
+        s = self.settings
+        gone = 0
+        for prefix, keep_s in (("uploads/", s.upload_retention_s), ("jobs/", s.job_retention_s)):
+            if keep_s <= 0:
+                continue
+            for key in await asyncio.to_thread(self.objects.keys_older_than, prefix, keep_s):
+                with contextlib.suppress(NotFound):
+                    await asyncio.to_thread(self.objects.delete, key)
+                    gone += 1
+        if gone:
+            log.info("retention: deleted %d objects", gone)
+        return gone
 
     async def sweep_stalled(self) -> list[str]:
         """Fail (stage_crashed) every processing job whose record has not changed for `job_stall_s`: its
@@ -227,6 +251,8 @@ class Gateway:
             await check_webhook_url(spec.webhook_url, self.settings.fetch_allow)  # before anything is held
         if caller is not None and not caller.anonymous:
             await self._check_assets(spec, caller)  # before the probe reads it
+        if draft:
+            await self._check_drafts(owner, caller)
         probed = await precheck.precheck(
             spec,
             self.objects,
@@ -294,6 +320,25 @@ class Gateway:
             # and then be charged for the job); answer from the record as created.
             job = record
         return Submitted(job, replayed=False)
+
+    async def _check_drafts(self, owner: str, caller: Caller | None) -> None:
+        """A draft holds no credits, so drafts are capped per key (`max_open_drafts`): an owner cannot
+        fill the job store with records that cost them nothing. Approximate under concurrent submits
+        of one key (each counts before it creates), which bounds the overshoot by the concurrency."""
+        cap = self.settings.max_open_drafts
+        if cap <= 0:
+            return
+        key_id = caller.key_id if caller is not None else None
+        open_drafts = sum(
+            1
+            for j in await self.jobs.list(owner=owner, limit=1_000_000)
+            if j.status == "draft" and j.key_id == key_id
+        )
+        if open_drafts >= cap:
+            raise RateLimited(
+                f"This key has {open_drafts} open drafts, the limit is {cap}: start or cancel some first",
+                retry_after_s=60.0,
+            )
 
     async def _implicit(self, owner: str, key_id: str, fingerprint: str) -> tuple[Job | None, str]:
         """Seed 004: "Retry same request and verify no duplicate side effects", for clients that send no

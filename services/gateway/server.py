@@ -112,7 +112,7 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     queue_metrics = None
     try:
         js = nc.jetstream()
-        await bus.ensure_streams(js, settings.nats_replicas)
+        await bus.ensure_streams(js, settings.nats_replicas, job_retention_s=settings.job_retention_s)
         objects = settings.object_store()
         gateway = Gateway(settings, nc, js, JobStore(js), objects)
         # the gateway always runs: its queue gauges show the backlog of stages scaled to zero

@@ -66,6 +66,11 @@ class GatewaySettings(ServiceSettings):
     # only when its stage is gone, or while it waits behind a backlog of more than this: keep it well
     # above the stage deadline (15 min) and the longest queue wait you tolerate.
     job_stall_s: float = 3600.0
+    max_open_drafts: int = 100  # drafts (auto_start false) a key may hold at once; 0: no cap
+    # Retention (besides job records, VBG_JOB_RETENTION_S): uploads and job files (source, mattes,
+    # result) in S3 are deleted this long after they were written, by a sweep every retention_sweep_s
+    upload_retention_s: float = 24 * 3600.0
+    retention_sweep_s: float = 3600.0  # 0: no sweep (an S3 lifecycle rule may do it instead)
 
     # Uploads (services/gateway/uploads.py), webhooks (webhooks.py), and the SSRF allow-list for webhook URLs
 
