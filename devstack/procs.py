@@ -449,8 +449,10 @@ def start_seaweedfs(
     sock = data_dir / f"s3-{ports['s3']}.sock"
     socket_args = [f"-s3.localSocket={sock}"] if len(str(sock)) < 100 else []
     cleanup = [str(sock)] + [f"/tmp/seaweedfs-*-{p}.sock" for p in ports.values()]
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     argv = [
         binary or find_binary("weed"),
+        f"-logdir={data_dir / 'logs'}",  # glog's files, else in the system temp dir (a global flag: first)
         "server",
         f"-dir={data_dir / 'data'}",
         f"-ip={LOOPBACK}",
@@ -535,8 +537,10 @@ def start_weed_volume(
     port, grpc_port = port or next(picked), grpc_port or next(picked)
     (data_dir / "data").mkdir(parents=True, exist_ok=True)
     mp = master.ports
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     argv = [
         binary or find_binary("weed"),
+        f"-logdir={data_dir / 'logs'}",
         "volume",
         f"-dir={data_dir / 'data'}",
         f"-ip={LOOPBACK}",

@@ -59,13 +59,18 @@ class VideoBgError(Exception):
 
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None):
+    def __init__(self, message: str, *, code: str | None = None, detail: str = ""):
         super().__init__(message)
-        self.message = message
+        self.message = message  # what a client may read: never bucket names, object keys or reprs
+        self.detail = detail  # what only the logs get (with the job id): the key, the server's answer
         if code is not None:
             if code not in ERROR_TABLE:
                 raise ValueError(f"unknown error code {code!r}")
             self.code = code
+
+    def __str__(self) -> str:
+        """For logs: the message and the internal detail. Clients get `.message` (`to_dict`)."""
+        return f"{self.message} ({self.detail})" if self.detail else self.message
 
     @property
     def spec(self) -> ErrorSpec:

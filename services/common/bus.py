@@ -43,6 +43,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from services.common.logs import redact
 from videobg import subjects
 from videobg.errors import NatsAction, RateLimited, StageCrashed, Transient, VideoBgError
 
@@ -95,13 +96,13 @@ async def connect(
     shown = ",".join(_without_userinfo(s) for s in servers)
 
     async def on_error(e: Exception) -> None:
-        log.warning("nats error: %s", e)
+        log.warning("nats error: %s", redact(str(e)))
 
     async def on_disconnected() -> None:
         log.warning("nats disconnected from %s", shown)
 
     async def on_reconnected() -> None:
-        log.info("nats reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
+        log.info("nats reconnected to %s", nc.connected_url.hostname if nc.connected_url else "?")
 
     try:
         nc = await nats.connect(
@@ -118,7 +119,7 @@ async def connect(
             **({"user": user, "password": password} if user else {}),
         )
     except (OSError, nats.errors.Error) as e:  # TimeoutError is an OSError
-        raise Transient(f"cannot connect to NATS at {shown}: {e!r}") from e
+        raise Transient("The message bus is unreachable", detail=f"NATS at {shown}: {redact(repr(e))}") from e
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
@@ -329,7 +330,7 @@ async def ensure_streams(
             max_age = job_retention_s if bucket == subjects.JOBS_BUCKET else 0.0
             await ensure_kv(js, bucket, replicas=replicas, max_age_s=max_age)
     except NATS_DOWN as e:
-        raise Transient(f"JetStream unavailable: {e!r}") from e
+        raise Transient("The message bus (JetStream) is unavailable", detail=repr(e)) from e
     return replicas
 
 
@@ -351,7 +352,7 @@ async def publish_work(
     try:
         ack = await js.publish(subject, _encode(payload), timeout=timeout_s, headers={MSG_ID_HEADER: msg_id})
     except NATS_DOWN as e:
-        raise Transient(f"cannot publish to {subject}: {e!r}") from e
+        raise Transient("The message bus is unavailable", detail=f"publish to {subject}: {e!r}") from e
     if ack.duplicate:
         log.info("duplicate work %s on %s dropped by JetStream (seq %s)", msg_id, subject, ack.seq)
     return ack.seq
@@ -375,7 +376,7 @@ async def publish_event(
             subjects.events_subject(job_id), _encode(body), headers=headers, timeout=timeout_s
         )
     except NATS_DOWN as e:
-        raise Transient(f"cannot publish event for job {job_id}: {e!r}") from e
+        raise Transient("The message bus is unavailable", detail=f"event of job {job_id}: {e!r}") from e
     return ack.seq
 
 
@@ -511,7 +512,9 @@ class Worker:
                 self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
             except NATS_DOWN as e:
                 if time.monotonic() > end:
-                    raise Transient(f"{self.durable}: cannot bind the consumer: {e!r}") from e
+                    raise Transient(
+                        "The message bus is unavailable", detail=f"bind {self.durable}: {e!r}"
+                    ) from e
                 log.warning("%s: consumer not reachable yet (%r); retrying", self.durable, e)
                 await asyncio.sleep(1.0)
 

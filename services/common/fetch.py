@@ -296,4 +296,4 @@ def _errors(what: str, url: str) -> Iterator[None]:
             raise InvalidInput(f"The {what} URL is not valid") from exc
         if isinstance(exc, httpx.TimeoutException):
             raise Transient(f"Downloading the {what} from {where} timed out") from exc
-        raise Transient(f"Downloading the {what} from {where} failed: {type(exc).__name__}") from exc
+        raise Transient(f"Downloading the {what} from {where} failed", detail=repr(exc)) from exc

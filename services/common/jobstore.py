@@ -46,7 +46,7 @@ def nats_errors(what: str, store: str = "job store") -> Iterator[None]:
     try:
         yield
     except NATS_DOWN as e:
-        raise Transient(f"{store} unavailable ({what}): {e!r}") from e
+        raise Transient(f"The {store} is unavailable", detail=f"{what}: {e!r}") from e
 
 
 async def iter_docs(

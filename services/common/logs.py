@@ -84,14 +84,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+# scheme://user:password@host -> scheme://***@host: NATS and S3 URLs may carry credentials
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"'<>]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with the userinfo of every URL in it replaced by ***."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps a formatter: whatever a line holds (message, arguments, a traceback), credentials in URLs
+    never reach the log."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
 def setup_logging(level: str, service: str, fmt: str = "json") -> None:
-    """Configure the root logger once per process: JSON lines (default) or text."""
+    """Configure the root logger once per process: JSON lines (default) or text, credentials redacted."""
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
     if fmt == "text":
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s [%(job_id)s]: %(message)s")
-        )
+        inner = logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s [%(job_id)s]: %(message)s")
     else:
-        handler.setFormatter(JsonFormatter(service))
+        inner = JsonFormatter(service)
+    handler.setFormatter(RedactingFormatter(inner))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -99,17 +99,18 @@ class ObjectStore:
 
     @contextlib.contextmanager
     def _errors(self, key: str | None = None) -> Iterator[None]:
+        # messages may reach a client (a job's error): the bucket and key go to `detail`, for the logs
         what = f"s3://{self.bucket}/{key}" if key is not None else f"s3://{self.bucket}"
         try:
             yield
         except S3Error as e:
             if e.code in _NOT_FOUND_CODES:
-                raise NotFound(f"{what} not found") from e
+                raise NotFound("A stored file was not found", detail=f"{what}: {e.code}") from e
             if e.code in _TRANSIENT_CODES:
-                raise Transient(f"object store busy on {what}: {e.code}") from e
+                raise Transient("The object store is busy", detail=f"{what}: {e.code}") from e
             raise
         except (ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, ConnectionError) as e:
-            raise Transient(f"object store unreachable on {what}: {type(e).__name__}") from e
+            raise Transient("The object store is unreachable", detail=f"{what}: {e!r}") from e
 
     def ensure_bucket(self) -> None:
         with self._errors():
@@ -223,7 +224,10 @@ class ObjectStore:
             except (NotFound, Transient) as e:
                 last = e
             if time.monotonic() >= deadline:
-                raise Transient(f"s3://{self.bucket}/{key} did not appear within {timeout:g} s") from last
+                raise Transient(
+                    f"A stored file did not appear within {timeout:g} s",
+                    detail=f"s3://{self.bucket}/{key}",
+                ) from last
             time.sleep(poll)
 
     def presigned_get(self, key: str, expires: float | timedelta = 3600.0) -> str:
@@ -247,5 +251,7 @@ class ObjectStore:
                 return 0
             errors = list(self._client.remove_objects(self.bucket, (DeleteObject(n) for n in names)))
         if errors:
-            raise Transient(f"could not delete {len(errors)} objects under {prefix!r}: {errors[0]}")
+            raise Transient(
+                f"Could not delete {len(errors)} stored files", detail=f"under {prefix!r}: {errors[0]}"
+            )
         return len(names)

@@ -223,6 +223,9 @@ class Deps:
                 with run.measured():
                     result = fn(run)
             except Exception as exc:
+                # the full story (object keys, the server's answer) goes to the log, which names the
+                # job; the record, which clients read, gets the public message only
+                run.log.warning("%s failed: %s", stage, exc if isinstance(exc, VideoBgError) else repr(exc))
                 if permanent(exc):
                     err = as_public(exc)
                     self.call(fail_job(self, job_id, stage, err.code, err.message))

@@ -31,7 +31,9 @@ from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
 
+from videobg.errors import VideoBgError
 from videobg.media.formats import OutputFormat
+from videobg.media.probe import open_input
 from videobg.types import Trim
 
 log = logging.getLogger(__name__)
@@ -221,9 +223,9 @@ def open_audio(
     if src is None or fmt.audio_codec is None or fmt.container is None:
         return None, summary
     try:
-        source = av.open(str(src))
-    except (av.FFmpegError, OSError) as exc:
-        summary.warning = f"audio source unreadable, video written without audio: {exc}"
+        source = open_input(src)  # the same whitelisted opener as probe and decode
+    except VideoBgError as exc:
+        summary.warning = f"audio source unreadable, video written without audio: {exc.message}"
         log.warning("%s", summary.warning)
         return None, summary
     streams = [s for s in source.streams.audio if index is None or s.index == index]

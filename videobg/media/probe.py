@@ -56,6 +56,17 @@ _AV_ERRORS = (av.error.FFmpegError, OSError, EOFError)
 @contextmanager
 def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
     """Open an input with the container whitelist; every failure becomes a typed error."""
+    container = open_input(path)
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """THE opener of user data (probe, decode, the audio track of the encoder): a local regular file,
+    read by an accepted demuxer only (`format_whitelist`, `protocol_whitelist=file`). The caller closes
+    it. tests/security/test_hygiene.py checks no other `av.open` reads user data."""
     path = Path(path)
     if not path.exists():
         raise NotFound(f"Input file not found: {path.name}")
@@ -70,10 +81,7 @@ def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
         ) from exc
     except _AV_ERRORS as exc:
         raise MalformedMedia(f"The file could not be read as a video ({describe_error(exc)})") from exc
-    try:
-        yield container
-    finally:
-        container.close()
+    return container
 
 
 def select_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
