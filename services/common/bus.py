@@ -452,8 +452,11 @@ class Worker:
                 server as the consumer's BackOff, floored at ack_wait (there it replaces ack_wait per
                 attempt, and a shorter value would outrun the heartbeats), so crash loops back off too.
 
-    Wire `stop()` to SIGTERM (`stop_on_signals`): the message in hand is finished and acked, then the loop
-    ends. Cancelling `run()` instead abandons the message unacked; it is redelivered after ack_wait.
+    concurrency messages handled at once (default 1: one job's compute at a time). An I/O-bound stage
+                (ingest: downloads) takes several, so one slow source does not hold up the others.
+
+    Wire `stop()` to SIGTERM (`stop_on_signals`): the messages in hand are finished and acked, then the
+    loop ends. Cancelling `run()` instead abandons them unacked; they are redelivered after ack_wait.
     """
 
     def __init__(
@@ -469,9 +472,12 @@ class Worker:
         backoff: Sequence[float] = (5.0, 30.0, 120.0),
         on_give_up: GiveUp | None = None,
         fetch_timeout: float = 1.0,
+        concurrency: int = 1,
     ):
-        if max_deliver < 1 or ack_wait <= 0:
-            raise ValueError("need max_deliver >= 1 and ack_wait > 0")
+        if max_deliver < 1 or ack_wait <= 0 or concurrency < 1:
+            raise ValueError("need max_deliver >= 1, ack_wait > 0 and concurrency >= 1")
+        self.concurrency = concurrency
+        self._in_hand: set[asyncio.Task[None]] = set()
         self.js = js
         self.subject = subject
         self.durable = durable
@@ -531,16 +537,32 @@ class Worker:
         assert self._sub is not None
         try:
             while not self._stopping.is_set():
+                free = self.concurrency - len(self._in_hand)
+                if free <= 0:
+                    await asyncio.wait(set(self._in_hand), return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
-                    msgs = await self._sub.fetch(1, timeout=self.fetch_timeout)
+                    msgs = await self._sub.fetch(free, timeout=self.fetch_timeout)
                 except nats.errors.TimeoutError:
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as e:
                     log.warning("%s: fetch failed (%r); retrying", self.durable, e)
                     await asyncio.sleep(min(self.fetch_timeout, 1.0))
                     continue
+                if self.concurrency == 1:
+                    for msg in msgs:
+                        await self._process(msg)
+                    continue
                 for msg in msgs:
-                    await self._process(msg)
+                    task = asyncio.create_task(self._process(msg))
+                    self._in_hand.add(task)
+                    task.add_done_callback(self._in_hand.discard)
+            if self._in_hand:  # a graceful stop: finish what is in hand
+                await asyncio.gather(*self._in_hand, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in self._in_hand:  # abandoned: redelivered after ack_wait
+                task.cancel()
+            raise
         finally:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

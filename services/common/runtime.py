@@ -88,6 +88,7 @@ class StageSettings(ServiceSettings):
     backoff_s: tuple[float, ...] = (5.0, 30.0, 120.0)  # delays between retries of a failed attempt
     drain_grace_s: float = 25.0  # after SIGTERM: how long the job in hand may run before it is handed back
     grpc_workers: int = 8  # threads serving gRPC calls (each stage call runs in one)
+    concurrency: int = 1  # work messages handled at once by this process's worker
     queue_metrics_s: float = 5.0  # how often a worker refreshes the JetStream queue gauges (0: never)
 
     @classmethod
@@ -449,6 +450,7 @@ def stage_worker(
     return bus.Worker(
         deps.js, subject, durable, handle,
         ack_wait=s.ack_wait_s, max_deliver=s.max_deliver, backoff=s.backoff_s, on_give_up=give_up,
+        concurrency=s.concurrency,
     )  # fmt: skip
 
 

@@ -43,6 +43,8 @@ _SOURCE_EXT = {ACCEPTED_DEMUXERS[0]: ".mp4", ACCEPTED_DEMUXERS[1]: ".mkv", ACCEP
 class IngestSettings(StageSettings):
     model_config = SettingsConfigDict(env_prefix="VBG_INGEST_", extra="ignore")
 
+    # downloads wait on the network, not the CPU: several jobs at once, so a slow source delays only its own
+    concurrency: int = 4
     fetch_timeout_s: float = 300.0  # a URL download may take at most this long (within the stage deadline)
     # and must bring this many bytes/s over every window of fetch_rate_window_s (a trickling server is cut
     # off, not waited for; services/common/fetch.py)

@@ -19,8 +19,8 @@ from services.common import bus, runtime
 from services.common.jobstore import JobStore, now_iso
 from services.common.objstore import ObjectStore
 from services.common.record import Job
-from services.common.runtime import StageSettings
 from services.gateway.credits import to_milli
+from services.ingest.stage import IngestSettings
 from tests.integration import gatewaykit, stagekit
 from videobg import subjects
 
@@ -128,8 +128,8 @@ async def test_poison_job_fails_and_releases_its_reservation(
 ) -> None:
     """The ingest stage dies (no ack, no error) on every delivery; after max_deliver the job is failed
     with stage_crashed and its credits come back. Before the fix it stayed `processing` for ever."""
-    stage_settings = stagekit.stage_settings(
-        StageSettings, nats_url, s3_endpoint, object_store, ack_wait_s=1.0, max_deliver=2, backoff_s=(0.1,)
+    stage_settings = stagekit.stage_settings(  # the ingest stage's own NATS user, as deployed
+        IngestSettings, nats_url, s3_endpoint, object_store, ack_wait_s=1.0, max_deliver=2, backoff_s=(0.1,)
     )
     release = threading.Event()
     attempts: list[str] = []
@@ -144,7 +144,7 @@ async def test_poison_job_fails_and_releases_its_reservation(
 
     async with gatewaykit.gateway(settings) as (gw, http):
         owner, key = await gatewaykit.tenant(gw, credits=100)
-        nc = await bus.connect(nats_url, name="poison-test")
+        nc = await bus.connect(stage_settings.nats_url, name="poison-test")
         js = nc.jetstream()
         deps = runtime.Deps(stage_settings, nc, js, JobStore(js), object_store, asyncio.get_running_loop())
         try:

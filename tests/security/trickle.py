@@ -18,6 +18,11 @@ class Trickle:
     connections: int = 0
     bytes_sent: int = 0
     closed: threading.Event = field(default_factory=threading.Event)  # a client hung up on us
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        """End every trickle now (the connections close)."""
+        self.stopping.set()
 
 
 def _serve_one(
@@ -49,7 +54,7 @@ def trickling_server(*, every_s: float = 0.5, where: str = "body") -> Iterator[T
     listener.listen(8)
     listener.settimeout(0.2)
     state = Trickle(url=f"http://127.0.0.1:{listener.getsockname()[1]}/clip.mp4")
-    stop = threading.Event()
+    stop = state.stopping
     workers: list[threading.Thread] = []
 
     def accept() -> None:
