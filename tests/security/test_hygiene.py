@@ -14,10 +14,10 @@ import av
 import numpy as np
 import pytest
 
+from devstack.procs import ServerProc, free_ports
 from services.common import bus
 from services.common.logs import JsonFormatter, RedactingFormatter
 from services.common.objstore import ObjectStore
-from services.common.procs import ServerProc, free_ports
 from tests.conftest import REPO
 from videobg.errors import NotFound, Transient, Unsupported, as_public
 from videobg.media.audio import open_audio
