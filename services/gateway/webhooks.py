@@ -419,7 +419,9 @@ class Dispatcher:
         except TimeoutError:
             return None, f"the receiver did not answer within {limit:g} s", False
         except httpx.HTTPError as e:
-            return None, f"{type(e).__name__}: {e}"[:300], False
+            # the record (which its owner reads) gets a plain description; the exception goes to the log
+            log.info("job %s: %s attempt %d: %r", job.id, name, attempt, e)
+            return None, _describe(e), False
         return resp.status_code, "" if resp.is_success else f"HTTP {resp.status_code}", False
 
     async def _record(
@@ -479,3 +481,16 @@ async def dispatching(gateway: Gateway) -> AsyncIterator[Dispatcher | None]:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         await dispatcher.close(grace_s=min(5.0, gateway.settings.webhook_timeout_s))
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    """A failed attempt in words, without the exception's text (addresses, library internals)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connecting to the receiver timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "the receiver refused or could not be reached"
+    if isinstance(exc, httpx.TimeoutException):
+        return "the receiver did not answer in time"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the receiver's answer was not valid HTTP"
+    return "the request to the receiver failed"
