@@ -279,13 +279,18 @@ class Drill:
 
     # --- REST ------------------------------------------------------------------------------------------
 
-    def submit(self, clip: str | Path, background: str = BACKGROUND, fmt: str = FORMAT) -> str:
+    def post_submit(
+        self, clip: str | Path, background: str = BACKGROUND, fmt: str = FORMAT
+    ) -> httpx.Response:
         body = {
             "video_url": self.files.url_for(MEDIA / clip),
             "background_color": background,
             "output_format": fmt,
         }
-        r = self.http.post("/v1/video/remove-background", json=body)
+        return self.http.post("/v1/video/remove-background", json=body)
+
+    def submit(self, clip: str | Path, background: str = BACKGROUND, fmt: str = FORMAT) -> str:
+        r = self.post_submit(clip, background, fmt)
         if r.status_code != 202:
             raise RuntimeError(f"submit refused: {r.status_code} {r.text}")
         return r.json()["job_id"]
@@ -890,7 +895,17 @@ def drill_odd(d: Drill) -> None:
         files = [p for p in files if p.name not in ODD_HEAVY]
     mark = d.log_mark()
     t_ref = time.monotonic()
-    clips = {d.submit(p.relative_to(MEDIA)): str(p.relative_to(MEDIA)) for p in files}
+    clips: dict[str, str] = {}
+    refused: dict[str, str] = {}  # file -> error code: bad input the gateway's submit probe refuses at once
+    for p in files:
+        r = d.post_submit(p.relative_to(MEDIA))
+        if r.status_code == 202:
+            clips[r.json()["job_id"]] = str(p.relative_to(MEDIA))
+        elif r.status_code == 400 and r.json().get("error_code"):
+            refused[p.name] = r.json()["error_code"]
+            print(f"   {p.name}: refused at submit: {r.json()['error_code']}: {r.json().get('error')}")
+        else:
+            raise RuntimeError(f"submit of {p.name} answered {r.status_code} {r.text}")
     jobs = d.wait_terminal(list(clips), t_ref, "odd files")
     rows = d.verify(jobs, clips, strict_frames=False)
     print_rows(rows)
@@ -901,6 +916,7 @@ def drill_odd(d: Drill) -> None:
     print(f"   service PIDs unchanged and alive: {d.figures['pids_unchanged']} {d.pids()}", flush=True)
     d.figures.update(
         files=len(files), states=summarize_states(jobs), all_terminal_s=terminal_bound(jobs),
+        refused_at_submit=refused,
         per_file={Path(clips[j]).name: {"status": r.get("status"), "error_code": r.get("error_code"),
                                         "t_done_s": r.get("t_done")} for j, r in jobs.items()},
         log_counts=d.log_counts(mark),
@@ -940,7 +956,8 @@ def run_failover(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     )
     try:
         with Stack(config) as stack, FileServer(MEDIA) as files:
-            print(f"   cluster stack up: NATS {stack.nats.url}", flush=True)
+            nats_servers = re.sub(r"//[^@/,]*@", "//", stack.nats.url)  # without the admin password
+            print(f"   cluster stack up: NATS {nats_servers}", flush=True)
             report = failover.run(stack, files, MEDIA, plan, log=lambda s: print(s, flush=True))
     finally:
         if a.keep:
