@@ -39,7 +39,8 @@ def stage_settings(cls: type, nats_url: str, s3_endpoint: str, store: ObjectStor
     """Settings for an in-process service on the session's servers: fast retries, short deadlines."""
     role = str(cls.model_config.get("env_prefix", "")).removeprefix("VBG_").rstrip("_").lower()
     base: dict[str, Any] = dict(
-        nats_url=nats_role_url(nats_url, role),  # the stage's own NATS user, as deployed
+        # the stage's own NATS user, as deployed; the generic StageSettings (no service) keeps the admin's
+        nats_url=nats_role_url(nats_url, role) if role else nats_url,
         s3_endpoint=s3_endpoint,
         s3_access_key=S3_ACCESS_KEY,
         s3_secret_key=S3_SECRET_KEY,
