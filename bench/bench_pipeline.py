@@ -37,8 +37,8 @@ def one_run(
     from videobg.media.encode import VideoWriter
     from videobg.media.formats import get_format
     from videobg.media.probe import probe
+    from videobg.overlap import StageClock, threaded
     from videobg.settings import CoreSettings
-    from videobg.stages import StageClock, threaded
     from videobg.types import Background, Limits, Trim
 
     trim = Trim(0.0, seconds)

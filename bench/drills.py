@@ -51,7 +51,7 @@ from devstack.procs import ServerStartError  # noqa: E402
 from devstack.stack import STAGES, FileServer, Stack, StackConfig, download  # noqa: E402
 from services.common.jobstore import JobStore  # noqa: E402
 from tests.mediacheck import summarize  # noqa: E402
-from videobg import subjects  # noqa: E402
+from videobg import nats_subjects  # noqa: E402
 from videobg.errors import ERROR_TABLE  # noqa: E402
 from videobg.media.probe import probe  # noqa: E402
 
@@ -235,7 +235,9 @@ class Drill:
     def ack_pending(self, consumer: str) -> int:
         """Messages of the consumer handed to a worker and not yet acked: work in flight."""
         try:
-            info = self.nats_call(self._nc.jetstream().consumer_info(subjects.WORK_STREAM, consumer), 3.0)
+            info = self.nats_call(
+                self._nc.jetstream().consumer_info(nats_subjects.WORK_STREAM, consumer), 3.0
+            )
         except Exception:
             return 0
         return int(info.num_ack_pending)
@@ -243,7 +245,7 @@ class Drill:
     def queue_depth(self) -> int:
         """Messages left in the work stream (work queue: acked or terminated ones are removed)."""
         try:
-            info = self.nats_call(self._nc.jetstream().stream_info(subjects.WORK_STREAM), 3.0)
+            info = self.nats_call(self._nc.jetstream().stream_info(nats_subjects.WORK_STREAM), 3.0)
         except Exception:
             return -1
         return int(info.state.messages)
@@ -253,7 +255,7 @@ class Drill:
 
         async def read() -> dict[str, list[dict]]:
             sub = await self._nc.jetstream().subscribe(
-                subjects.EVENTS_WILDCARD, stream=subjects.EVENTS_STREAM, ordered_consumer=True,
+                nats_subjects.EVENTS_WILDCARD, stream=nats_subjects.EVENTS_STREAM, ordered_consumer=True,
                 deliver_policy=DeliverPolicy.ALL,
             )  # fmt: skip
             out: dict[str, list[dict]] = {}

@@ -40,20 +40,20 @@ from devstack.stack import FileServer, Stack, download
 from services.common import bus
 from services.common.jobstore import JobStore
 from services.gateway.admin import create_key
+from services.gateway.api_keys import KeyStore
 from services.gateway.credits import Ledger
-from services.gateway.keys import KeyStore
 from tests.mediacheck import summarize
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.media.probe import probe
 
 T = TypeVar("T")
 PROBE_AFTER_S = 5.0  # probing goes on this long after a fault's server is back
 SLOW_SUBMIT_S = 10.0  # a submission during a failover answering later than this is a problem
 REPLICATED = (
-    subjects.WORK_STREAM,
-    subjects.EVENTS_STREAM,
-    f"KV_{subjects.JOBS_BUCKET}",
-    f"KV_{subjects.KEYS_BUCKET}",
+    nats_subjects.WORK_STREAM,
+    nats_subjects.EVENTS_STREAM,
+    f"KV_{nats_subjects.JOBS_BUCKET}",
+    f"KV_{nats_subjects.KEYS_BUCKET}",
 )
 DIALECTS = ("pixelcut", "studio", "removebgvideo")
 # a job created: 202 (Pixelcut, studio-background), 200 (removebgvideo's "Process Video" contract)
@@ -329,7 +329,7 @@ class FailoverDrill:
             """One ordered consumer over the whole events stream, read to its end."""
             out: dict[str, int] = {}
             sub = await js.subscribe(
-                subjects.EVENTS_WILDCARD, stream=subjects.EVENTS_STREAM, ordered_consumer=True,
+                nats_subjects.EVENTS_WILDCARD, stream=nats_subjects.EVENTS_STREAM, ordered_consumer=True,
                 deliver_policy=DeliverPolicy.ALL,
             )  # fmt: skip
             try:
@@ -471,8 +471,10 @@ class FailoverDrill:
         self.until_done(batch, 1 / 4)
         faults.append(self.probing(lambda: self.kill_node("meta leader", self.cluster.meta_leader())))
         self.until_done(batch, 2 / 4)
-        leader = self.stream_leader(f"KV_{subjects.JOBS_BUCKET}")
-        faults.append(self.probing(lambda: self.kill_node(f"leader of KV_{subjects.JOBS_BUCKET}", leader)))
+        leader = self.stream_leader(f"KV_{nats_subjects.JOBS_BUCKET}")
+        faults.append(
+            self.probing(lambda: self.kill_node(f"leader of KV_{nats_subjects.JOBS_BUCKET}", leader))
+        )
         self.until_done(batch, 3 / 4)
         faults.append(self.probing(self.stop_volume))
         ids = [j.job_id for j in self.accepted]

@@ -25,7 +25,7 @@ from videobg.media.decode import iter_frames
 from videobg.media.encode import VideoWriter
 from videobg.media.formats import get_format
 from videobg.media.probe import probe, validate
-from videobg.stages import StageClock, batched, threaded
+from videobg.overlap import StageClock, batched, threaded
 from videobg.types import Background, Frame, Limits, Trim, VideoInfo
 
 if TYPE_CHECKING:  # importing the models pulls in torch: only the stages that matte pay for it

@@ -1,6 +1,6 @@
 """NATS JetStream plumbing shared by the stage services: streams, work queue, workers, job events.
 
-Work flows through the work-queue stream VBG_WORK (names in `videobg.subjects`): a stage publishes with a
+Work flows through the work-queue stream VBG_WORK (names in `videobg.nats_subjects`): a stage publishes with a
 `Nats-Msg-Id` so a retried publish inside the duplicate window is stored once, and each stage runs a
 `Worker` on its durable pull consumer. A message is acked only after its handler returned; while the
 handler runs the worker sends `in_progress()` so long jobs are not redelivered, and a worker that dies
@@ -44,7 +44,7 @@ from nats.js.api import (
 )
 
 from services.common.logs import redact
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import NatsAction, RateLimited, StageCrashed, Transient, VideoBgError
 
 log = logging.getLogger(__name__)
@@ -225,8 +225,8 @@ async def replicas_current(js: JetStreamContext, streams: Sequence[str]) -> bool
 
 async def ensure_work_stream(
     js: JetStreamContext,
-    name: str = subjects.WORK_STREAM,
-    subject_list: Sequence[str] = subjects.WORK_SUBJECTS,
+    name: str = nats_subjects.WORK_STREAM,
+    subject_list: Sequence[str] = nats_subjects.WORK_SUBJECTS,
     *,
     duplicate_window_s: float = 120.0,
     replicas: int = 1,
@@ -249,9 +249,9 @@ async def ensure_work_stream(
 
 async def ensure_events_stream(
     js: JetStreamContext,
-    name: str = subjects.EVENTS_STREAM,
+    name: str = nats_subjects.EVENTS_STREAM,
     *,
-    max_age_s: float = subjects.EVENTS_MAX_AGE_S,
+    max_age_s: float = nats_subjects.EVENTS_MAX_AGE_S,
     max_msgs_per_job: int = 10_000,
     replicas: int = 1,
 ) -> None:
@@ -261,7 +261,7 @@ async def ensure_events_stream(
         js,
         StreamConfig(
             name=name,
-            subjects=[subjects.EVENTS_WILDCARD],
+            subjects=[nats_subjects.EVENTS_WILDCARD],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=max_age_s,
@@ -304,7 +304,7 @@ async def ensure_kv(
 
 
 async def ensure_jobs_bucket(
-    js: JetStreamContext, bucket: str = subjects.JOBS_BUCKET, *, replicas: int = 1
+    js: JetStreamContext, bucket: str = nats_subjects.JOBS_BUCKET, *, replicas: int = 1
 ) -> None:
     """The KV bucket of job records (see jobstore.py). History 5 keeps a short audit trail per job."""
     await ensure_kv(js, bucket, replicas=replicas)
@@ -313,9 +313,9 @@ async def ensure_jobs_bucket(
 async def ensure_streams(
     js: JetStreamContext,
     replicas: int = 0,
-    buckets: tuple[str, ...] = (subjects.JOBS_BUCKET, subjects.KEYS_BUCKET),
+    buckets: tuple[str, ...] = (nats_subjects.JOBS_BUCKET, nats_subjects.KEYS_BUCKET),
     *,
-    job_retention_s: float = subjects.JOBS_MAX_AGE_S,
+    job_retention_s: float = nats_subjects.JOBS_MAX_AGE_S,
 ) -> int:
     """Create (or bring up to date) VBG_WORK, VBG_EVENTS and the KV buckets of jobs and of keys/credits,
     each with `replicas` copies (0: auto_replicas: 1 on a lone server, 3 on a cluster). Idempotent: every
@@ -327,7 +327,7 @@ async def ensure_streams(
         await ensure_events_stream(js, replicas=replicas)
         for bucket in buckets:  # stages leave out the keys bucket: their NATS user may not touch it
             # job records expire (retention); keys and credits never do
-            max_age = job_retention_s if bucket == subjects.JOBS_BUCKET else 0.0
+            max_age = job_retention_s if bucket == nats_subjects.JOBS_BUCKET else 0.0
             await ensure_kv(js, bucket, replicas=replicas, max_age_s=max_age)
     except NATS_DOWN as e:
         raise Transient("The message bus (JetStream) is unavailable", detail=repr(e)) from e
@@ -373,7 +373,7 @@ async def publish_event(
     headers = {MSG_ID_HEADER: msg_id} if msg_id else None
     try:
         ack = await js.publish(
-            subjects.events_subject(job_id), _encode(body), headers=headers, timeout=timeout_s
+            nats_subjects.events_subject(job_id), _encode(body), headers=headers, timeout=timeout_s
         )
     except NATS_DOWN as e:
         raise Transient("The message bus is unavailable", detail=f"event of job {job_id}: {e!r}") from e
@@ -385,13 +385,13 @@ async def watch_events(
     job_id: str,
     *,
     until: Callable[[dict[str, Any]], bool] | None = None,
-    stream: str = subjects.EVENTS_STREAM,
+    stream: str = nats_subjects.EVENTS_STREAM,
 ) -> AsyncGenerator[dict[str, Any]]:
     """Every event of the job from its first, in order, then new ones as they come; ends after an event
     for which `until(event)` is true (else never: break out, ideally inside `contextlib.aclosing`, which
     removes the ephemeral consumer at once)."""
     sub = await js.subscribe(
-        subjects.events_subject(job_id),
+        nats_subjects.events_subject(job_id),
         stream=stream,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,
@@ -466,7 +466,7 @@ class Worker:
         durable: str,
         handler: Handler,
         *,
-        stream: str = subjects.WORK_STREAM,
+        stream: str = nats_subjects.WORK_STREAM,
         ack_wait: float = 30.0,
         max_deliver: int = 5,
         backoff: Sequence[float] = (5.0, 30.0, 120.0),

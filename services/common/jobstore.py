@@ -29,9 +29,9 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.common.bus import NATS_DOWN
 from services.common.record import TERMINAL, Job, Status
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import Conflict, NotFound, Transient
-from videobg.keys import check_id
+from videobg.object_keys import check_id
 
 __all__ = ["TERMINAL", "Job", "JobStore", "Status", "iter_docs", "nats_errors", "now_iso"]
 
@@ -88,7 +88,9 @@ class _Unchanged(Exception):
 
 
 class JobStore:
-    def __init__(self, js: JetStreamContext, bucket: str = subjects.JOBS_BUCKET, *, max_attempts: int = 50):
+    def __init__(
+        self, js: JetStreamContext, bucket: str = nats_subjects.JOBS_BUCKET, *, max_attempts: int = 50
+    ):
         self._js = js
         self._bucket_name = bucket
         self._kv: KeyValue | None = None

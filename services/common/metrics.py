@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from prometheus_client import start_http_server
 
 from services.common.record import Job
-from videobg import metrics, subjects
+from videobg import metrics, nats_subjects
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ STAGE_OF_SERVICE = {
     "encoder": "encode",
 }
 # work subject -> stage label; the durable consumer names are the stage names
-STAGE_OF_SUBJECT = dict(subjects.CONSUMERS)
+STAGE_OF_SUBJECT = dict(nats_subjects.CONSUMERS)
 
 
 def stage_of(service: str) -> str:
@@ -131,13 +131,13 @@ class QueueMonitor:
         js: JetStreamContext,
         *,
         interval_s: float = 5.0,
-        stream: str = subjects.WORK_STREAM,
+        stream: str = nats_subjects.WORK_STREAM,
         consumers: dict[str, str] | None = None,  # work subject -> durable consumer
     ):
         self.js = js
         self.interval_s = interval_s
         self.stream = stream
-        self.consumers = dict(subjects.CONSUMERS if consumers is None else consumers)
+        self.consumers = dict(nats_subjects.CONSUMERS if consumers is None else consumers)
         self.polls = 0  # completed polls (tests wait on it)
 
     async def poll(self) -> None:

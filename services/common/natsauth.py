@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from videobg import subjects
+from videobg import nats_subjects
 
 ADMIN = "admin"
 GATEWAY = "gateway"
@@ -37,13 +37,13 @@ ROLES = (ADMIN, GATEWAY, *STAGES)
 
 # stage -> (its durable consumer on VBG_WORK, the work subject it hands on to)
 _WORK: dict[str, tuple[str | None, str | None]] = {
-    "ingest": (subjects.CONSUMER_INGEST, subjects.WORK_SEGMENT),
-    "segmenter": (subjects.CONSUMER_SEGMENT, subjects.WORK_ENCODE),
-    "encoder": (subjects.CONSUMER_ENCODE, None),
+    "ingest": (nats_subjects.CONSUMER_INGEST, nats_subjects.WORK_SEGMENT),
+    "segmenter": (nats_subjects.CONSUMER_SEGMENT, nats_subjects.WORK_ENCODE),
+    "encoder": (nats_subjects.CONSUMER_ENCODE, None),
     "compositor": (None, None),
 }
-_JOBS_KV = f"KV_{subjects.JOBS_BUCKET}"
-_KEYS_KV = f"KV_{subjects.KEYS_BUCKET}"
+_JOBS_KV = f"KV_{nats_subjects.JOBS_BUCKET}"
+_KEYS_KV = f"KV_{nats_subjects.KEYS_BUCKET}"
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,18 @@ def _durable(stream: str, consumer: str) -> list[str]:
 
 def _service_common() -> list[str]:
     """What every service does: its streams and the job records, events, the work queue's gauges."""
-    out = ["$JS.API.INFO", "$JS.FC.>", f"$KV.{subjects.JOBS_BUCKET}.>", f"{subjects.EVENTS_PREFIX}.*"]
-    for stream in (subjects.WORK_STREAM, subjects.EVENTS_STREAM, _JOBS_KV):
+    out = [
+        "$JS.API.INFO",
+        "$JS.FC.>",
+        f"$KV.{nats_subjects.JOBS_BUCKET}.>",
+        f"{nats_subjects.EVENTS_PREFIX}.*",
+    ]
+    for stream in (nats_subjects.WORK_STREAM, nats_subjects.EVENTS_STREAM, _JOBS_KV):
         out += _stream_admin(stream)
-    out += _readers(_JOBS_KV) + _readers(subjects.EVENTS_STREAM)
+    out += _readers(_JOBS_KV) + _readers(nats_subjects.EVENTS_STREAM)
     out += [
-        f"$JS.API.CONSUMER.INFO.{subjects.WORK_STREAM}.*",
-        f"$JS.API.STREAM.MSG.GET.{subjects.WORK_STREAM}",
+        f"$JS.API.CONSUMER.INFO.{nats_subjects.WORK_STREAM}.*",
+        f"$JS.API.STREAM.MSG.GET.{nats_subjects.WORK_STREAM}",
     ]
     return out
 
@@ -102,24 +107,24 @@ def permissions(role: str) -> Permissions | None:
         return None
     inbox = ("_INBOX.>",)
     if role == GATEWAY:
-        publish = _service_common() + [subjects.WORK_INGEST, f"$KV.{subjects.KEYS_BUCKET}.>"]
+        publish = _service_common() + [nats_subjects.WORK_INGEST, f"$KV.{nats_subjects.KEYS_BUCKET}.>"]
         publish += _stream_admin(_KEYS_KV) + _readers(_KEYS_KV)
         publish += [  # durable consumers on events: the webhook dispatcher
-            f"$JS.API.CONSUMER.DURABLE.CREATE.{subjects.EVENTS_STREAM}.*",
-            f"$JS.API.CONSUMER.MSG.NEXT.{subjects.EVENTS_STREAM}.*",
-            f"$JS.ACK.{subjects.EVENTS_STREAM}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{nats_subjects.EVENTS_STREAM}.*",
+            f"$JS.API.CONSUMER.MSG.NEXT.{nats_subjects.EVENTS_STREAM}.*",
+            f"$JS.ACK.{nats_subjects.EVENTS_STREAM}.>",
         ]
-        return Permissions(tuple(publish), (*inbox, subjects.EVENTS_WILDCARD))
+        return Permissions(tuple(publish), (*inbox, nats_subjects.EVENTS_WILDCARD))
     if role not in _WORK:
         raise ValueError(f"unknown NATS role {role!r}; known: {', '.join(ROLES)}")
     consumer, hands_on = _WORK[role]
     publish = _service_common()
     if consumer:
-        publish += _durable(subjects.WORK_STREAM, consumer)
+        publish += _durable(nats_subjects.WORK_STREAM, consumer)
     if hands_on:
         publish.append(hands_on)
     # Said twice on purpose: nothing above allows them, and a later edit of the table must not either.
-    deny = (f"$KV.{subjects.KEYS_BUCKET}.>", f"$JS.API.*.*.{_KEYS_KV}", f"$JS.API.*.*.{_KEYS_KV}.>")
+    deny = (f"$KV.{nats_subjects.KEYS_BUCKET}.>", f"$JS.API.*.*.{_KEYS_KV}", f"$JS.API.*.*.{_KEYS_KV}.>")
     return Permissions(tuple(publish), inbox, deny)
 
 

@@ -5,7 +5,7 @@ bucket raises `videobg.errors.NotFound`, an unreachable or failing server raises
 worker naks and retries later). Other S3 errors (bad credentials, access denied) are operator problems and
 propagate unchanged. The minio client is blocking: async callers wrap calls in `asyncio.to_thread`.
 
-Keys come from `videobg.keys`; this module does not know the layout.
+Keys come from `videobg.object_keys`; this module does not know the layout.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
 from services.common.record import FAILABLE, Job, Status, progress_of
 from services.common.settings import ServiceSettings
-from videobg import metrics, subjects
+from videobg import metrics, nats_subjects
 from videobg.errors import (
     ERROR_TABLE,
     Cancelled,
@@ -68,7 +68,7 @@ from videobg.errors import (
     VideoBgError,
     as_public,
 )
-from videobg.keys import check_id
+from videobg.object_keys import check_id
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ async def connect(settings: StageSettings, name: str) -> Deps:
         await bus.ensure_streams(
             js,
             settings.nats_replicas,
-            buckets=(subjects.JOBS_BUCKET,),
+            buckets=(nats_subjects.JOBS_BUCKET,),
             job_retention_s=settings.job_retention_s,
         )
         store = settings.object_store()

@@ -6,7 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.objstore import ObjectStore
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.settings import CoreSettings
 
 
@@ -26,7 +26,7 @@ class ServiceSettings(BaseSettings):
     s3_public_endpoint: str = ""  # host:port clients download presigned URLs from ("" = s3_endpoint)
     s3_access_key: str = "videobg"  # the services' S3 user (not the S3 server's root)
     s3_secret_key: str = "videobg-secret"  # its secret (a Kubernetes Secret)
-    s3_bucket: str = "videobg"  # every object of every job lives here (videobg/keys.py lays them out)
+    s3_bucket: str = "videobg"  # every object of every job lives here (videobg/object_keys.py lays them out)
     s3_secure: bool = False  # https to S3
     grpc_host: str = "127.0.0.1"  # address the gRPC server binds (0.0.0.0 in a pod)
     grpc_port: int = 0  # 0: any free port (tests); Kubernetes sets a fixed one
@@ -37,7 +37,7 @@ class ServiceSettings(BaseSettings):
     work_dir: str = ""  # scratch space for downloads ("" = system temp)
     # job records expire this long after their last change (the KV bucket's max age, set by whichever
     # service starts first and brought up to date by every later one: give all services the same value)
-    job_retention_s: float = subjects.JOBS_MAX_AGE_S
+    job_retention_s: float = nats_subjects.JOBS_MAX_AGE_S
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     log_format: str = "json"  # one JSON object per line (services/common/logs.py); "text" for a terminal
     # The media core's settings (VIDEOBG_*: models, device, limits, queues), read from the environment

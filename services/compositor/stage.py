@@ -7,7 +7,7 @@ refine the foreground and composite it, hand frames to the caller (the encoder) 
     writes: record stage_seconds.composite
 
 Decode, matte pairing and refine/composite are three threads joined by bounded queues
-(videobg.stages.threaded), as in the in-process pipeline; `refine_and_composite` is the same function,
+(videobg.overlap.threaded), as in the in-process pipeline; `refine_and_composite` is the same function,
 so both produce the same pixels. The stage writes no job status: its caller owns the job's outcome.
 """
 
@@ -25,12 +25,12 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.record import Status
 from services.common.runtime import StageRun, StageSettings, close_all
-from videobg import keys
+from videobg import object_keys
 from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput, NotFound, Transient, VideoBgError
 from videobg.media.decode import iter_frames
+from videobg.overlap import threaded
 from videobg.pipeline import Composited, Matted, refine_and_composite
-from videobg.stages import threaded
 from videobg.types import Frame, VideoInfo
 
 _T_TOLERANCE_S = 1e-4  # a matte's frame time vs the decoded frame's (same decoder: equal in practice)
@@ -72,7 +72,7 @@ class MatteReader:
         return Matted(frame, self.alpha[i])
 
     def _load(self) -> None:
-        key = keys.matte_chunk(self.run.job_id, self.chunk)
+        key = object_keys.matte_chunk(self.run.job_id, self.chunk)
         data = self._wait(key)
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             alpha, t, index0 = z["alpha"], z["t"], int(z["index0"])
@@ -113,13 +113,13 @@ class MatteReader:
 
     def manifest(self) -> dict | None:
         try:
-            return json.loads(self.run.store.get_bytes(keys.matte_manifest(self.run.job_id)))
+            return json.loads(self.run.store.get_bytes(object_keys.matte_manifest(self.run.job_id)))
         except NotFound:
             return None
 
     def finish(self, frames: int) -> None:
         """After the last decoded frame: the segmenter's manifest must agree on the frame count."""
-        key = keys.matte_manifest(self.run.job_id)
+        key = object_keys.matte_manifest(self.run.job_id)
         while (manifest := self.manifest()) is None:
             self.run.check()
             self.run.live_job()

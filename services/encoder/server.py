@@ -9,7 +9,7 @@ from services.common.runtime import Deps, grpc_server, stage_worker
 from services.encoder.handlers import EncoderServicer
 from services.encoder.stage import EncoderSettings, encode
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import subjects
+from videobg import nats_subjects
 
 __all__ = ["EncoderSettings", "build_server", "build_worker"]
 
@@ -24,5 +24,9 @@ def build_server(settings: EncoderSettings, deps: Deps) -> tuple[grpc.Server, in
 
 def build_worker(settings: EncoderSettings, deps: Deps) -> bus.Worker:
     return stage_worker(
-        deps, subjects.WORK_ENCODE, subjects.CONSUMER_ENCODE, "encode", lambda run: encode(run, settings)
+        deps,
+        nats_subjects.WORK_ENCODE,
+        nats_subjects.CONSUMER_ENCODE,
+        "encode",
+        lambda run: encode(run, settings),
     )

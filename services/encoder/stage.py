@@ -27,11 +27,11 @@ from services.common.record import Job, Status
 from services.common.runtime import StageRun, StageSettings, close_all, stopped_error
 from services.compositor.bands import StreamedFrame, assemble
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import keys
+from videobg import object_keys
 from videobg.errors import InvalidInput, Transient
 from videobg.media.encode import QUALITIES, VideoWriter
 from videobg.media.formats import DEFAULT_FORMAT, get_format
-from videobg.stages import threaded
+from videobg.overlap import threaded
 
 EVENT_EVERY = 10
 
@@ -109,7 +109,7 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
         if n == 0:
             raise InvalidInput("the requested span contains no frames")
         run.check()
-        result_key = keys.result(run.job_id, fmt.extension)
+        result_key = object_keys.result(run.job_id, fmt.extension)
         size = out.stat().st_size
         run.store.put_file(result_key, out, content_type=fmt.mime)
 

@@ -24,8 +24,8 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from services.common import bus
+from services.gateway.api_keys import KeyStore
 from services.gateway.credits import Ledger
-from services.gateway.keys import KeyStore
 from services.gateway.settings import GatewaySettings
 from videobg.errors import VideoBgError
 

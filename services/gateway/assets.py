@@ -2,7 +2,7 @@
 or for studio-background a bare id), and finding one in S3 for its owner. The REST routes that create and
 serve them are services/gateway/uploads.py; Gateway.create checks a job's assets through here.
 
-The object (`uploads/{asset_id}`, videobg/keys.py) keeps its uploader as user metadata (`owner`);
+The object (`uploads/{asset_id}`, videobg/object_keys.py) keeps its uploader as user metadata (`owner`);
 `find_asset` hides another owner's upload.
 """
 
@@ -20,7 +20,7 @@ from fastapi import Request
 from services.common.objstore import ObjectStore
 from services.common.record import SourceRef
 from services.gateway.caller import Caller
-from videobg import keys
+from videobg import object_keys
 from videobg.errors import InvalidInput, NotFound
 
 PREFIX = "/v1/uploads"
@@ -98,7 +98,7 @@ def source_of(value: Any, name: str, *, bare_ids: bool = False) -> SourceRef:
     if text[: len(ASSET_SCHEME)].lower() == ASSET_SCHEME:
         asset_id = text[len(ASSET_SCHEME) :]
         try:
-            return SourceRef(asset_id=keys.check_id("asset id", asset_id))
+            return SourceRef(asset_id=object_keys.check_id("asset id", asset_id))
         except ValueError:
             raise InvalidInput(f"{name}: {text!r} is not a valid asset URL") from None
     if bare_ids and _UUID.match(text):
@@ -116,7 +116,7 @@ def source_of(value: Any, name: str, *, bare_ids: bool = False) -> SourceRef:
 async def find_asset(objects: ObjectStore, asset_id: str, caller: Caller | None = None) -> Asset:
     """The uploaded asset; NotFound when there is none, or (for a caller with a key) it is not theirs."""
     try:
-        key = keys.upload(asset_id)
+        key = object_keys.upload(asset_id)
     except ValueError:
         raise NotFound(f"asset {asset_id} not found") from None
     try:

@@ -6,7 +6,7 @@ case-insensitive, so `X-Api-Key` and `X-API-KEY` are the same) or from `Authoriz
 verifies it against the key store and takes a token from the key's bucket. Errors are typed:
 `Unauthenticated` (401 invalid_auth_token) and `RateLimited` (429 with Retry-After); the one error
 handler in rest.py writes them in the route's dialect. Credits are checked where a job is created
-(services/gateway/core.py), since only the job knows what it will cost.
+(services/gateway/jobs.py), since only the job knows what it will cost.
 
 With `auth_required` false a request without a key is the anonymous owner: unmetered, not rate limited,
 and it sees every job (the local demo stack). A key that is sent is checked all the same.
@@ -20,8 +20,8 @@ from typing import Annotated, Protocol
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from services.gateway.api_keys import NOT_FOUND_MESSAGE, KeyStore
 from services.gateway.caller import ANONYMOUS, Caller
-from services.gateway.keys import NOT_FOUND_MESSAGE, KeyStore
 from services.gateway.ratelimit import TokenBuckets
 from videobg.errors import RateLimited, Unauthenticated
 

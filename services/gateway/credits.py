@@ -29,7 +29,7 @@ The life of a metered job:
    b) the account drops the job's reservation entry and, for a charge, moves the amount from balance
       to used, in one compare-and-set; a second run finds no entry and changes nothing. The metric
       `videobg_credits_charged_total` is counted by the run that removed the entry.
-   Settling runs when a job-ending event arrives (services/gateway/core.py subscribes to them), when
+   Settling runs when a job-ending event arrives (services/gateway/jobs.py subscribes to them), when
    the gateway itself ends a job (cancel, a failed publish), before `GET /v1/usage` answers, and in a
    periodic sweep over all open reservations, which also releases a reservation whose job was never
    created (a gateway that died between reserving and creating).
@@ -48,7 +48,7 @@ from nats.js.kv import KeyValue
 
 from services.common.jobstore import JobStore, now_iso
 from services.common.record import BillingRecord, Job, JobSpec, ReserveBasis, Status
-from services.gateway.keys import BUCKET, check_owner, get_doc, iter_docs, open_bucket, update_doc
+from services.gateway.api_keys import BUCKET, check_owner, get_doc, iter_docs, open_bucket, update_doc
 from videobg import metrics
 from videobg.errors import InsufficientCredits, InvalidInput, NotFound
 

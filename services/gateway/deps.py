@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from services.gateway.auth import resolve_caller
 from services.gateway.caller import Caller
-from services.gateway.core import Gateway
+from services.gateway.jobs import Gateway
 
 
 def get_gateway(request: Request) -> Gateway:

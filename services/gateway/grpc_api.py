@@ -26,7 +26,7 @@ from services.common.protoconv import info_to_proto, spec_from_proto, spec_to_pr
 from services.common.record import Job
 from services.gateway.auth import ApiKeyAuth
 from services.gateway.caller import Caller
-from services.gateway.core import Gateway
+from services.gateway.jobs import Gateway
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
 from videobg.errors import InvalidInput, VideoBgError
 

@@ -38,7 +38,7 @@ import httpx
 from services.common.fetch import USER_AGENT, check_url, send_pinned_async
 from services.common.objstore import ObjectStore
 from services.common.record import JobSpec
-from videobg import keys
+from videobg import object_keys
 from videobg.errors import InvalidInput, ResolutionTooHigh, TooLarge, Unsupported, VideoBgError
 from videobg.media.probe import (
     ACCEPTED_CODECS,
@@ -156,7 +156,7 @@ async def _read_asset(
     objects: ObjectStore, asset_id: str, path: Path, head_bytes: int, limits: Limits
 ) -> tuple[int, bool]:
     try:
-        key = keys.upload(asset_id)
+        key = object_keys.upload(asset_id)
         stat = await asyncio.to_thread(objects.stat, key)
     except (ValueError, VideoBgError) as e:  # not there (yet): ingest reports it
         raise _Undecided(f"asset {asset_id}: {e}") from None

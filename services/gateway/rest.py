@@ -22,9 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common import logs
 from services.gateway import assets, console, uploads, usage, webhooks
 from services.gateway.auth import ApiKeyAuth
-from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.dialects import ROUTERS, error_body
+from services.gateway.jobs import Gateway
 from services.gateway.ratelimit import TokenBuckets, retry_after_header
 from videobg.errors import (
     InvalidRequestBody,

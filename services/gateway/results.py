@@ -1,6 +1,6 @@
 """Result URLs: presigned, expiring, and minted afresh for as long as the result object exists.
 
-A completed job's result lives at `jobs/{id}/result{ext}` (videobg/keys.py). Clients never get a
+A completed job's result lives at `jobs/{id}/result{ext}` (videobg/object_keys.py). Clients never get a
 permanent link: each status read signs a GET URL valid for `result_url_ttl_s` from now (signing is a
 local computation, no S3 call), so a job stays queryable after a URL it handed out expired and simply
 hands out a new one. Once retention has deleted the object (or marked the record `result_expired`), the
@@ -26,7 +26,7 @@ from services.common.record import Job, Status
 from videobg.errors import NotFound, Transient
 
 if TYPE_CHECKING:
-    from services.gateway.core import Gateway
+    from services.gateway.jobs import Gateway
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from services.common import bus
 from services.common import metrics as service_metrics
 from services.common.jobstore import JobStore
 from services.gateway import webhooks
-from services.gateway.core import Gateway
 from services.gateway.grpc_api import start_grpc
+from services.gateway.jobs import Gateway
 from services.gateway.rest import authenticator, build_app
 from services.gateway.settings import GatewaySettings, check_deployable
 

@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect
 from services.common.objstore import ObjectStore
 from services.gateway.assets import PREFIX, Asset, find_asset, public_base
 from services.gateway.deps import CallerDep, GatewayDep
-from videobg import keys
+from videobg import object_keys
 from videobg.errors import (
     InvalidInput,
     InvalidRequestBody,
@@ -85,7 +85,7 @@ async def create_upload(request: Request, gw: GatewayDep, caller: CallerDep) -> 
     if declared.isdigit() and int(declared) > max_bytes + _MULTIPART_OVERHEAD:
         raise _too_large(max_bytes)
     asset_id = str(uuid.uuid4())
-    receiver = _Receiver(gw.objects, keys.upload(asset_id), max_bytes, owner=caller.owner)
+    receiver = _Receiver(gw.objects, object_keys.upload(asset_id), max_bytes, owner=caller.owner)
     try:
         async with asyncio.timeout(settings.upload_timeout_s):
             await receiver.receive(request, boundary)
@@ -110,7 +110,7 @@ async def get_upload_content(asset_id: str, gw: GatewayDep, caller: CallerDep) -
     """The uploaded bytes, to the uploader (404 to anyone else with a key), streamed from S3 in 1 MiB
     ranged reads so a 100 MB asset never sits in memory."""
     asset = await find_asset(gw.objects, asset_id, caller)
-    key = keys.upload(asset_id)
+    key = object_keys.upload(asset_id)
 
     async def chunks() -> AsyncIterator[bytes]:
         for offset in range(0, asset.size, _SERVE_CHUNK):

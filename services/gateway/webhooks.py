@@ -70,11 +70,11 @@ from services.common.record import Job, WebhookDelivery
 from services.gateway import results
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.settings import GatewaySettings
-from videobg import metrics, subjects
+from videobg import metrics, nats_subjects
 from videobg.errors import InvalidInput, NotFound, Transient
 
 if TYPE_CHECKING:
-    from services.gateway.core import Gateway
+    from services.gateway.jobs import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class Dispatcher:
         return ConsumerConfig(
             durable_name=CONSUMER,
             name=CONSUMER,
-            filter_subject=subjects.EVENTS_WILDCARD,
+            filter_subject=nats_subjects.EVENTS_WILDCARD,
             deliver_policy=DeliverPolicy.NEW,  # on first creation; afterwards the durable's position
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=max(30.0, 4 * self.settings.webhook_timeout_s),
@@ -267,8 +267,8 @@ class Dispatcher:
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or update) the durable consumer and bind to it: errors surface at start-up."""
         js = self.gateway.js
-        await js.add_consumer(subjects.EVENTS_STREAM, self.consumer_config())
-        return await js.pull_subscribe_bind(durable=CONSUMER, stream=subjects.EVENTS_STREAM)
+        await js.add_consumer(nats_subjects.EVENTS_STREAM, self.consumer_config())
+        return await js.pull_subscribe_bind(durable=CONSUMER, stream=nats_subjects.EVENTS_STREAM)
 
     async def run(self, sub: JetStreamContext.PullSubscription) -> None:
         """Fetch event messages and handle each in a task, at most MAX_IN_FLIGHT at once. Cancel to stop."""

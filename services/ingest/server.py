@@ -9,7 +9,7 @@ from services.common.runtime import Deps, grpc_server, stage_worker
 from services.ingest.handlers import IngestServicer
 from services.ingest.stage import IngestSettings, ingest
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import subjects
+from videobg import nats_subjects
 
 __all__ = ["IngestSettings", "build_server", "build_worker"]
 
@@ -24,5 +24,9 @@ def build_server(settings: IngestSettings, deps: Deps) -> tuple[grpc.Server, int
 
 def build_worker(settings: IngestSettings, deps: Deps) -> bus.Worker:
     return stage_worker(
-        deps, subjects.WORK_INGEST, subjects.CONSUMER_INGEST, "ingest", lambda run: ingest(run, settings)
+        deps,
+        nats_subjects.WORK_INGEST,
+        nats_subjects.CONSUMER_INGEST,
+        "ingest",
+        lambda run: ingest(run, settings),
     )

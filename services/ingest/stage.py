@@ -26,7 +26,7 @@ from services.common.objstore import ObjectStore
 from services.common.record import PROGRESS_PLAN, Job, MediaInfo, SourceRef, Status
 from services.common.runtime import StageRun, StageSettings
 from services.common.ssrf import AllowSetting
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 from videobg.composite import load_image_rgb
 from videobg.errors import InvalidInput, NotFound, TooLarge, Transient
 from videobg.media import stills
@@ -74,7 +74,7 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
     if job.info is not None and job.source_key and run.store.exists(job.source_key):
         run.log.info("already ingested; republishing the segment work")
         if job.status == Status.PROCESSING:
-            run.publish_work(subjects.WORK_SEGMENT, "segment")
+            run.publish_work(nats_subjects.WORK_SEGMENT, "segment")
         return IngestResult(job.source_key, job.info, job.billed_seconds or 0.0)
     run.deps.call(
         run.deps.jobs.transition(run.job_id, {Status.QUEUED}, Status.PROCESSING, stage="ingest", progress=1)
@@ -89,7 +89,7 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
         run.check()
         info = probe(src)
         validate(info, limits, trim)
-        source_key = keys.source(run.job_id, _SOURCE_EXT.get(info.container, ".bin"))
+        source_key = object_keys.source(run.job_id, _SOURCE_EXT.get(info.container, ".bin"))
         run.store.put_file(source_key, src, content_type=mimetypes.guess_type(source_key)[0] or "video/mp4")
         background_key = ""
         if spec.background.kind == "image":
@@ -98,7 +98,7 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
                 "background image",
             )  # fmt: skip
             load_image_rgb(img)  # MalformedMedia now rather than in the compositor
-            background_key = keys.background(run.job_id, _image_ext(img))
+            background_key = object_keys.background(run.job_id, _image_ext(img))
             run.store.put_file(background_key, img)
 
     result = IngestResult(source_key, MediaInfo.of(info), billed_seconds(info, trim))
@@ -109,7 +109,7 @@ def ingest(run: StageRun, settings: IngestSettings) -> IngestResult:
         billed_seconds=result.billed_seconds, frames_total=frames_total, stage="ingest",
         progress=PROGRESS_DONE, done=True,
     )  # fmt: skip
-    run.publish_work(subjects.WORK_SEGMENT, "segment")
+    run.publish_work(nats_subjects.WORK_SEGMENT, "segment")
     run.event(progress=PROGRESS_DONE, frames_done=0, frames_total=frames_total)
     run.log.info(
         "ingested %dx%d %.2f s (%d frames, billed %.2f s) in %.2f s",
@@ -164,7 +164,7 @@ def copy_asset(
     """`uploads/{asset_id}` -> `dest`. With an `owner`, the upload must be theirs (the uploader is kept
     in the object's metadata, services/gateway/uploads.py): another owner's reads as not found."""
     try:
-        key = keys.upload(asset_id)
+        key = object_keys.upload(asset_id)
     except ValueError as e:
         raise InvalidInput(str(e)) from None
     try:

@@ -9,7 +9,7 @@ from services.common.runtime import Deps, grpc_server, stage_worker
 from services.segmenter.handlers import SegmenterServicer
 from services.segmenter.stage import SegmenterSettings, segment, warmup
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import subjects
+from videobg import nats_subjects
 
 __all__ = ["SegmenterSettings", "build_server", "build_worker", "warmup"]
 
@@ -24,5 +24,9 @@ def build_server(settings: SegmenterSettings, deps: Deps) -> tuple[grpc.Server, 
 
 def build_worker(settings: SegmenterSettings, deps: Deps) -> bus.Worker:
     return stage_worker(
-        deps, subjects.WORK_SEGMENT, subjects.CONSUMER_SEGMENT, "segment", lambda run: segment(run, settings)
+        deps,
+        nats_subjects.WORK_SEGMENT,
+        nats_subjects.CONSUMER_SEGMENT,
+        "segment",
+        lambda run: segment(run, settings),
     )

@@ -35,13 +35,13 @@ from pydantic_settings import SettingsConfigDict
 from services.common.objstore import ObjectStore
 from services.common.record import MatteSummary, Status, progress_of
 from services.common.runtime import StageRun, StageSettings, close_all
-from videobg import keys, metrics, subjects
+from videobg import metrics, nats_subjects, object_keys
 from videobg.errors import InvalidInput
 from videobg.media.decode import iter_frames
 from videobg.media.probe import frame_rate
 from videobg.models import MattingModel, get_model
+from videobg.overlap import batched, threaded
 from videobg.pipeline import infer_batch, matte_batch, prepare_batch
-from videobg.stages import batched, threaded
 from videobg.types import Frame
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class ChunkWriter:
     def put(self, index0: int, alphas: list[np.ndarray], times: list[float]) -> None:
         alpha = np.stack(alphas)  # [N, H, W] uint8
         t = np.asarray(times, np.float64)  # [N]
-        key = keys.matte_chunk(self.job_id, self.chunks)
+        key = object_keys.matte_chunk(self.job_id, self.chunks)
         self.wait()  # bound memory: one chunk in flight
         self._pending = self._pool.submit(self._write, key, alpha, t, index0)
         self.chunks += 1
@@ -116,8 +116,8 @@ class ChunkWriter:
 def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
     job = run.require(Status.PROCESSING)
     source_key = job.source_key
-    run.publish_work(subjects.WORK_ENCODE, "encode")  # at the start: the encoder overlaps matting
-    manifest_key = keys.matte_manifest(run.job_id)
+    run.publish_work(nats_subjects.WORK_ENCODE, "encode")  # at the start: the encoder overlaps matting
+    manifest_key = object_keys.matte_manifest(run.job_id)
     if run.store.exists(manifest_key):
         done = json.loads(run.store.get_bytes(manifest_key))
         run.log.info("matte already complete (%d frames); nothing to do", done["frames"])

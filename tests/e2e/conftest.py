@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError
 from devstack.procs import ServerStartError
 from devstack.stack import FileServer, Stack, StackConfig
 from tests.conftest import model_dir
-from videobg import subjects
+from videobg import nats_subjects
 
 ACK_WAIT_S = 3.0
 
@@ -69,8 +69,8 @@ def job_events(stack: Stack, job_id: str) -> list[dict]:
         try:
             js = nc.jetstream()
             sub = await js.subscribe(
-                subjects.events_subject(job_id),
-                stream=subjects.EVENTS_STREAM,
+                nats_subjects.events_subject(job_id),
+                stream=nats_subjects.EVENTS_STREAM,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.ALL,
             )
@@ -97,7 +97,9 @@ def last_event(stack: Stack, job_id: str) -> dict | None:
         assert stack.nats is not None
         nc = await nats.connect(stack.nats.url)
         try:
-            msg = await nc.jetstream().get_last_msg(subjects.EVENTS_STREAM, subjects.events_subject(job_id))
+            msg = await nc.jetstream().get_last_msg(
+                nats_subjects.EVENTS_STREAM, nats_subjects.events_subject(job_id)
+            )
             return json.loads(msg.data) if msg.data else None
         except NotFoundError:
             return None

@@ -18,7 +18,7 @@ import pytest
 
 from devstack.stack import Stack, StackConfig
 from services.gateway.settings import GatewaySettings
-from videobg import subjects
+from videobg import nats_subjects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -51,10 +51,10 @@ async def submit_all(base: str) -> list[httpx.Response]:
 async def ingest_queue_depth(url: str) -> int:
     nc = await nats.connect(url)
     try:
-        info = await nc.jetstream().consumer_info(subjects.WORK_STREAM, subjects.CONSUMER_INGEST)
+        info = await nc.jetstream().consumer_info(nats_subjects.WORK_STREAM, nats_subjects.CONSUMER_INGEST)
         return int(info.num_pending)
     except nats.js.errors.NotFoundError:  # no ingest ever ran: count the stream's messages instead
-        info = await nc.jetstream().stream_info(subjects.WORK_STREAM)
+        info = await nc.jetstream().stream_info(nats_subjects.WORK_STREAM)
         return int(info.state.messages)
     finally:
         await nc.close()

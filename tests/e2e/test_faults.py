@@ -14,7 +14,7 @@ from devstack.stack import FileServer, Stack, download, submit, wait_job
 from services.common.jobstore import TERMINAL
 from tests.e2e.conftest import job_events, last_event
 from tests.mediacheck import summarize
-from videobg import keys
+from videobg import object_keys
 from videobg.media.probe import probe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,8 +45,8 @@ def assert_completed_once(stack: Stack, job_id: str, src: Path, tmp_path: Path) 
     assert status["status"] == "completed", status
     events = job_events(stack, job_id)
     assert [e["status"] for e in events].count("completed") == 1, events
-    results = [k for k in stack.objects().list_keys(keys.job_prefix(job_id)) if "/result" in k]
-    assert results == [keys.result(job_id, ".mp4")]
+    results = [k for k in stack.objects().list_keys(object_keys.job_prefix(job_id)) if "/result" in k]
+    assert results == [object_keys.result(job_id, ".mp4")]
     info = probe(src)
     got = summarize(download(status["result_url"], tmp_path / "result.mp4"))
     assert got.frames == info.frame_count, (got.frames, info.frame_count)
@@ -58,10 +58,10 @@ def test_segmenter_killed_mid_job(stack: Stack, files: FileServer, media: Path, 
     src = media / CLIP
     job_id = submit(stack.url, files.url_for(src), "#00FF00", "mp4_h264")
     objects = stack.objects()
-    wait_until(lambda: objects.exists(keys.matte_chunk(job_id, 0)), 90, "the first matte chunk")
+    wait_until(lambda: objects.exists(object_keys.matte_chunk(job_id, 0)), 90, "the first matte chunk")
     stack.kill("segmenter")
     try:
-        assert not objects.exists(keys.matte_manifest(job_id)), (
+        assert not objects.exists(object_keys.matte_manifest(job_id)), (
             "matting ended before the kill: the test proved nothing"
         )
     finally:
@@ -91,7 +91,7 @@ def test_encoder_killed_mid_job(stack: Stack, files: FileServer, media: Path, tm
         try:
             status = record(stack, job_id)["status"]
             if status == "processing":
-                assert not stack.objects().exists(keys.result(job_id, ".mp4"))
+                assert not stack.objects().exists(object_keys.result(job_id, ".mp4"))
                 break
             # the job ended before the kill landed: this attempt proves nothing, so run another
             assert status == "completed", status

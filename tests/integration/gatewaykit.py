@@ -18,7 +18,7 @@ from services.common.objstore import ObjectStore
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, nats_role_url
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 
 VIDEO = "http://127.0.0.1:9/clip.mp4"  # never fetched: no stage runs in these tests
 JSON_CT = {"content-type": "application/json"}
@@ -74,7 +74,7 @@ async def tenant(gw: RunningGateway, credits: float = 1000.0) -> tuple[str, dict
 def own_asset(gw: RunningGateway, owner: str, asset_id: str) -> str:
     """An upload of `owner` (a few bytes, never ingested here): jobs of that owner may name it."""
     gw.gateway.objects.put_stream(
-        keys.upload(asset_id), io.BytesIO(b"not a video"), metadata={"owner": quote(owner, safe="")}
+        object_keys.upload(asset_id), io.BytesIO(b"not a video"), metadata={"owner": quote(owner, safe="")}
     )
     return f"asset://{asset_id}"
 
@@ -82,7 +82,7 @@ def own_asset(gw: RunningGateway, owner: str, asset_id: str) -> str:
 async def ingest_seq(gw: RunningGateway) -> int:
     """Sequence of the last work message on vbg.work.ingest (0 if none)."""
     try:
-        msg = await gw.gateway.js.get_last_msg(subjects.WORK_STREAM, subjects.WORK_INGEST)
+        msg = await gw.gateway.js.get_last_msg(nats_subjects.WORK_STREAM, nats_subjects.WORK_INGEST)
     except Exception:
         return 0
     assert json.loads(msg.data)["job_id"]
@@ -95,7 +95,7 @@ async def finish(gw: RunningGateway, job_id: str, status: str, **fields: Any) ->
     store = gw.gateway.jobs
     await store.transition(job_id, ("queued",), "processing", stage="ingest")
     if status == "completed":
-        fields.setdefault("result_key", keys.result(job_id, ".mp4"))
+        fields.setdefault("result_key", object_keys.result(job_id, ".mp4"))
         fields.setdefault("progress", 100.0)
     assert await store.transition(job_id, ("processing",), status, **fields)
     event = {"status": status, "stage": "done", "error_code": fields.get("error_code", "")}

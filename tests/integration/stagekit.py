@@ -28,7 +28,7 @@ from services.common.objstore import ObjectStore
 from services.common.record import BackgroundSpec, Job, JobSpec
 from tests.conftest import REPO, media_dir
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, nats_role_url
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 
 CLIP = media_dir() / "people" / "androidx_bt601.mov"  # 640x428, 30 frames (1.02 s), AAC mono
 CLIP_FRAMES, CLIP_W, CLIP_H = 30, 640, 428
@@ -103,7 +103,7 @@ def with_background(bg: dict[str, Any]) -> Callable[[Job], Job]:
 
 
 def upload(store: ObjectStore, asset_id: str, path: Path = CLIP) -> str:
-    key = keys.upload(asset_id)
+    key = object_keys.upload(asset_id)
     store.put_file(key, path)
     return key
 
@@ -129,8 +129,8 @@ async def wait_record(
 async def events_of(js: JetStreamContext, job_id: str, idle_s: float = 0.5) -> list[dict[str, Any]]:
     """Every event of the job so far, in order."""
     sub = await js.subscribe(
-        subjects.events_subject(job_id),
-        stream=subjects.EVENTS_STREAM,
+        nats_subjects.events_subject(job_id),
+        stream=nats_subjects.EVENTS_STREAM,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,
     )
@@ -148,12 +148,12 @@ async def events_of(js: JetStreamContext, job_id: str, idle_s: float = 0.5) -> l
 
 async def work_for(js: JetStreamContext, subject: str, job_id: str) -> list[tuple[dict[str, Any], str]]:
     """(payload, msg id) of every queued message on `subject` for `job_id`."""
-    si = await js.stream_info(subjects.WORK_STREAM)
+    si = await js.stream_info(nats_subjects.WORK_STREAM)
     found = []
     seq = si.state.first_seq
     while seq and seq <= si.state.last_seq:
         try:
-            msg = await js.get_msg(subjects.WORK_STREAM, seq=seq, subject=subject, next=True)
+            msg = await js.get_msg(nats_subjects.WORK_STREAM, seq=seq, subject=subject, next=True)
         except nats.js.errors.NotFoundError:  # no further message on that subject
             break
         payload = json.loads(msg.data or b"{}")
@@ -165,8 +165,8 @@ async def work_for(js: JetStreamContext, subject: str, job_id: str) -> list[tupl
 
 async def purge_work(js: JetStreamContext) -> None:
     """Leave no work from one test for the next one's workers."""
-    for subject in subjects.WORK_SUBJECTS:
-        await js.purge_stream(subjects.WORK_STREAM, subject=subject)
+    for subject in nats_subjects.WORK_SUBJECTS:
+        await js.purge_stream(nats_subjects.WORK_STREAM, subject=subject)
 
 
 def health(target: str, timeout: float = 2.0) -> str:
@@ -258,5 +258,5 @@ def load_chunk(store: ObjectStore, job_id: str, chunk: int) -> tuple[Any, Any, i
 
     import numpy as np
 
-    with np.load(io.BytesIO(store.get_bytes(keys.matte_chunk(job_id, chunk)))) as z:
+    with np.load(io.BytesIO(store.get_bytes(object_keys.matte_chunk(job_id, chunk)))) as z:
         return z["alpha"], z["t"], int(z["index0"])

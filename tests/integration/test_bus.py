@@ -15,7 +15,7 @@ from nats.js.api import RetentionPolicy
 
 from devstack.procs import free_ports
 from services.common import bus
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import InvalidInput, Transient
 
 pytestmark = pytest.mark.integration
@@ -81,14 +81,14 @@ async def _settled(js, stream: str, durable: str) -> tuple[int, int, int]:
 async def test_ensure_streams_is_idempotent(jetstream) -> None:
     async with jetstream() as (_, js):
         await bus.ensure_streams(js)  # a second time, as every service does at start-up
-        work = await js.stream_info(subjects.WORK_STREAM)
+        work = await js.stream_info(nats_subjects.WORK_STREAM)
         assert work.config.retention == RetentionPolicy.WORK_QUEUE
-        assert set(work.config.subjects) == set(subjects.WORK_SUBJECTS)
+        assert set(work.config.subjects) == set(nats_subjects.WORK_SUBJECTS)
         assert work.config.duplicate_window == 120
-        events = await js.stream_info(subjects.EVENTS_STREAM)
+        events = await js.stream_info(nats_subjects.EVENTS_STREAM)
         assert events.config.retention == RetentionPolicy.LIMITS
-        assert events.config.max_age == subjects.EVENTS_MAX_AGE_S
-        await js.key_value(subjects.JOBS_BUCKET)
+        assert events.config.max_age == nats_subjects.EVENTS_MAX_AGE_S
+        await js.key_value(nats_subjects.JOBS_BUCKET)
 
 
 async def test_work_delivered_once_and_duplicate_publish_dropped(jetstream, uid: str) -> None:

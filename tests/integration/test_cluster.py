@@ -23,17 +23,17 @@ from devstack.procs import NatsCluster
 from services.common import bus
 from services.common.jobstore import JobStore
 from services.common.record import Job
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import Conflict, Transient
 
 pytestmark = pytest.mark.integration
 
 FAILOVER_DEADLINE_S = 240.0
 STREAMS = (
-    subjects.WORK_STREAM,
-    subjects.EVENTS_STREAM,
-    f"KV_{subjects.JOBS_BUCKET}",
-    f"KV_{subjects.KEYS_BUCKET}",
+    nats_subjects.WORK_STREAM,
+    nats_subjects.EVENTS_STREAM,
+    f"KV_{nats_subjects.JOBS_BUCKET}",
+    f"KV_{nats_subjects.KEYS_BUCKET}",
 )
 
 
@@ -93,19 +93,19 @@ async def test_single_replica_streams_are_scaled_up_in_place(cluster: NatsCluste
         assert [await _replicas(js, s) for s in STREAMS] == [1, 1, 1, 1]
         await JobStore(js).create(Job(id="scaleupjob0001", owner="acme"))
         await bus.publish_work(
-            js, subjects.WORK_INGEST, {"job_id": "scaleupjob0001"}, "scaleupjob0001:ingest"
+            js, nats_subjects.WORK_INGEST, {"job_id": "scaleupjob0001"}, "scaleupjob0001:ingest"
         )
 
         assert await bus.ensure_streams(js) == 3  # the default against a cluster
         assert [await _replicas(js, s) for s in STREAMS] == [3, 3, 3, 3]
         assert (await JobStore(js).get("scaleupjob0001")).owner == "acme"
-        assert (await js.stream_info(subjects.WORK_STREAM)).state.messages == 1
+        assert (await js.stream_info(nats_subjects.WORK_STREAM)).state.messages == 1
 
         await bus.ensure_streams(js, 1)  # a service still configured for one replica shrinks nothing
         assert [await _replicas(js, s) for s in STREAMS] == [3, 3, 3, 3]
         with pytest.raises(bus.ReplicaShortfall, match="at most 3"):
             await bus.ensure_streams(js, 5)
-        await js.purge_stream(subjects.WORK_STREAM)
+        await js.purge_stream(nats_subjects.WORK_STREAM)
     finally:
         await nc.close()
 
@@ -129,17 +129,22 @@ async def _failover(cluster: NatsCluster) -> None:
             got.append(d.payload["n"])
 
         worker = bus.Worker(
-            js, subjects.WORK_INGEST, subjects.CONSUMER_INGEST, handle, ack_wait=5.0, fetch_timeout=0.5
+            js,
+            nats_subjects.WORK_INGEST,
+            nats_subjects.CONSUMER_INGEST,
+            handle,
+            ack_wait=5.0,
+            fetch_timeout=0.5,
         )
         task = asyncio.create_task(worker.run())
         acked: list[str] = []
-        seq0 = (await js.stream_info(subjects.WORK_STREAM)).state.last_seq
+        seq0 = (await js.stream_info(nats_subjects.WORK_STREAM)).state.last_seq
 
         async def write(n: str) -> None:
             async def once() -> None:
                 with contextlib.suppress(Conflict):  # an earlier try was stored, its ack lost
                     await jobs.create(Job(id=f"failover{n}", owner="acme"))
-                await bus.publish_work(js, subjects.WORK_INGEST, {"n": n}, f"failover{n}:ingest")
+                await bus.publish_work(js, nats_subjects.WORK_INGEST, {"n": n}, f"failover{n}:ingest")
 
             await _retry(once)
             acked.append(n)
@@ -155,7 +160,7 @@ async def _failover(cluster: NatsCluster) -> None:
                 await write(f"{i:06d}")
             cluster.restart(cluster.index(meta))
             await _until_current(js)
-            leader = (await _retry(lambda: _stream_info(js, subjects.WORK_STREAM))).cluster.leader
+            leader = (await _retry(lambda: _stream_info(js, nats_subjects.WORK_STREAM))).cluster.leader
             cluster.kill(cluster.index(leader))
             for i in range(20, 30):
                 await write(f"{i:06d}")
@@ -171,7 +176,7 @@ async def _failover(cluster: NatsCluster) -> None:
             await asyncio.wait_for(task, 15)  # and raises what ended the worker early, if anything did
 
         assert sorted(set(got)) == sorted(acked), "an acknowledged unit of work was lost"
-        last_seq = (await _retry(lambda: _stream_info(js, subjects.WORK_STREAM))).state.last_seq
+        last_seq = (await _retry(lambda: _stream_info(js, nats_subjects.WORK_STREAM))).state.last_seq
         assert last_seq - seq0 == len(acked), "a retried publish was stored twice"
         records = await _retry(lambda: _all_records(jobs))
         assert {f"failover{n}" for n in acked} <= set(records)

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from services.common.record import SourceRef
-from services.gateway.keys import NOT_FOUND_MESSAGE
+from services.gateway.api_keys import NOT_FOUND_MESSAGE
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
 
 pytestmark = pytest.mark.integration

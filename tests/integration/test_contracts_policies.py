@@ -17,7 +17,7 @@ from services.common import logs
 from services.gateway.server import RunningGateway
 from tests.integration.gatewaykit import VIDEO, finish, gateway, ingest_seq, settings_for, tenant
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
-from videobg import keys
+from videobg import object_keys
 
 pytestmark = pytest.mark.integration
 
@@ -276,7 +276,7 @@ async def test_delete_cancels_or_deletes_the_result_owner_checked(settings, obje
         assert r.json()["status"] == "cancelled"
         account = await gw.gateway.ledger.account(owner)
         assert account.reservations == 1, "cancel kept the reservation"  # the other job's is left
-        result_key = keys.result(done, ".webm")
+        result_key = object_keys.result(done, ".webm")
         object_store.put_bytes(result_key, b"result")
         await finish(gw, done, "completed", result_key=result_key)
         assert (await http.get(f"{JOBS}/{done}", headers=key)).json()["output_url"]

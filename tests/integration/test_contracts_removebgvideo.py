@@ -12,7 +12,7 @@ import pytest
 from services.common.record import TrimSpec
 from tests.integration import gatewaykit
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
-from videobg import keys
+from videobg import object_keys
 
 pytestmark = pytest.mark.integration
 
@@ -323,7 +323,7 @@ async def test_status_completed_and_failed(settings, object_store) -> None:
         }
         params["webhook_url"] = "https://8.8.8.8/vbg-hook"
         job_id = assert_created(await http.post(JOBS, json=params, headers=key), "processing")
-        object_store.put_bytes(keys.result(job_id, ".mp4"), b"mp4 bytes", "video/mp4")
+        object_store.put_bytes(object_keys.result(job_id, ".mp4"), b"mp4 bytes", "video/mp4")
         await finish(gw, job_id, "completed", billed_seconds=20.0)
         body = (await http.get(f"{JOBS}/{job_id}", headers=key)).json()
         assert body["status"] == "completed" and body["progress"] == 100.0

@@ -12,7 +12,7 @@ import pytest
 from services.common.objstore import ObjectStore
 from tests.integration import gatewaykit
 from tests.integration.gatewaykit import JSON_CT, VIDEO, finish, gateway, ingest_seq, settings_for, tenant
-from videobg import keys
+from videobg import object_keys
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,7 @@ async def test_completed_result_and_failure(settings, object_store: ObjectStore)
     async with gateway(settings) as (gw, http):
         _, key = await tenant(gw)
         job_id = (await http.post(SUBMIT, json=SEED_EXAMPLE, headers=key)).json()["job"]["id"]
-        object_store.put_bytes(keys.result(job_id, ".mp4"), b"mp4 bytes", "video/mp4")
+        object_store.put_bytes(object_keys.result(job_id, ".mp4"), b"mp4 bytes", "video/mp4")
         await finish(gw, job_id, "completed", billed_seconds=30.0)
         job = (await http.get(f"/v2/jobs/{job_id}", headers=key)).json()["job"]
         assert job["status"] == "completed" and job["progress"] == 100.0

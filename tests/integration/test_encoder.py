@@ -23,7 +23,7 @@ from services.segmenter import server as segmenter
 from tests import mediacheck
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, obje
             # a second encode message for the finished job: acked, no work, no second completion
             acked = enc.worker.stats.acked
             await js.publish(
-                subjects.WORK_ENCODE,
+                nats_subjects.WORK_ENCODE,
                 json.dumps({"job_id": job_id}).encode(),
                 headers={"Nats-Msg-Id": f"{job_id}:again"},
             )
@@ -91,7 +91,7 @@ async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, obje
                     stages_pb2_grpc.EncoderStub(ch).Encode, stages_pb2.StageRequest(job_id=job_id), timeout=30
                 )
         assert (await JobStore(js).get(job_id)) == job  # untouched by the repeats
-        assert job.result_key == reply.result_key == keys.result(job_id, ".mp4")
+        assert job.result_key == reply.result_key == object_keys.result(job_id, ".mp4")
         assert (job.progress, job.stage, job.frames, job.audio) == (
             100,
             "done",
@@ -142,7 +142,7 @@ async def test_concurrent_encodes_complete_once(conf, jetstream, nats_url, s3_en
                 )
         job = await JobStore(js).get(job_id)
         assert job.status == "completed" and job.frames == 15
-        assert {r.result_key for r in replies} == {job.result_key} == {keys.result(job_id, ".webm")}
+        assert {r.result_key for r in replies} == {job.result_key} == {object_keys.result(job_id, ".webm")}
         assert len(completions(await kit.events_of(js, job_id))) == 1
         await kit.purge_work(js)
 
@@ -161,7 +161,7 @@ async def test_compositor_errors_fail_the_job(conf, jetstream, nats_url, s3_endp
         image_bg = {"kind": "image", "rgb": [255] * 3, "image": {"asset_id": "gone"}}
         await JobStore(js).update(bad, kit.with_background(image_bg))
         async with stages(conf, segment_worker=False) as (_, _, enc):
-            await js.publish(subjects.WORK_ENCODE, json.dumps({"job_id": bad}).encode())
+            await js.publish(nats_subjects.WORK_ENCODE, json.dumps({"job_id": bad}).encode())
             failed = await kit.wait_record(js, bad, lambda j: j.status == "failed")
             # the record is failed before the message is terminated: wait for the term, do not race it
             deadline = time.monotonic() + 20
@@ -173,7 +173,7 @@ async def test_compositor_errors_fail_the_job(conf, jetstream, nats_url, s3_endp
         (closed_port,) = free_ports(1)
         settings = conf(encoder.EncoderSettings, compositor_target=f"127.0.0.1:{closed_port}")
         async with Service(settings, encoder.build_server, encoder.build_worker, name="encoder") as enc:
-            await js.publish(subjects.WORK_ENCODE, json.dumps({"job_id": down}).encode())
+            await js.publish(nats_subjects.WORK_ENCODE, json.dumps({"job_id": down}).encode())
             failed = await kit.wait_record(js, down, lambda j: j.status == "failed", timeout=20)
             assert enc.worker.stats.redeliveries == 2 and enc.worker.stats.gave_up == 1
         assert failed.error_code == "transient_error" and "encode failed 3 times" in failed.error

@@ -23,7 +23,7 @@ from services.gateway.server import RunningGateway
 from services.gateway.settings import GatewaySettings
 from tests.integration import gatewaykit
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ async def jobs_stub(gw: RunningGateway) -> AsyncIterator[jobs_pb2_grpc.JobsStub]
 
 
 async def last_ingest_message(gw: RunningGateway) -> tuple[dict, dict, int]:
-    msg = await gw.gateway.js.get_last_msg(subjects.WORK_STREAM, subjects.WORK_INGEST)
+    msg = await gw.gateway.js.get_last_msg(nats_subjects.WORK_STREAM, nats_subjects.WORK_INGEST)
     return json.loads(msg.data), dict(msg.headers or {}), msg.seq
 
 
@@ -213,7 +213,7 @@ async def test_status_completed_has_presigned_result(
         r = await http.post(SUBMIT, json={"video_url": VIDEO, "output_format": "webm_vp9"})
         job_id = r.json()["job_id"]
         store: JobStore = gw.gateway.jobs
-        result_key = keys.result(job_id, ".webm")
+        result_key = object_keys.result(job_id, ".webm")
         object_store.put_bytes(result_key, b"result bytes", "video/webm")
         assert await store.transition(job_id, ("queued",), "processing", stage="encode", progress=40.0)
         assert (await http.get(f"{SUBMIT}/job/{job_id}")).json()["status"] == "processing"

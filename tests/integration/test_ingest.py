@@ -23,7 +23,7 @@ from services.common.runtime import Service
 from services.ingest.server import IngestSettings, build_server, build_worker
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 from videobg.errors import InvalidInput, NotFound, TooLarge
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ async def test_uploaded_asset_via_worker(settings, jetstream, object_store, uid)
         await kit.purge_work(js)
         await kit.create_job(js, job_id, kit.spec(source={"asset_id": f"a-{uid}"}))
         async with Service(settings, build_server, build_worker, name="ingest"):
-            await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
+            await js.publish(nats_subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
             job = await kit.wait_record(js, job_id, lambda j: j.frames_total or j.status == "failed")
         assert job.status == "processing", job
         info = job.info
@@ -80,10 +80,10 @@ async def test_uploaded_asset_via_worker(settings, jetstream, object_store, uid)
         assert info.audio and info.audio[0].codec == "aac"
         assert job.billed_seconds == pytest.approx(info.duration_s, abs=1e-3)
         assert job.frames_total == kit.CLIP_FRAMES
-        assert job.source_key == keys.source(job_id, ".mp4")
+        assert job.source_key == object_keys.source(job_id, ".mp4")
         assert object_store.stat(job.source_key).size == kit.CLIP.stat().st_size
         assert job.stage_seconds["ingest"] > 0
-        work = await kit.work_for(js, subjects.WORK_SEGMENT, job_id)
+        work = await kit.work_for(js, nats_subjects.WORK_SEGMENT, job_id)
         assert work == [({"job_id": job_id}, f"{job_id}:segment")]
         events = await kit.events_of(js, job_id)
         assert [e["stage"] for e in events] == ["ingest", "ingest"]
@@ -93,18 +93,20 @@ async def test_uploaded_asset_via_worker(settings, jetstream, object_store, uid)
 
 async def test_bad_file_fails_job_without_redelivery(settings, jetstream, object_store, uid):
     job_id = f"bad-{uid}"
-    object_store.put_bytes(keys.upload(f"a-{uid}"), b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64)
+    object_store.put_bytes(
+        object_keys.upload(f"a-{uid}"), b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
+    )
     async with jetstream() as (_, js):
         await kit.purge_work(js)
         await kit.create_job(js, job_id, kit.spec(source={"asset_id": f"a-{uid}"}))
         async with Service(settings, build_server, build_worker, name="ingest") as svc:
-            await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
+            await js.publish(nats_subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
             job = await kit.wait_record(js, job_id, lambda j: j.status == "failed")
             await asyncio.sleep(1.0)  # a nak would redeliver within backoff (0.3 s)
             assert svc.worker.stats.termed == 1 and svc.worker.stats.redeliveries == 0
         assert job.error_code == "malformed_image", job
-        assert not object_store.exists(keys.source(job_id, ".mp4"))
-        assert await kit.work_for(js, subjects.WORK_SEGMENT, job_id) == []
+        assert not object_store.exists(object_keys.source(job_id, ".mp4"))
+        assert await kit.work_for(js, nats_subjects.WORK_SEGMENT, job_id) == []
         events = await kit.events_of(js, job_id)
         assert events[-1]["status"] == "failed" and events[-1]["error_code"] == "malformed_image"
 
@@ -144,9 +146,11 @@ async def test_grpc_ingest_url_trim_and_image_background(settings, jetstream, ob
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         job = await JobStore(js).get(job_id)
         assert job.status == "processing" and job.frames_total == 15
-        assert job.background_key == keys.background(job_id, ".png")
+        assert job.background_key == object_keys.background(job_id, ".png")
         assert object_store.exists(job.background_key)
-        assert len(await kit.work_for(js, subjects.WORK_SEGMENT, job_id)) == 1  # the retry was deduplicated
+        assert (
+            len(await kit.work_for(js, nats_subjects.WORK_SEGMENT, job_id)) == 1
+        )  # the retry was deduplicated
         await kit.purge_work(js)
 
 
@@ -179,7 +183,7 @@ async def test_process_ingests_and_drains_on_sigterm(
         async with jetstream() as (_, js):
             await kit.purge_work(js)
             await kit.create_job(js, job_id, kit.spec(source={"asset_id": f"a-{uid}"}))
-            await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
+            await js.publish(nats_subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
             job = await kit.wait_record(js, job_id, lambda j: j.frames_total)
             await kit.purge_work(js)
         assert job.info.frame_count == kit.CLIP_FRAMES

@@ -11,7 +11,7 @@ from devstack.procs import start_nats
 from services.common import bus
 from services.common.jobstore import Conflict, JobStore
 from services.common.record import Job
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import NotFound
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,7 @@ async def test_records_and_queued_work_survive_a_nats_restart(tmp_path: Path, ui
             await bus.ensure_streams(js)
             jobs = JobStore(js)
             await jobs.create(_job(uid, status="processing", progress=40))
-            await bus.publish_work(js, subjects.WORK_SEGMENT, {"job_id": uid}, msg_id=f"{uid}:segment")
+            await bus.publish_work(js, nats_subjects.WORK_SEGMENT, {"job_id": uid}, msg_id=f"{uid}:segment")
 
             server.stop()
             server = start_nats(tmp_path / "nats", port=server.port, http_port=server.ports["http"])
@@ -123,7 +123,7 @@ async def test_records_and_queued_work_survive_a_nats_restart(tmp_path: Path, ui
             job = await jobs.get(uid)
             assert (job.status, job.progress) == ("processing", 40)
             assert await jobs.transition(uid, {"processing"}, "completed")
-            info = await js.stream_info(subjects.WORK_STREAM)
+            info = await js.stream_info(nats_subjects.WORK_STREAM)
             assert info.state.messages == 1
         finally:
             await nc.close()

@@ -15,7 +15,7 @@ import pytest
 
 from devstack.procs import free_ports
 from services.common.objstore import ObjectStore
-from videobg import keys
+from videobg import object_keys
 from videobg.errors import NotFound, Transient
 
 from .conftest import S3_ACCESS_KEY, S3_SECRET_KEY
@@ -28,7 +28,7 @@ def _http() -> httpx.Client:
 
 
 def test_bytes_round_trip(object_store: ObjectStore, uid: str) -> None:
-    key = keys.matte_manifest(uid)
+    key = object_keys.matte_manifest(uid)
     object_store.put_bytes(key, b'{"chunks": 3}', content_type="application/json")
     assert object_store.get_bytes(key) == b'{"chunks": 3}'
     assert object_store.exists(key)
@@ -40,7 +40,7 @@ def test_multi_mb_file_round_trip(object_store: ObjectStore, uid: str, tmp_path:
     src = tmp_path / "source.mp4"
     data = os.urandom(12 * 1024 * 1024 + 123)  # > 2 multipart parts of 5 MiB, odd tail
     src.write_bytes(data)
-    key = keys.source(uid, ".mp4")
+    key = object_keys.source(uid, ".mp4")
     object_store.put_file(key, src)
     assert object_store.stat(key).size == len(data)
     dst = object_store.get_file(key, tmp_path / "out" / "copy.mp4")
@@ -49,7 +49,7 @@ def test_multi_mb_file_round_trip(object_store: ObjectStore, uid: str, tmp_path:
 
 
 def test_missing_key_is_not_found(object_store: ObjectStore, uid: str, tmp_path: Path) -> None:
-    key = keys.result(uid, ".mp4")
+    key = object_keys.result(uid, ".mp4")
     assert not object_store.exists(key)
     with pytest.raises(NotFound):
         object_store.get_bytes(key)
@@ -76,7 +76,7 @@ def test_unreachable_server_is_transient() -> None:
 
 
 def test_presigned_get_downloads_then_expires(object_store: ObjectStore, uid: str) -> None:
-    key = keys.result(uid, ".webm")
+    key = object_keys.result(uid, ".webm")
     object_store.put_bytes(key, b"result bytes")
     with _http() as http:
         url = object_store.presigned_get(key, expires=3600)
@@ -127,7 +127,7 @@ class _TcpForwarder:
 
 
 def test_presigned_url_uses_public_endpoint(object_store: ObjectStore, s3_endpoint: str, uid: str) -> None:
-    key = keys.upload(uid)
+    key = object_keys.upload(uid)
     object_store.put_bytes(key, b"via the public host")
     fwd = _TcpForwarder(int(s3_endpoint.rsplit(":", 1)[1]))
     try:
@@ -152,7 +152,7 @@ def test_presigned_url_uses_public_endpoint(object_store: ObjectStore, s3_endpoi
 
 
 def test_wait_for_sees_a_late_writer_and_times_out(object_store: ObjectStore, uid: str) -> None:
-    key = keys.matte_chunk(uid, 0)
+    key = object_keys.matte_chunk(uid, 0)
     writer = threading.Timer(0.5, object_store.put_bytes, args=(key, b"npz"))
     writer.start()
     try:
@@ -164,21 +164,23 @@ def test_wait_for_sees_a_late_writer_and_times_out(object_store: ObjectStore, ui
 
     t0 = time.monotonic()
     with pytest.raises(Transient, match="did not appear"):
-        object_store.wait_for(keys.matte_chunk(uid, 1), timeout=0.6, poll=0.1)
+        object_store.wait_for(object_keys.matte_chunk(uid, 1), timeout=0.6, poll=0.1)
     assert 0.5 < time.monotonic() - t0 < 3
 
 
 def test_delete_prefix_only_touches_the_prefix(object_store: ObjectStore, uid: str) -> None:
     other = f"{uid}x"
     for i in range(3):
-        object_store.put_bytes(keys.matte_chunk(uid, i), b"m")
-    object_store.put_bytes(keys.source(uid, ".mov"), b"s")
-    object_store.put_bytes(keys.source(other, ".mov"), b"keep")
-    assert object_store.list_keys(keys.matte_prefix(uid)) == [keys.matte_chunk(uid, i) for i in range(3)]
+        object_store.put_bytes(object_keys.matte_chunk(uid, i), b"m")
+    object_store.put_bytes(object_keys.source(uid, ".mov"), b"s")
+    object_store.put_bytes(object_keys.source(other, ".mov"), b"keep")
+    assert object_store.list_keys(object_keys.matte_prefix(uid)) == [
+        object_keys.matte_chunk(uid, i) for i in range(3)
+    ]
 
-    assert object_store.delete_prefix(keys.job_prefix(uid)) == 4
-    assert object_store.list_keys(keys.job_prefix(uid)) == []
-    assert object_store.get_bytes(keys.source(other, ".mov")) == b"keep"
-    assert object_store.delete_prefix(keys.job_prefix(uid)) == 0
+    assert object_store.delete_prefix(object_keys.job_prefix(uid)) == 4
+    assert object_store.list_keys(object_keys.job_prefix(uid)) == []
+    assert object_store.get_bytes(object_keys.source(other, ".mov")) == b"keep"
+    assert object_store.delete_prefix(object_keys.job_prefix(uid)) == 0
     with pytest.raises(ValueError):
         object_store.delete_prefix("")

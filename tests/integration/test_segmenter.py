@@ -17,7 +17,7 @@ from services.common.runtime import Service
 from services.segmenter.server import SegmenterSettings, build_server, build_worker
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
-from videobg import keys, subjects
+from videobg import nats_subjects, object_keys
 from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ async def test_worker_writes_chunks_and_manifest(
                 first = [kit.load_chunk(object_store, job_id, c) for c in range(again.chunks)]
                 # a redelivery after a crash re-mattes from frame 0 and must write the same arrays; this
                 # one mattes in batches of 3 frames (as on a GPU), which straddle the 8-frame chunks
-                object_store.delete(keys.matte_manifest(job_id))
+                object_store.delete(object_keys.matte_manifest(job_id))
         batched = settings.core.model_copy(update={"batch_frames": 3})
         async with Service(
             settings.model_copy(update={"core": batched}), build_server, name="segmenter"
@@ -68,11 +68,11 @@ async def test_worker_writes_chunks_and_manifest(
                     timeout=30,
                 )
         assert job.status == "processing", job
-        manifest = json.loads(object_store.get_bytes(keys.matte_manifest(job_id)))
+        manifest = json.loads(object_store.get_bytes(object_keys.matte_manifest(job_id)))
         assert manifest["frames"] == job.info.frame_count == kit.CLIP_FRAMES
         assert (manifest["chunks"], manifest["width"], manifest["height"]) == (4, kit.CLIP_W, kit.CLIP_H)
         assert job.matte == MatteSummary(chunks=4, frames=kit.CLIP_FRAMES, model="light")
-        assert (again.frames, again.chunks, again.manifest_key) == (30, 4, keys.matte_manifest(job_id))
+        assert (again.frames, again.chunks, again.manifest_key) == (30, 4, object_keys.matte_manifest(job_id))
         assert (redo.frames, redo.chunks) == (30, 4)
         times = []
         for c, (alpha, t, index0) in enumerate(first):
@@ -86,7 +86,7 @@ async def test_worker_writes_chunks_and_manifest(
         face = first[1][0][0, 150:250, 280:380]  # the man's face, mid-frame
         corner = first[1][0][0, :40, :40]  # ceiling
         assert face.mean() > 200 and corner.mean() < 40, (face.mean(), corner.mean())
-        assert await kit.work_for(js, subjects.WORK_ENCODE, job_id) == [
+        assert await kit.work_for(js, nats_subjects.WORK_ENCODE, job_id) == [
             ({"job_id": job_id}, f"{job_id}:encode")
         ]
         events = [e for e in await kit.events_of(js, job_id) if e["stage"] == "segment"]
@@ -120,7 +120,7 @@ async def test_cancelled_job_is_not_matted(settings, jetstream, nats_url, s3_end
                     )
         assert err.value.code() == grpc.StatusCode.CANCELLED
         assert svc.worker.stats.redeliveries == 0
-        assert object_store.list_keys(keys.matte_prefix(job_id)) == []
+        assert object_store.list_keys(object_keys.matte_prefix(job_id)) == []
         assert (await JobStore(js).get(job_id)).status == "cancelled"
         await kit.purge_work(js)
 
@@ -194,7 +194,7 @@ async def test_stop_hands_back_the_job_in_hand(
         assert svc.worker.stats.naked == 1 and svc.worker.stats.acked == 0
         job = await JobStore(js).get(job_id)
         assert job.status == "processing" and not job.matte
-        assert len(await kit.work_for(js, subjects.WORK_SEGMENT, job_id)) == 1  # handed back, not lost
+        assert len(await kit.work_for(js, nats_subjects.WORK_SEGMENT, job_id)) == 1  # handed back, not lost
         async with Service(settings, build_server, build_worker, name="segmenter") as replica:
             job = await kit.wait_record(js, job_id, lambda j: j.matte)
             assert replica.worker.stats.redeliveries == 1

@@ -23,7 +23,7 @@ from services.gateway import assets
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
-from videobg import keys
+from videobg import object_keys
 
 pytestmark = pytest.mark.integration
 
@@ -75,10 +75,10 @@ async def test_upload_real_clip(nats_url, s3_endpoint, object_store, media: Path
             "content_type": "video/quicktime",
         }
         assert r.headers["location"] == f"/v1/uploads/{asset_id}"
-        stat = object_store.stat(keys.upload(asset_id))
+        stat = object_store.stat(object_keys.upload(asset_id))
         assert stat.size == len(data) and stat.content_type == "video/quicktime"
         assert stat.metadata["owner"] == "anonymous"
-        assert object_store.get_bytes(keys.upload(asset_id)) == data
+        assert object_store.get_bytes(object_keys.upload(asset_id)) == data
 
         assert (await http.get(f"/v1/uploads/{asset_id}")).json() == body
         assert (await http.get("/v1/uploads/no-such-asset")).status_code == 404
@@ -119,7 +119,7 @@ async def test_upload_in_parts_streamed(nats_url, s3_endpoint, object_store) -> 
         assert r.status_code == 201, r.text
         got = r.json()
         assert got["size"] == size and got["content_type"] == "application/octet-stream"
-        assert object_store.stat(keys.upload(got["asset_id"])).size == size
+        assert object_store.stat(object_keys.upload(got["asset_id"])).size == size
         assert peak < size / 2, f"peak {peak / MiB:.1f} MiB for a {size / MiB:.0f} MiB upload"
 
 

@@ -32,7 +32,7 @@ from services.gateway import results, webhooks
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
 from tests.integration import gatewaykit
-from videobg import keys
+from videobg import object_keys
 from videobg.errors import InvalidInput
 
 pytestmark = pytest.mark.integration
@@ -166,7 +166,7 @@ async def test_started_and_completed_are_delivered_signed(
             assert await store.transition(jid, ("queued",), "processing", stage="ingest", progress=1)
             await bus.publish_event(js, jid, {"stage": "ingest", "status": "processing", "progress": 1})
         await bus.publish_event(js, job_id, {"stage": "segment", "status": "processing", "progress": 40})
-        result_key = keys.result(job_id, ".mp4")
+        result_key = object_keys.result(job_id, ".mp4")
         object_store.put_bytes(result_key, b"the result", "video/mp4")
         assert await store.transition(
             job_id, ("processing",), "completed", progress=100, result_key=result_key
@@ -341,7 +341,7 @@ async def test_result_urls_expire_and_are_minted_again(
     async with running(long_ttl) as gw:
         job_id = await submit(gw, "")
         assert await results.result_view(gw.gateway, await gw.gateway.jobs.get(job_id)) == {}
-        key = keys.result(job_id, ".mp4")
+        key = object_keys.result(job_id, ".mp4")
         object_store.put_bytes(key, b"result v1", "video/mp4")
         await gw.gateway.jobs.transition(job_id, ("queued",), "completed", result_key=key, progress=100)
         job = await gw.gateway.jobs.get(job_id)

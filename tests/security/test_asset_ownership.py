@@ -14,7 +14,7 @@ from tests.conftest import media_dir
 from tests.integration import gatewaykit, stagekit
 from tests.integration.gatewaykit import JSON_CT, gateway, tenant
 from vbg.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
-from videobg import subjects
+from videobg import nats_subjects
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -69,11 +69,11 @@ async def test_cross_tenant_asset_refused_in_ingest(
         pytest.skip(f"{CLIP} not found")
     from services.common.jobstore import JobStore
     from services.common.record import Job
-    from videobg import keys
+    from videobg import object_keys
 
     asset = f"a-{uid}"
     with open(CLIP, "rb") as f:
-        object_store.put_stream(keys.upload(asset), f, "video/quicktime", metadata={"owner": "alice"})
+        object_store.put_stream(object_keys.upload(asset), f, "video/quicktime", metadata={"owner": "alice"})
     settings = stagekit.stage_settings(IngestSettings, nats_url, s3_endpoint, object_store)
     async with jetstream() as (_, js):
         await stagekit.purge_work(js)
@@ -84,7 +84,7 @@ async def test_cross_tenant_asset_refused_in_ingest(
         await JobStore(js).create(Job(id=own, spec=alices, owner="alice", key_id="k-alice"))
         async with Service(settings, build_server, build_worker, name="ingest"):
             for job_id in (stolen, own):
-                await js.publish(subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
+                await js.publish(nats_subjects.WORK_INGEST, f'{{"job_id":"{job_id}"}}'.encode())
             done = lambda j: j.frames_total > 0 or j.status == "failed"  # noqa: E731
             stolen_job = await stagekit.wait_record(js, stolen, done)
             own_job = await stagekit.wait_record(js, own, done)

@@ -22,7 +22,7 @@ from services.common.record import Job
 from services.gateway.credits import to_milli
 from services.ingest.stage import IngestSettings
 from tests.integration import gatewaykit, stagekit
-from videobg import subjects
+from videobg import nats_subjects
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -166,7 +166,7 @@ async def test_poison_job_fails_and_releases_its_reservation(
             deadline = time.monotonic() + 60
             while not await failed():
                 assert time.monotonic() < deadline, "the poison job was never given up"
-                worker = runtime.stage_worker(deps, subjects.WORK_INGEST, "ingest", "ingest", crash)
+                worker = runtime.stage_worker(deps, nats_subjects.WORK_INGEST, "ingest", "ingest", crash)
                 task = asyncio.create_task(worker.run())
                 before = attempts.count(job_id)
 
@@ -200,7 +200,7 @@ async def test_stalled_job_is_swept(settings) -> None:
             assert await store.transition(job_id, ("queued",), "processing", stage="segment")
         # the stalled job's record was last written an hour ago (written as a crashed stage left it)
         record = (await store.get(stalled)).model_copy(update={"updated": "2000-01-01T00:00:00.000000Z"})
-        kv = await gw.gateway.js.key_value(subjects.JOBS_BUCKET)
+        kv = await gw.gateway.js.key_value(nats_subjects.JOBS_BUCKET)
         await kv.put(stalled, record.to_json())
         assert await gw.gateway.sweep_stalled() == [stalled]
         job = await store.get(stalled)

@@ -13,10 +13,10 @@ import nats.js.errors
 import pytest
 
 from services.common import bus
+from services.gateway.api_keys import KeyStore
 from services.gateway.credits import Ledger
-from services.gateway.keys import KeyStore
 from tests.integration.conftest import nats_role_url
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import Transient
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
@@ -29,10 +29,10 @@ WAIT_S = 2.0
 
 # a work subject each stage may not publish (ingest hands on only to segment, segmenter only to encode)
 NOT_ITS_WORK = {
-    "ingest": subjects.WORK_ENCODE,
-    "segmenter": subjects.WORK_INGEST,
-    "compositor": subjects.WORK_SEGMENT,
-    "encoder": subjects.WORK_INGEST,
+    "ingest": nats_subjects.WORK_ENCODE,
+    "segmenter": nats_subjects.WORK_INGEST,
+    "compositor": nats_subjects.WORK_SEGMENT,
+    "encoder": nats_subjects.WORK_INGEST,
 }
 
 
@@ -65,7 +65,7 @@ async def test_stage_user_cannot_write_the_keys_bucket(nats_url, uid, stage) -> 
             js = nc.jetstream(timeout=WAIT_S)
             with pytest.raises(REFUSED):
                 await js.publish(
-                    f"$KV.{subjects.KEYS_BUCKET}.{forged}", b'{"owner":"mallory"}', timeout=WAIT_S
+                    f"$KV.{nats_subjects.KEYS_BUCKET}.{forged}", b'{"owner":"mallory"}', timeout=WAIT_S
                 )
             with pytest.raises(REFUSED):  # nor through the key store or the ledger (which read it first)
                 await KeyStore(js).create("mallory")
@@ -74,17 +74,17 @@ async def test_stage_user_cannot_write_the_keys_bucket(nats_url, uid, stage) -> 
             with pytest.raises(REFUSED):  # nor queue work it does not hand on (skip or loop a stage)
                 await js.publish(NOT_ITS_WORK[stage], json.dumps({"job_id": "x"}).encode(), timeout=WAIT_S)
             # what it needs still works: a job record
-            await js.publish(f"$KV.{subjects.JOBS_BUCKET}.perm-{uid}", b"{}", timeout=30)
+            await js.publish(f"$KV.{nats_subjects.JOBS_BUCKET}.perm-{uid}", b"{}", timeout=30)
         finally:
             await nc.close()
         violations = " ".join(errors).lower()
         assert "permissions violation" in violations, errors
         for subject in (
-            f"$KV.{subjects.KEYS_BUCKET}.{forged}",
-            f"$JS.API.STREAM.INFO.KV_{subjects.KEYS_BUCKET}",
+            f"$KV.{nats_subjects.KEYS_BUCKET}.{forged}",
+            f"$JS.API.STREAM.INFO.KV_{nats_subjects.KEYS_BUCKET}",
         ):
             assert subject.lower() in violations, (subject, errors)
-        kv = await admin.jetstream().key_value(subjects.KEYS_BUCKET)
+        kv = await admin.jetstream().key_value(nats_subjects.KEYS_BUCKET)
         with pytest.raises(nats.js.errors.KeyNotFoundError):
             await kv.get(forged)
         assert (await Ledger(admin.jetstream()).account("mallory")).view()["balance"] == 0

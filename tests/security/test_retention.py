@@ -17,7 +17,7 @@ import pytest
 from services.common.objstore import ObjectStore
 from tests.integration import gatewaykit
 from tests.integration.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
-from videobg import subjects
+from videobg import nats_subjects
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -37,7 +37,7 @@ async def test_usage_reads_only_the_callers_records(nats_url: str, s3_endpoint: 
         assert r.status_code < 300, r.text
         r = await http.post("/v1/jobs", json=body(), headers=theirs)
         their_job = r.json()["id"]
-        kv = await gw.gateway.js.key_value(subjects.JOBS_BUCKET)
+        kv = await gw.gateway.js.key_value(nats_subjects.JOBS_BUCKET)
         await kv.put(their_job, b"\xff not a record")  # reading it would fail the request
         try:
             usage = await http.get("/v1/usage", headers=mine)
@@ -72,7 +72,7 @@ async def test_job_records_and_files_expire(nats_url: str, s3_endpoint: str) -> 
         nats_url, s3_endpoint, store, upload_retention_s=0.5, job_retention_s=7 * 24 * 3600.0
     )
     async with gatewaykit.gateway(settings) as (gw, _):
-        info = await gw.gateway.js.stream_info(f"KV_{subjects.JOBS_BUCKET}")
+        info = await gw.gateway.js.stream_info(f"KV_{nats_subjects.JOBS_BUCKET}")
         assert info.config.max_age == pytest.approx(7 * 24 * 3600.0)
         store.put_bytes("uploads/old-upload", b"x")
         store.put_bytes("jobs/recent-job/result.mp4", b"y")  # younger than the job retention

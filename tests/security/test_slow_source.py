@@ -19,7 +19,7 @@ from services.common.runtime import Service
 from services.ingest.server import IngestSettings, build_server, build_worker
 from tests.integration import stagekit as kit
 from tests.security.trickle import trickling_server
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import Transient
 
 pytestmark = [pytest.mark.security, pytest.mark.timeout(120)]
@@ -89,14 +89,14 @@ async def test_ingest_serves_other_jobs_while_a_source_trickles(
             await kit.create_job(js, slow, kit.spec(source={"url": server.url}))
             await kit.create_job(js, quick, kit.spec(source={"asset_id": f"a-{uid}"}))
             async with Service(settings, build_server, build_worker, name="ingest"):
-                await js.publish(subjects.WORK_INGEST, json.dumps({"job_id": slow}).encode())
+                await js.publish(nats_subjects.WORK_INGEST, json.dumps({"job_id": slow}).encode())
 
                 def trickling() -> bool:
                     return server.bytes_sent > 0
 
                 while not trickling():  # the slow job holds a download
                     await asyncio.sleep(0.1)
-                await js.publish(subjects.WORK_INGEST, json.dumps({"job_id": quick}).encode())
+                await js.publish(nats_subjects.WORK_INGEST, json.dumps({"job_id": quick}).encode())
                 job = await kit.wait_record(js, quick, lambda j: bool(j.frames_total) or j.status == "failed")
                 assert job.status == "processing" and job.frames_total == kit.CLIP_FRAMES, job
                 assert (await JobStore(js).get(slow)).info is None  # still downloading

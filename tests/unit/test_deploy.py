@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.unit
@@ -57,8 +57,8 @@ SERVICES: dict[str, tuple[str, int]] = {
     "compositor": ("services.compositor.stage:CompositorSettings", 50054),
     "encoder": ("services.encoder.stage:EncoderSettings", 50055),
 }
-NATS_STAGES = {"ingest": subjects.CONSUMER_INGEST, "segmenter": subjects.CONSUMER_SEGMENT,
-               "encoder": subjects.CONSUMER_ENCODE}  # fmt: skip
+NATS_STAGES = {"ingest": nats_subjects.CONSUMER_INGEST, "segmenter": nats_subjects.CONSUMER_SEGMENT,
+               "encoder": nats_subjects.CONSUMER_ENCODE}  # fmt: skip
 GPU = "nvidia.com/gpu"
 GPU_POOL_LABEL = "videobg.io/pool"
 METRICS_PORT = 9100
@@ -368,7 +368,7 @@ def test_keda_scales_the_nats_stages_on_their_consumers(rendered, target):
         (trigger,) = sos[stage]["spec"]["triggers"]
         assert trigger["type"] == "nats-jetstream"
         meta = trigger["metadata"]
-        assert (meta["stream"], meta["consumer"]) == (subjects.WORK_STREAM, consumer)
+        assert (meta["stream"], meta["consumer"]) == (nats_subjects.WORK_STREAM, consumer)
         assert sos[stage]["spec"]["scaleTargetRef"]["name"] == stage
         host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
         if target == "gpu":  # the bundled server, by the FQDN KEDA's own namespace can resolve

@@ -95,7 +95,7 @@ def test_batch_size_auto_is_one_on_cpu_and_eight_on_a_gpu():
 
 
 def test_batched_keeps_order_and_the_short_tail():
-    from videobg.stages import batched
+    from videobg.overlap import batched
 
     assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(batched([], 4)) == []

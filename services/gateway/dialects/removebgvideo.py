@@ -44,7 +44,6 @@ from pydantic import BaseModel, Field
 from services.common.record import BackgroundSpec, Job, JobSpec, SourceRef, Status, TrimSpec
 from services.gateway import assets, idempotency, results
 from services.gateway.caller import Caller
-from services.gateway.core import Gateway
 from services.gateway.deps import CallerDep, GatewayDep
 from services.gateway.dialects.body import (
     TRANSPARENT,
@@ -64,6 +63,7 @@ from services.gateway.dialects.body import (
     required_source,
     route_class,
 )
+from services.gateway.jobs import Gateway
 from videobg.errors import InvalidInput, MissingParameter, VideoBgError
 from videobg.matte.session import check_text_prompt  # torch-free; shared with the segmenter
 from videobg.media.formats import FORMATS as OUR_FORMATS

@@ -44,12 +44,12 @@ from services.common.objstore import ObjectStore
 from services.common.record import TERMINAL, Job, JobSpec, SourceRef, Status, SubmitProbe
 from services.common.ssrf import check_webhook_url
 from services.gateway import precheck
+from services.gateway.api_keys import KeyStore
 from services.gateway.assets import find_asset
 from services.gateway.caller import Caller
 from services.gateway.credits import Billing, Ledger, Rates, age_s
-from services.gateway.keys import KeyStore
 from services.gateway.settings import DEFAULT_CREDITS_PER_MINUTE, GatewaySettings
-from videobg import keys, metrics, subjects
+from videobg import metrics, nats_subjects, object_keys
 from videobg.errors import Conflict, InvalidInput, NotFound, RateLimited, Transient, VideoBgError
 from videobg.matte.session import check_text_prompt  # torch-free
 from videobg.media.formats import get_format
@@ -117,7 +117,9 @@ class Gateway:
 
     async def start_background(self) -> None:
         """Settle jobs as their last event arrives, and sweep periodically (see credits.py)."""
-        self._sub = await self.nc.subscribe(subjects.EVENTS_WILDCARD, queue=_SETTLE_QUEUE, cb=self._on_event)
+        self._sub = await self.nc.subscribe(
+            nats_subjects.EVENTS_WILDCARD, queue=_SETTLE_QUEUE, cb=self._on_event
+        )
         if self.settings.settle_sweep_s > 0:
             self._spawn(self._sweep_forever())
 
@@ -425,7 +427,7 @@ class Gateway:
             try:
                 await bus.publish_work(
                     self.js,
-                    subjects.WORK_INGEST,
+                    nats_subjects.WORK_INGEST,
                     {"job_id": job_id},
                     msg_id=f"{job_id}:ingest",
                     timeout_s=ENQUEUE_TRY_S,
@@ -470,7 +472,7 @@ class Gateway:
     async def get(self, job_id: str, caller: Caller | None = None) -> Job:
         """The record; with a `caller`, only if it is theirs (another owner's job reads as not found)."""
         try:
-            keys.check_id("job id", job_id)
+            object_keys.check_id("job id", job_id)
         except ValueError:
             raise NotFound(f"job {job_id} not found") from None
         job = await self.jobs.get(job_id)
@@ -481,7 +483,7 @@ class Gateway:
     def result_key(self, job: Job) -> str:
         if job.result_key:
             return job.result_key
-        return keys.result(job.id, get_format(job.spec.output_format).extension)
+        return object_keys.result(job.id, get_format(job.spec.output_format).extension)
 
     def result_url(self, job: Job) -> str | None:
         """A presigned, expiring GET URL of the result; None until the job completed."""
@@ -523,7 +525,7 @@ class Gateway:
             with contextlib.suppress(Conflict):  # it finished meanwhile: delete its objects instead
                 return await self.cancel(job_id, caller)
             job = await self.jobs.get(job_id)
-        removed = await asyncio.to_thread(self.objects.delete_prefix, keys.job_prefix(job_id))
+        removed = await asyncio.to_thread(self.objects.delete_prefix, object_keys.job_prefix(job_id))
         log.info(
             "job %s: result deleted by its owner (%d objects)", job_id, removed, extra={"job_id": job_id}
         )

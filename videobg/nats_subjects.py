@@ -43,7 +43,7 @@ JOBS_BUCKET = "vbg_jobs"
 # Job records (and their per-owner index entries, `owner.<owner>.<job id>` in the same bucket) expire this
 # long after their last change: JetStream drops them (the bucket's max age). VBG_JOB_RETENTION_S.
 JOBS_MAX_AGE_S = 7 * 24 * 3600.0
-KEYS_BUCKET = "vbg_keys"  # API keys and credit accounts (services/gateway/keys.py, credits.py)
+KEYS_BUCKET = "vbg_keys"  # API keys and credit accounts (services/gateway/api_keys.py, credits.py)
 
 
 def events_subject(job_id: str) -> str:

@@ -1,4 +1,4 @@
-"""API key format, hashing and owner names (services/gateway/keys.py); the store itself is exercised
+"""API key format, hashing and owner names (services/gateway/api_keys.py); the store itself is exercised
 against nats-server in tests/integration/test_contracts_*.py."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from starlette.datastructures import Headers
 
+from services.gateway.api_keys import ApiKey, check_owner, hash_token, key_id_of, new_token
 from services.gateway.auth import presented_key
-from services.gateway.keys import ApiKey, check_owner, hash_token, key_id_of, new_token
 from videobg.errors import InvalidInput
 
 pytestmark = pytest.mark.unit

@@ -29,10 +29,10 @@ from nats.js.kv import KeyValue
 
 from services.common import bus, jobstore
 from services.common.jobstore import iter_docs, now_iso
-from videobg import subjects
+from videobg import nats_subjects
 from videobg.errors import Conflict, InvalidInput, NotFound, Transient, Unauthenticated
 
-BUCKET = subjects.KEYS_BUCKET
+BUCKET = nats_subjects.KEYS_BUCKET
 KEY_PREFIX = "vbg"
 _TOKEN = re.compile(r"^vbg_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
