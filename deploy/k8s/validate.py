@@ -305,7 +305,30 @@ def _minio_problems(objs: list[Obj]) -> list[str]:
     pdb = _pdb_for(objs, "minio")
     if pdb is None or pdb["spec"].get("maxUnavailable") != 1:
         out.append("StatefulSet/minio: no PodDisruptionBudget with maxUnavailable 1")
+    if not _peers_allowed(objs, "minio", 9000):
+        out.append("StatefulSet/minio: no NetworkPolicy lets its pods reach each other on :9000")
     return out
+
+
+def _peers_allowed(objs: list[Obj], app: str, port: int) -> bool:
+    """A NetworkPolicy on `app`'s pods allowing ingress from and egress to its own pods on `port` (the
+    base denies everything else; with no NetworkPolicy at all nothing is denied)."""
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    if not policies:
+        return True
+    me = {"app.kubernetes.io/name": app}
+
+    def allows(rules: list[Obj], peer_key: str) -> bool:
+        return any(
+            any((p.get("podSelector") or {}).get("matchLabels") == me for p in r.get(peer_key) or [])
+            and any(int(x.get("port", 0)) == port for x in r.get("ports") or [])
+            for r in rules
+        )
+
+    mine = [o["spec"] for o in policies if (o["spec"].get("podSelector") or {}).get("matchLabels") == me]
+    return any(allows(p.get("ingress") or [], "from") for p in mine) and any(
+        allows(p.get("egress") or [], "to") for p in mine
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

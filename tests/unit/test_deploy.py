@@ -658,7 +658,14 @@ def test_network_policies_default_deny_then_the_architecture(rendered, target):
 
     five = set(SERVICES)
     assert ingress_from("nats", 4222) == five
-    assert ingress_from("minio", 9000) == five | {"minio-create-bucket"}
+    # a distributed MinIO (components/ha, in the gpu overlay) also takes its own pods: they hold its drives
+    peers = (
+        {"minio"}
+        if target in V.PRODUCTION and named(objs, "StatefulSet", "minio")["spec"]["replicas"] > 1
+        else set()
+    )
+    assert ingress_from("minio", 9000) == five | {"minio-create-bucket"} | peers
+    assert egress_to("minio", 9000) == peers
     assert ingress_from("compositor", 50054) == {"encoder"}
     for name, (_, grpc_port) in SERVICES.items():
         assert egress_to(name, 4222) == {"nats"} and egress_to(name, 9000) == {"minio"}
