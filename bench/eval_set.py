@@ -28,6 +28,7 @@ media are never committed (the destination is a cache).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -298,7 +299,7 @@ CLIPS: dict[str, Callable[..., Iterator[Frame]]] = {
 
 def frames_of(name: str, media: Path | None = None, n: int = FRAMES) -> list[Frame]:
     """The first `n` frames of one clip in memory (the tests use this: no files written)."""
-    return list(CLIPS[name](media or default_media(), FRAMES))[:n]
+    return list(itertools.islice(CLIPS[name](media or default_media(), FRAMES), n))
 
 
 def build(dest: Path, media: Path, names: list[str] | None = None) -> list[Path]:

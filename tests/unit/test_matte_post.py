@@ -136,6 +136,46 @@ def test_saliency_gate_mattes_a_salient_non_person_from_the_saliency():
     assert not gate.salient_not_person
 
 
+def _box(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_saliency_gate_keeps_what_the_person_rides_and_person_mode_drops_it():
+    """A rider on a board: the person matte covers the rider, the saliency covers rider and board. The
+    default ("main") adds the board, with the saliency's edge; subjects="person" (objects=False) keeps
+    the rider only, as before."""
+    rider, board = disc(W / 2, H / 2 - 40, 70), _box(W // 2 - 120, H // 2 + 28, W // 2 + 120, H // 2 + 60)
+    rgb = paint(textured_background(6), [(rider, (200, 60, 60)), (board, (230, 150, 30))])
+    sal = cv2.GaussianBlur((rider | board).astype(np.float32), (9, 9), 0)
+    both = SaliencyGate(lambda _rgb: sal)
+    alone = SaliencyGate(lambda _rgb: sal, objects=False)
+    for _ in range(3):
+        out, person_only = both(rgb, soft(rider)), alone(rgb, soft(rider))
+    assert iou(out > 0.5, rider | board) > 0.9
+    assert iou(person_only > 0.5, rider) > 0.9
+    assert person_only[board & ~disc(W / 2, H / 2 - 40, 80)].max() < 0.05
+
+
+def test_held_object_stays_through_a_jump_and_a_passer_by_is_not_adopted():
+    """The board leaves the rider for a few frames (a jump) and stays; a salient non-person thing that
+    comes from elsewhere and brushes the rider for one frame is never adopted."""
+    rider = disc(W / 2, H / 2 - 40, 70)
+    gate = SaliencyGate(lambda _rgb: sal)
+    bg = textured_background(7)
+    drops = [0, 0, 0, 0, 15, 30, 45, 60, 45, 30, 15, 0]  # px below the rider: out of contact for 5 frames
+    for i, d in enumerate(drops):
+        b = _box(W // 2 - 120, H // 2 + 28 + d, W // 2 + 120, H // 2 + 60 + d)
+        # a ball rolling in from the left, touching the rider at frame 4 only, then bouncing back
+        ball = disc(20 + 50 * max(0, min(i, 8 - i)), H / 2 - 40, 30)
+        sal = cv2.GaussianBlur((rider | b | ball).astype(np.float32), (9, 9), 0)
+        rgb = paint(bg, [(rider, (200, 60, 60)), (b, (230, 150, 30)), (ball, (40, 200, 200))])
+        out = gate(rgb, soft(rider))
+        assert iou(out > 0.5, rider | b) > 0.85, f"frame {i}"
+        assert out[ball & ~rider].mean() < 0.05, f"frame {i}"
+
+
 def test_selection_options_are_checked():
     with pytest.raises(InvalidInput, match="subjects"):
         SubjectSelector("everyone")

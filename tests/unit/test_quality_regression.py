@@ -71,3 +71,39 @@ def test_defaults_stay_above_floors(media, models_path, clip, model):
     assert s.frames == frames
     assert s.j >= j_floor and s.f >= f_floor, s
     assert s.flicker <= flicker_ceiling, s
+
+
+# The held-out composite clips (bench/eval_set.py; never used to tune): one of each kind, pro's defaults,
+# the first N frames. (clip, model) -> (frames, J floor, F floor, flicker ceiling). Measured here:
+EVAL_FLOORS: dict[tuple[str, str], tuple[int, float, float, float]] = {}
+
+
+def _eval_set():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "eval_set.py"
+    spec = importlib.util.spec_from_file_location("bench_eval_set", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_eval_set"] = mod  # dataclasses look the module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("clip,model", list(EVAL_FLOORS))
+def test_defaults_stay_above_floors_on_held_out_clips(media, models_path, clip, model):
+    if not (models_path / WEIGHTS[model].file).is_file():
+        pytest.skip(f"weights for {model} absent from {models_path}")
+    if not (media / "gt" / "matanyone_test-sample0").is_dir():
+        pytest.skip("the MatAnyone sample (the clips' people) is absent")
+    frames, j_floor, f_floor, flicker_ceiling = EVAL_FLOORS[(clip, model)]
+    session = get_model(model, models_path).new_session()
+    scorer = ClipScorer()
+    for rgb, mask in _eval_set().frames_of(clip, media, frames):
+        scorer.add(session.predict(rgb), mask)
+    s = scorer.result()
+    print(f"{clip} {model} {s.frames} frames: J {s.j:.3f} F {s.f:.3f} flicker {s.flicker:.1f}")
+    assert s.frames == frames
+    assert s.j >= j_floor and s.f >= f_floor, s
+    assert s.flicker <= flicker_ceiling, s

@@ -32,7 +32,9 @@ POST_OPTIONS = frozenset({"subjects", "temporal", "guided", "text_prompt"})
 
 @dataclass(frozen=True)
 class PostConfig:
-    subjects: str = "all"  # "main": keep the subject the video is about; "all": everybody the model finds
+    # "main": the subject the video is about (pro: the person and what they ride or hold); "person": the
+    # main person only; "all": everybody the model finds
+    subjects: str = "all"
     temporal: bool = False  # motion-gated smoothing of the low-res matte (per-frame models only)
     guided: bool = False  # guided upsampling of the low-res matte (models that output at low res)
     guided_radius: int = gf.DEFAULT_RADIUS
@@ -55,12 +57,13 @@ class PostConfig:
             steps.append("motion-gated temporal smoothing")
         if self.guided:
             steps.append(f"guided upsampling (r={self.guided_radius}, eps={self.guided_eps:g})")
-        if self.subjects == "main" and self.gate:
+        if self.subjects != "all" and self.gate:
+            held = ", plus the salient objects in contact with them" if self.subjects == "main" else ""
             steps.append(
-                "main subject by per-frame saliency gate (U²-Net small; the saliency itself where the "
-                "subject is not a person)"
+                f"main subject by per-frame saliency gate (U²-Net small{held}; the saliency itself where "
+                "the subject is not a person)"
             )
-        elif self.subjects == "main":
+        elif self.subjects != "all":
             anchored = " (first frame anchored by U²-Net small saliency)" if self.anchor else ""
             steps.append(f"main-subject selection and tracking{anchored}")
         return ", ".join(steps) or "none"
@@ -101,7 +104,7 @@ def apply_prompt(config: PostConfig, prompt: Prompt) -> PostConfig:
             config, subjects="main", gate=False, anchor=False, pick=prompt.size, prompt=prompt.text
         )
     if prompt.kind == "person":
-        return replace(config, saliency_matte="never", prompt=prompt.text)
+        return replace(config, subjects="person", saliency_matte="never", prompt=prompt.text)
     return replace(config, prompt=prompt.text)
 
 
@@ -152,12 +155,14 @@ class MattePost:
             TemporalSmoother(config.temporal_still, config.temporal_levels) if config.temporal else None
         )
         self.subject: SubjectSelector | SaliencyGate | None = None
-        if config.subjects == "main":
+        if config.subjects != "all":
             if config.gate:
                 if anchor is None:
                     raise ValueError("a saliency gate needs a saliency anchor")
                 gate_anchor = positioned(anchor, config.position) if config.position else anchor
-                self.subject = SaliencyGate(gate_anchor, saliency_matte=config.saliency_matte)
+                self.subject = SaliencyGate(
+                    gate_anchor, saliency_matte=config.saliency_matte, objects=config.subjects == "main"
+                )
             else:
                 chooser = anchor if config.anchor else None
                 if chooser is not None and config.position:
@@ -183,8 +188,18 @@ class MattePost:
             return gf.guided_upsample(rgb, small_rgb, p, c.guided_radius, c.guided_eps, self._scratch)
         return gf.bilinear_upsample(p, rgb.shape[1], rgb.shape[0])
 
-    def full_res(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1."""
+    def saliency_ahead(self, frames: list[np.ndarray]) -> list[np.ndarray] | None:
+        """The gate's saliency maps of these frames, or None without a gate. Stateless (the network only;
+        the gate's smoothing runs in `full_res`), so a session's `prepare` calls it on its own thread."""
+        if not isinstance(self.subject, SaliencyGate):
+            return None
+        return [self.subject.anchor(f) for f in frames]
+
+    def full_res(self, rgb: np.ndarray, alpha: np.ndarray, sal: np.ndarray | None = None) -> np.ndarray:
+        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1. `sal`: the gate's
+        saliency map of this frame from `saliency_ahead`, if it ran."""
+        if isinstance(self.subject, SaliencyGate):
+            return self.subject(rgb, alpha, sal)
         return self.subject(rgb, alpha) if self.subject is not None else alpha
 
     def finish_low_res(self, rgb: np.ndarray, small_rgb: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from videobg.errors import InvalidInput
 from videobg.matte import guided as gf
 from videobg.matte.temporal import TemporalSmoother, flow_to_previous, new_flow
 
-SUBJECT_MODES = ("main", "all")
+SUBJECT_MODES = ("main", "person", "all")  # "person": people only, no held or ridden object
 Anchor = Callable[[np.ndarray], np.ndarray]  # [H, W, 3] uint8 -> [h, w] float32 0..1 saliency (any h, w)
 
 _FG = 0.5  # alpha above this is foreground
@@ -301,10 +301,13 @@ class SaliencyGate:
     `videobg.matte.temporal`) so the gate's edge does not flicker where the saliency does.
 
     When the salient subject is not a person (a dog, a product: the person matte covers under
-    `person_cover` of the salient region, as a running median over the last `window` frames, so one
-    odd frame does not flip it), the smoothed saliency map itself is the matte, guided-upsampled to full
-    resolution: `pro` then keeps a dog the way `original` does instead of dropping it (DAVIS libby:
-    J 0.105 -> 0.605; the other four clips unchanged, docs/QUALITY.md).
+    `person_cover` of the salient region and under `person_area` of the frame, as running medians over
+    the last `window` frames, so one odd frame does not flip it), the smoothed saliency map itself is the
+    matte, guided-upsampled to full resolution: `pro` then keeps a dog the way `original` does instead
+    of dropping it (DAVIS libby: J 0.105 -> 0.605; the other four clips unchanged, docs/QUALITY.md).
+
+    With `objects` (subjects="main", pro's default) the salient things the kept person rides, holds or
+    walks are added with the saliency's own edge (`HeldObjects`); subjects="person" keeps people only.
     """
 
     def __init__(
@@ -314,8 +317,10 @@ class SaliencyGate:
         threshold: float = 0.5,
         margin: float = 0.009,
         person_cover: float = 0.2,
+        person_area: float = 0.015,
         window: int = 15,
         saliency_matte: str = "auto",
+        objects: bool = True,
     ):
         if saliency_matte not in ("auto", "never", "always"):
             raise InvalidInput(f"saliency_matte must be auto, never or always, got {saliency_matte!r}")
@@ -326,11 +331,21 @@ class SaliencyGate:
         self.person_cover = person_cover
         self.smoother = TemporalSmoother(0.15, (3.0, 20.0))
         self._covers: deque[float] = deque(maxlen=window)  # the recent frames' person cover
+        # a salient person this large (fraction of the frame) is a subject, however much background the
+        # saliency also lights up (a rider in front of a parked car: eval-scooter)
+        self.person_area = person_area
+        self._areas: deque[float] = deque(maxlen=window)
         self._scratch = gf.Scratch()
+        # what the person rides, holds or walks (salient, not a person, in contact): subjects="main";
+        # subjects="person" (and the prompt "the person") keeps people only, as before
+        self.objects = HeldObjects() if objects else None
 
     def reset(self) -> None:
         self.smoother.reset()
         self._covers.clear()
+        self._areas.clear()
+        if self.objects is not None:
+            self.objects.reset()
 
     @property
     def salient_not_person(self) -> bool:
@@ -338,11 +353,15 @@ class SaliencyGate:
         decided it: always for "the object", never for "the person")."""
         if self.saliency_matte != "auto":
             return self.saliency_matte == "always"
-        return bool(self._covers) and float(np.median(self._covers)) < self.person_cover
+        if not self._covers or float(np.median(self._covers)) >= self.person_cover:
+            return False
+        return float(np.median(self._areas)) < self.person_area
 
-    def __call__(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1."""
-        sal = self.anchor(rgb)  # [h, w] float32 0..1, any size (U²-Net: 320x320, stretched)
+    def __call__(self, rgb: np.ndarray, alpha: np.ndarray, sal: np.ndarray | None = None) -> np.ndarray:
+        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1. `sal`: this frame's
+        saliency map when it was computed ahead (`prepare`, on another thread), else it is read here."""
+        if sal is None:
+            sal = self.anchor(rgb)  # [h, w] float32 0..1, any size (U²-Net: 320x320, stretched)
         h, w = sal.shape
         small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         sal = self.smoother(small, sal)
@@ -357,9 +376,133 @@ class SaliencyGate:
         if salient:  # a frame with nothing salient says nothing about what the subject is
             person = np.count_nonzero((small_alpha > 0.5) & (hi > 0))
             self._covers.append(person / salient)
+            self._areas.append(person / hi.size)
         if self.salient_not_person:
             return gf.guided_upsample(rgb, small, sal, scratch=self._scratch)  # [H, W] float32 0..1
         r = max(1.0, self.margin * max(size))
         dist = cv2.distanceTransform(1 - hi, cv2.DIST_L2, 3)
         weight = np.clip((2.0 * r - dist) * (1.0 / r), 0.0, 1.0)  # 1 up to r px out, ramp to 0 at 2r
-        return apply_weight(alpha, weight, small_alpha)
+        person = apply_weight(alpha, weight, small_alpha)
+        if self.objects is None:
+            return person
+        gray = cv2.cvtColor(cv2.resize(small, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        held = self.objects(gray, hi, small_alpha, small_alpha * weight)
+        if held is None:
+            return person
+        # the object's own soft edge is the saliency's, guided by the frame; the person keeps RVM's. Their
+        # union is the larger of the two alphas, so where they meet neither edge shows a seam.
+        obj = gf.guided_upsample(rgb, small, sal, scratch=self._scratch)  # [H, W] float32 0..1
+        obj = apply_weight(obj, held, np.ones_like(held))
+        return np.maximum(person, obj)
+
+
+class HeldObjects:
+    """What the main person rides, holds or walks: the salient regions that are not a person (RVM does
+    not matte them) and touch the person the gate keeps, adopted by a running vote and carried through
+    time by overlap, so that a board in the air for a few frames stays and something that brushes the
+    subject once is not adopted. Stateful per stream, on the gate's work grid (long side 320 px).
+
+    Per frame: candidates = connected components of (salient & not any person, people dilated by
+    `person_px`) of at least `min_area` of the frame and at most `max_ratio` x the person (larger: the
+    background behind them). A candidate's contact is 1 when it lies within `touch` of the kept person
+    AND moves with them (its median optical flow within `move_px` + `move_frac` x the person's speed of
+    the person's median flow, so a parked car the rider passes does not count), else 0. Its vote mixes
+    that into the highest vote of the previous frame's candidates it overlaps (dilated by `carry` for
+    motion): vote = `keep` x previous + (1 - `keep`) x contact. A candidate with no previous one starts
+    at half its contact on the first frame (no flow yet: never adopted there), at its contact on the
+    next `start_frames` (an object held from the start is adopted at once) and at (1 - `keep`) x contact
+    later (a newcomer must stay in contact: over `adopt` after 3 frames at keep 0.8). Adopted while the
+    vote is over `adopt`, kept while over `release` (hysteresis: from 1, a board that leaves contact
+    stays ~6 frames).
+    """
+
+    def __init__(
+        self,
+        *,
+        keep: float = 0.8,
+        adopt: float = 0.45,
+        release: float = 0.25,
+        touch: float = 0.02,
+        carry: float = 0.02,
+        max_ratio: float = 1.5,
+        move_px: float = 1.5,
+        move_frac: float = 0.3,
+        person_px: float = 0.01,
+        min_area: float = 0.002,
+        start_frames: int = 3,
+    ):
+        self.keep, self.adopt, self.release = keep, adopt, release
+        self.max_ratio = max_ratio  # a candidate larger than this x the person is background
+        self.move_px, self.move_frac = move_px, move_frac  # "moves with the person": flow within this
+        self._dis = new_flow()
+        self.carry = carry  # overlap with the previous frame's candidates dilated this much carries a vote
+        self.touch, self.person_px, self.min_area = touch, person_px, min_area
+        self.start_frames = start_frames
+        self.reset()
+
+    def reset(self) -> None:
+        self._labels: np.ndarray | None = None  # [h, w] uint16 previous candidates' labels (0: none)
+        self._votes = np.zeros(1, np.float32)  # per previous label
+        self._adopted = np.zeros(1, bool)
+        self._n = 0
+        self._gray: np.ndarray | None = None
+
+    def __call__(
+        self, gray: np.ndarray, hi: np.ndarray, alpha: np.ndarray, kept: np.ndarray
+    ) -> np.ndarray | None:
+        """gray [h, w] uint8 the frame, hi [h, w] uint8 0/1 salient, alpha [h, w] float32 the person
+        matte (everybody), kept [h, w] float32 the gated person -> the held objects' weight [h, w] float32
+        0..1, or None when nothing is held."""
+        self._n += 1
+        h, w = hi.shape
+        flow = None
+        if self._gray is not None and self._gray.shape == gray.shape:
+            flow = flow_to_previous(self._dis, gray, self._gray)  # [h, w, 2]
+        self._gray = gray
+        side = max(h, w)
+        people = cv2.dilate((alpha > 0.5).astype(np.uint8), _disc(max(1, round(self.person_px * side))))
+        cand = hi & (1 - people)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+        area = stats[:, cv2.CC_STAT_AREA]
+        big = area >= self.min_area * h * w
+        big[0] = False
+        person = (kept > 0.5).astype(np.uint8)
+        # larger than the person: the background behind them (a car, a building), not what they hold
+        big &= area <= self.max_ratio * max(1, int(person.sum()))
+        near = cv2.dilate(person, _disc(max(1, round(self.touch * side)))) if person.any() else person
+        touching = np.zeros(n, bool)
+        touching[np.unique(labels[(near > 0) & (labels > 0)])] = True
+        if flow is not None and person.any():
+            # what the person holds moves with them; the background they pass moves with the camera
+            own = np.median(flow[person > 0], axis=0)
+            for c in np.flatnonzero(big & touching):
+                moved = np.median(flow[labels == c], axis=0)
+                touching[c] = float(np.hypot(*(moved - own))) <= self.move_px + self.move_frac * float(
+                    np.hypot(*own)
+                )
+        votes = np.zeros(n, np.float32)
+        adopted = np.zeros(n, bool)
+        prev = self._labels if self._labels is not None and self._labels.shape == labels.shape else None
+        if prev is not None:  # a moving object overlaps where it was, give or take a few px of motion
+            prev = cv2.dilate(prev, _disc(max(1, round(self.carry * side))))
+        for c in np.flatnonzero(big):
+            contact = 1.0 if touching[c] else 0.0
+            before = np.unique(prev[labels == c]) if prev is not None else np.zeros(0, np.int32)
+            before = before[before > 0]
+            if before.size:
+                i = before[np.argmax(self._votes[before])]
+                votes[c] = self.keep * self._votes[i] + (1.0 - self.keep) * contact
+                limit = self.release if self._adopted[before].any() else self.adopt
+            elif flow is None:  # the stream's first frame: contact, but no motion to check it by yet
+                votes[c], limit = 0.5 * contact, 1.0
+            else:
+                votes[c] = contact if self._n <= self.start_frames else (1.0 - self.keep) * contact
+                limit = self.adopt
+            adopted[c] = votes[c] > limit
+        self._labels = np.where(big[labels], labels, 0).astype(np.uint16)
+        self._votes, self._adopted = votes, adopted
+        if not adopted.any():
+            return None
+        mask = adopted[labels].astype(np.uint8)
+        # the salient region's soft rim around the object, which `hi` (sal > 0.5) cuts off
+        return cv2.GaussianBlur(cv2.dilate(mask, _disc(2)).astype(np.float32), (5, 5), 0)

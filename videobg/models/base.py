@@ -152,7 +152,7 @@ class MatteSession(abc.ABC):
                 raise InvalidInput(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
         post = post or PostConfig()
-        wants_anchor = post.subjects == "main" and (post.anchor or post.gate)
+        wants_anchor = post.subjects != "all" and (post.anchor or post.gate)
         anchor = model.saliency_anchor() if wants_anchor else None
         if wants_anchor and post.gate and anchor is None:
             raise ModelUnavailable(

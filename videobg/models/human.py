@@ -114,14 +114,17 @@ class HumanSession(MatteSession):
         small = [resize_u8(f, *self._net_size(height, width), area=self.area) for f in frames]
         with torch.inference_mode():
             src_sm = to_tensor(small, self.device, self.dtype)  # [N, 3, h, w] 0..1
-            return _Prepared((height, width), src_sm, self.rvm.features(src_sm))
+            features = self.rvm.features(src_sm)
+        # pro's saliency network, per frame and stateless: here too, off the in-order threads
+        return _Prepared((height, width), src_sm, features, self.post.saliency_ahead(frames))
 
-    def infer(self, frames: list[np.ndarray], prepared: Any) -> list[np.ndarray]:
-        """N consecutive frames of this stream -> N raw alphas [H, W] float32 0..1. The recurrent state
+    def infer(self, frames: list[np.ndarray], prepared: Any) -> _Inferred:
+        """N consecutive frames of this stream -> N raw alphas [H, W] float32 0..1 (with pro's saliency
+        maps from `prepare`, passed on to `finish`). The recurrent state
         runs through them in order; the network's per-frame parts run as one batch of N (what a GPU
         wants, docs/BENCHMARKS.md). A change of frame size splits the batch and restarts the state."""
         if not frames:
-            return []
+            return _Inferred([], None)
         if prepared is None:
             for f in frames:
                 check_frame(f)
@@ -139,18 +142,21 @@ class HumanSession(MatteSession):
             # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
             if self.device.type == "cpu":
                 a3, b3 = a[:, 3].float().numpy(), b[:, 3].float().numpy()  # [N, h, w] each
-                return [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(frames)]
-            ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [N, 2, h, w]
-            return _fine_alpha_torch(ab, frames, self.dtype)
+                alphas = [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(frames)]
+            else:
+                ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [N, 2, h, w]
+                alphas = _fine_alpha_torch(ab, frames, self.dtype)
+        return _Inferred(alphas, prepared.saliency)
 
     def finish(self, frames: list[np.ndarray], inferred: Any) -> list[np.ndarray]:
-        alphas = inferred if inferred is not None else self.infer(frames, None)
+        done = inferred if inferred is not None else self.infer(frames, None)
+        sal = done.saliency or [None] * len(frames)
         out = []
-        for f, alpha in zip(frames, alphas, strict=True):  # in order: subject selection carries state
+        for f, alpha, s in zip(frames, done.alphas, sal, strict=True):  # in order: subject state
             if f.shape[:2] != self._post_shape:
                 self._post_shape = f.shape[:2]
                 self.post.reset()  # a new frame size starts the subject and temporal steps afresh
-            out.append(self.post.full_res(f, alpha))
+            out.append(self.post.full_res(f, alpha, s))
         return out
 
 
@@ -159,6 +165,17 @@ class _Prepared:
     shape: tuple[int, int]  # (H, W) of the frames
     src_sm: Tensor  # [N, 3, h, w] 0..1 on the device
     features: tuple[Tensor, Tensor, Tensor, Tensor]  # RVM encoder f1..f4 (f4 after LR-ASPP)
+    saliency: list[np.ndarray] | None = None  # pro: the gate's saliency map of each frame
+
+
+@dataclass
+class _Inferred:
+    alphas: list[np.ndarray]  # [H, W] float32 0..1 each, before the post-processing
+    saliency: list[np.ndarray] | None  # pro: the gate's saliency map of each frame, from `prepare`
+
+    def __add__(self, other: _Inferred) -> _Inferred:  # the two halves of a batch split by a size change
+        sal = None if self.saliency is None or other.saliency is None else self.saliency + other.saliency
+        return _Inferred(self.alphas + other.alphas, sal)
 
 
 _GRAY = np.full((1, 3), 1.0 / 765.0, np.float32)  # mean over RGB of x / 255
