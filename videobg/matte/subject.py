@@ -405,13 +405,13 @@ class HeldObjects:
     Per frame: candidates = connected components of (salient & not any person, people dilated by
     `person_px`) of at least `min_area` of the frame and at most `max_ratio` x the person (larger: the
     background behind them). A candidate's contact is 1 when it lies within `touch` of the kept person
-    AND moves with them (its median optical flow within `move_px` + `move_frac` x the person's speed of
-    the person's median flow, so a parked car the rider passes does not count), else 0. Its vote mixes
+    AND moves with them (its median optical flow nearer the person's than the background's, where those
+    two differ by over `move_px`: a parked car that the rider passes does not count), else 0. Its vote mixes
     that into the highest vote of the previous frame's candidates it overlaps (dilated by `carry` for
-    motion): vote = `keep` x previous + (1 - `keep`) x contact. A candidate with no previous one starts
-    at half its contact on the first frame (no flow yet: never adopted there), at its contact on the
-    next `start_frames` (an object held from the start is adopted at once) and at (1 - `keep`) x contact
-    later (a newcomer must stay in contact: over `adopt` after 3 frames at keep 0.8). Adopted while the
+    motion): vote = `keep` x previous + (1 - `keep`) x contact; a candidate with no previous one starts
+    at (1 - `keep`) x contact (a newcomer must stay in contact: over `adopt` after 3 frames at keep 0.8).
+    The stream's first frame adopts nothing (no flow to check the motion by); up to frame `start_frames`
+    the vote is the contact itself (what is held from the start is adopted at once). Adopted while the
     vote is over `adopt`, kept while over `release` (hysteresis: from 1, a board that leaves contact
     stays ~6 frames).
     """
@@ -426,14 +426,13 @@ class HeldObjects:
         carry: float = 0.02,
         max_ratio: float = 1.5,
         move_px: float = 1.5,
-        move_frac: float = 0.3,
         person_px: float = 0.01,
         min_area: float = 0.002,
         start_frames: int = 3,
     ):
         self.keep, self.adopt, self.release = keep, adopt, release
         self.max_ratio = max_ratio  # a candidate larger than this x the person is background
-        self.move_px, self.move_frac = move_px, move_frac  # "moves with the person": flow within this
+        self.move_px = move_px  # person and background flows further apart than this: motion can tell
         self._dis = new_flow()
         self.carry = carry  # overlap with the previous frame's candidates dilated this much carries a vote
         self.touch, self.person_px, self.min_area = touch, person_px, min_area
@@ -472,14 +471,16 @@ class HeldObjects:
         near = cv2.dilate(person, _disc(max(1, round(self.touch * side)))) if person.any() else person
         touching = np.zeros(n, bool)
         touching[np.unique(labels[(near > 0) & (labels > 0)])] = True
-        if flow is not None and person.any():
-            # what the person holds moves with them; the background they pass moves with the camera
+        still = (hi == 0) & (people == 0)
+        if flow is not None and person.any() and still.any():
+            # what the person holds moves with them; the background they pass moves with the camera.
+            # Where the two move alike (a still camera on a still person) motion tells nothing.
             own = np.median(flow[person > 0], axis=0)
-            for c in np.flatnonzero(big & touching):
-                moved = np.median(flow[labels == c], axis=0)
-                touching[c] = float(np.hypot(*(moved - own))) <= self.move_px + self.move_frac * float(
-                    np.hypot(*own)
-                )
+            back = np.median(flow[still], axis=0)
+            if float(np.hypot(*(own - back))) > self.move_px:
+                for c in np.flatnonzero(big & touching):
+                    moved = np.median(flow[labels == c], axis=0)
+                    touching[c] = np.hypot(*(moved - own)) < np.hypot(*(moved - back))
         votes = np.zeros(n, np.float32)
         adopted = np.zeros(n, bool)
         prev = self._labels if self._labels is not None and self._labels.shape == labels.shape else None
@@ -489,15 +490,16 @@ class HeldObjects:
             contact = 1.0 if touching[c] else 0.0
             before = np.unique(prev[labels == c]) if prev is not None else np.zeros(0, np.int32)
             before = before[before > 0]
-            if before.size:
+            if flow is None:  # the stream's first frame: contact, but no motion to check it by yet
+                votes[c], limit = 0.5 * contact, 1.0
+            elif self._n <= self.start_frames:  # the next few: what is held from the start, at once
+                votes[c], limit = contact, self.adopt
+            elif before.size:
                 i = before[np.argmax(self._votes[before])]
                 votes[c] = self.keep * self._votes[i] + (1.0 - self.keep) * contact
                 limit = self.release if self._adopted[before].any() else self.adopt
-            elif flow is None:  # the stream's first frame: contact, but no motion to check it by yet
-                votes[c], limit = 0.5 * contact, 1.0
             else:
-                votes[c] = contact if self._n <= self.start_frames else (1.0 - self.keep) * contact
-                limit = self.adopt
+                votes[c], limit = (1.0 - self.keep) * contact, self.adopt
             adopted[c] = votes[c] > limit
         self._labels = np.where(big[labels], labels, 0).astype(np.uint16)
         self._votes, self._adopted = votes, adopted
