@@ -317,7 +317,7 @@ class SaliencyGate:
         threshold: float = 0.5,
         margin: float = 0.009,
         person_cover: float = 0.2,
-        person_area: float = 0.015,
+        person_area: float = 0.03,
         window: int = 15,
         saliency_matte: str = "auto",
         objects: bool = True,
