@@ -312,6 +312,11 @@ def test_text_prompt_is_for_pro_and_never_ignored():
     assert post.gate and post.saliency_matte == "always"
     post, _ = split_post_options("pro", gate, {"text_prompt": "the person"})
     assert post.gate and post.saliency_matte == "never" and "the person" in post.describe()
+    assert post.subjects == "person"  # people only: no held object either
+    post, _ = split_post_options("pro", gate, {"subjects": "person"})
+    assert post.gate and post.subjects == "person" and post.saliency_matte == "auto"
+    assert MattePost(post, lambda _rgb: np.zeros((8, 8), np.float32)).subject.objects is None
+    assert MattePost(gate, lambda _rgb: np.zeros((8, 8), np.float32)).subject.objects is not None
 
 
 def test_every_model_but_pro_refuses_a_text_prompt_at_session_creation(models_path):

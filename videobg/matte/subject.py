@@ -374,9 +374,9 @@ class SaliencyGate:
         small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
         salient = int(np.count_nonzero(hi))
         if salient:  # a frame with nothing salient says nothing about what the subject is
-            person = np.count_nonzero((small_alpha > 0.5) & (hi > 0))
-            self._covers.append(person / salient)
-            self._areas.append(person / hi.size)
+            covered = np.count_nonzero((small_alpha > 0.5) & (hi > 0))
+            self._covers.append(covered / salient)
+            self._areas.append(covered / hi.size)
         if self.salient_not_person:
             return gf.guided_upsample(rgb, small, sal, scratch=self._scratch)  # [H, W] float32 0..1
         r = max(1.0, self.margin * max(size))

@@ -5,8 +5,11 @@ limbs; docs/QUALITY.md), with the main subject chosen EVERY frame by U²-Net sma
 temporally smoothed), which holds the subject better than flow tracking when a crowd touches it (DAVIS
 breakdance). When the salient subject is not a person (RVM covers under a fifth of it over the last 15
 frames: a dog, a product), the temporally smoothed saliency map becomes the matte instead, so such a
-subject is kept the way `original` keeps it (DAVIS libby: J 0.105 -> 0.605). Needs both weight files:
-rvm_mobilenetv3_fp32.onnx and u2netp.onnx.
+subject is kept the way `original` keeps it (DAVIS libby: J 0.105 -> 0.605). The salient things the
+person rides, holds or walks (in contact and moving with them, adopted by a running vote) are added with
+the saliency's edge (`videobg.matte.subject.HeldObjects`); `subjects="person"` keeps people only. The
+saliency network runs in `prepare` (a batch ahead, on the pipeline's other thread). Needs both weight
+files: rvm_mobilenetv3_fp32.onnx and u2netp.onnx.
 """
 
 from __future__ import annotations
