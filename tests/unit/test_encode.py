@@ -15,8 +15,9 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from tests.conftest import media_dir
 from videobg.errors import InvalidInput
-from videobg.media.encode import GifQuantizer, VideoWriter
+from videobg.media.encode import VideoWriter
 from videobg.media.formats import FORMATS, get_format
+from videobg.media.gif import GifQuantizer
 from videobg.types import Trim
 
 pytestmark = pytest.mark.unit
