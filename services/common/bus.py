@@ -543,7 +543,9 @@ class Worker:
                     continue
                 try:
                     msgs = await self._sub.fetch(free, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # nothing yet. nats' TimeoutError is a TimeoutError; a batch fetch can also end in
+                    # asyncio.wait_for's plain one, at random (it ended an idle ingest once)
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as e:
                     log.warning("%s: fetch failed (%r); retrying", self.durable, e)

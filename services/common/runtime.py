@@ -584,6 +584,10 @@ class Service:
             tasks.add(self._worker_task)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
+        task = self._worker_task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("%s: worker loop died: %r", self.name, exc, exc_info=exc)
         return self._stop.is_set()
 
     async def stop(self) -> None:

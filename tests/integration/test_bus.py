@@ -298,3 +298,29 @@ async def test_connect_to_nothing_is_transient() -> None:
     (port,) = free_ports(1)  # nothing listens there
     with pytest.raises(Transient):
         await bus.connect(f"nats://127.0.0.1:{port}", initial_attempts=1)
+
+
+async def test_worker_keeps_fetching_through_a_plain_timeout_error(jetstream, uid: str) -> None:
+    """A batch fetch (a worker with concurrency > 1) that finds nothing can end in Python's own
+    TimeoutError (asyncio.wait_for inside nats-py) instead of nats' TimeoutError, at random. The loop
+    must take both as "nothing yet": once it ended the loop, and so the ingest service, after a few
+    idle minutes in CI. The plain error is forced here for the first fetches."""
+    async with jetstream() as (_, js):
+        stream, subject = await _work_stream(js, uid)
+        rec = Recorder()
+        w = _worker(js, stream, subject, uid, rec, concurrency=4)
+        await w.start()
+        real_fetch, raised = w._sub.fetch, []
+
+        async def flaky_fetch(*args, **kwargs):
+            if len(raised) < 3:
+                raised.append(1)
+                raise TimeoutError()
+            return await real_fetch(*args, **kwargs)
+
+        w._sub.fetch = flaky_fetch
+        await bus.publish_work(js, subject, {"job_id": uid}, msg_id=f"{uid}:idle")
+        async with running(w) as tasks:
+            await rec.wait_for(1, timeout=30.0)
+            assert not tasks[0].done()
+        assert len(raised) == 3
