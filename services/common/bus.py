@@ -181,6 +181,23 @@ async def _scale_up(js: JetStreamContext, stream: str, replicas: int) -> None:
     log.warning("stream %s: scaling from %s to %d replicas", stream, current.num_replicas, replicas)
     current.num_replicas = replicas
     await js.update_stream(current)
+    await _await_leader(js, stream)
+
+
+async def _await_leader(js: JetStreamContext, stream: str, deadline_s: float = 60.0) -> None:
+    """After a change of replicas the stream elects a leader anew (about 10 s here); a request sent to it
+    meanwhile gets no answer at all (a purge waited out any timeout), so return only once it has one."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            cluster = (await js.stream_info(stream)).cluster
+            if cluster is None or cluster.leader:
+                return
+        except NATS_DOWN:
+            pass
+        if time.monotonic() > end:
+            raise Transient(f"stream {stream} has no leader {deadline_s:.0f} s after a change of replicas")
+        await asyncio.sleep(0.5)
 
 
 async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:

@@ -86,7 +86,9 @@ async def test_lone_server_gets_one_replica_and_refuses_three(nats_url: str) -> 
 async def test_single_replica_streams_are_scaled_up_in_place(cluster: NatsCluster) -> None:
     nc = await bus.connect(cluster.url)
     try:
-        js = nc.jetstream()
+        # scaling to 3 replicas starts an election on every stream (ensure_streams waits for each new
+        # leader); slack for a loaded machine beyond nats-py's 5 s default
+        js = nc.jetstream(timeout=30.0)
         assert bus.cluster_size(nc) == 3
         # an installation from before the cluster: everything with one replica, and a record in it
         assert await bus.ensure_streams(js, 1) == 1
