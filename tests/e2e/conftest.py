@@ -8,9 +8,10 @@ Short `ack_wait` (3 s) and retry backoff, so a killed stage's message is redeliv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -41,12 +42,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             env={"VBG_BACKOFF_S": "[1.0]", "VBG_DRAIN_GRACE_S": "5"},
         )
 
+    with running_stack(config) as st:
+        yield st
+
+
+@contextlib.contextmanager
+def running_stack(config: Callable[[], StackConfig], what: str = "local stack") -> Iterator[Stack]:
+    """A stack started from `config()`, stopped on leaving. Ports are picked free, then bound by the
+    child: on a shared machine another process can take one in between, so a failed start is tried once
+    more with a fresh `config()` (fresh ports, fresh data dir), with a warning that says so."""
     try:
         st = Stack(config()).start()
     except ServerStartError as e:
-        # Ports are picked free, then bound by the child: on a shared machine another process can take
-        # one in between. Try once more on fresh ports, and say so.
-        warnings.warn(f"local stack failed to start, retrying once: {e}", stacklevel=1)
+        warnings.warn(f"{what} failed to start, retrying once: {e}", stacklevel=3)
         st = Stack(config()).start()
     try:
         yield st

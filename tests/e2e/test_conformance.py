@@ -12,15 +12,14 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devstack.procs import ServerStartError
 from devstack.stack import REPO, Stack, StackConfig
 from tests.conftest import model_dir
+from tests.e2e.conftest import running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -51,15 +50,8 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             env={"VBG_GATEWAY_WEBHOOK_SECRET": "conformance-test-secret"},
         )
 
-    try:
-        st = Stack(config()).start()
-    except ServerStartError as e:  # a free port taken by another process in between: once more
-        warnings.warn(f"local stack failed to start, retrying once: {e}", stacklevel=1)
-        st = Stack(config()).start()
-    try:
+    with running_stack(config) as st:
         yield st
-    finally:
-        st.stop()
 
 
 def admin(stack: Stack, *args: str) -> dict:

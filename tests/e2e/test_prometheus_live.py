@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +23,9 @@ import pytest
 import yaml
 
 from devstack import prometheus_local as prom
-from devstack.procs import ServerStartError
 from devstack.stack import FileServer, Stack, StackConfig, download, submit, wait_job
 from tests.conftest import model_dir
+from tests.e2e.conftest import running_stack
 from tests.mediacheck import summarize
 from videobg import metrics
 
@@ -65,16 +64,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             env={"VBG_QUEUE_METRICS_S": str(SCRAPE_S)},  # the stages' queue gauges, as often as scraped
         )
 
-    try:
-        stack = Stack(config()).start()
-    except ServerStartError as e:
-        # ports are picked free, then bound by the child: another process may take one in between
-        warnings.warn(f"observed stack failed to start, retrying once: {e}", stacklevel=1)
-        stack = Stack(config()).start()
-    try:
+    with running_stack(config, "observed stack") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def until(check: Callable[[], Any], what: str, timeout_s: float = SETTLE_S) -> Any:

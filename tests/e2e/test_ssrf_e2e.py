@@ -20,14 +20,13 @@ import http.server
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from devstack.procs import ServerStartError
 from devstack.stack import Stack, StackConfig
+from tests.e2e.conftest import running_stack
 
 pytestmark = [pytest.mark.e2e]
 
@@ -101,15 +100,8 @@ def strict_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
         )
 
-    try:
-        st = Stack(config()).start()
-    except ServerStartError as e:  # a free port taken meanwhile: once more on fresh ones
-        warnings.warn(f"local stack failed to start, retrying once: {e}", stacklevel=1)
-        st = Stack(config()).start()
-    try:
+    with running_stack(config) as st:
         yield st
-    finally:
-        st.stop()
 
 
 @pytest.fixture
