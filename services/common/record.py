@@ -7,7 +7,7 @@ that writes or reads it. Who writes what:
     gateway   id, owner, dialect, key_id, spec, status (draft|queued), stage, model, request_fingerprint,
               request_id, submit_probe, billing, credits (settling), status cancelled, deleted
     ingest    status processing, info, source_key, background_key, billed_seconds, frames_total
-    segment   matte, processed_seconds
+    segment   weights, matte, processed_seconds
     encode    status completed, result_key, result_size, result_mime, frames, audio
     any stage status failed with error_code / error; progress (PROGRESS_PLAN); stage_seconds[stage]
     webhooks  webhook
@@ -298,6 +298,9 @@ class Job(_Model):
     billed_seconds: float | None = None
     frames_total: int = 0
     # segment
+    # the weight files the segmenter's session loaded, "+"-joined ("u2netp", "u2net",
+    # "rvm_mobilenetv3+u2netp"): `model` names the product, this what ran; "" until matting starts
+    weights: str = ""
     matte: MatteSummary | None = None
     processed_seconds: float = 0.0  # source span matted so far: what a job cancelled now is billed for
     # encode

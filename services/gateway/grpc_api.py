@@ -97,6 +97,7 @@ def job_to_proto(job: Job, result_url: str | None = None) -> common_pb2.Job:
         created_at=job.created,
         updated_at=job.updated,
         request_id=job.request_id,
+        weights=job.weights,
     )
     if job.info is not None:
         out.info.CopyFrom(info_to_proto(job.info))

@@ -4,7 +4,7 @@
     writes:  jobs/{id}/matte/{chunk:06d}.npz   alpha [N, H, W] uint8, t [N] float64 (seconds since the
                                                span start), index0 () int64 (first frame's index)
              jobs/{id}/matte/manifest.json     {frames, chunks, width, height, chunk_frames, model}, last
-             record: stage segment, matte {chunks, frames}, progress <= 50, stage_seconds.segment
+             record: stage segment, weights (what the session loaded), matte {chunks, frames}, progress <= 50, stage_seconds.segment
     NATS:    vbg.work.encode {job_id} (msg id {job_id}:encode) published at the START, so compositing and
              encoding run while matting goes on (the compositor waits for each chunk in S3).
 
@@ -128,18 +128,18 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
     model_name = settings.model_name(spec.model)
     model = load_model(settings, model_name)
     frames_total = job.frames_total
-    job = run.set(stage="segment")
+    core = settings.core
+    # one session per job: a recurrent model's state lives in it. Made before the record says "segment",
+    # so that the record names the weights the session loaded from then on (a poll mid-job shows them).
+    session = model.new_session(threads=core.resolved_threads(), text_prompt=spec.text_prompt)
+    job = run.set(stage="segment", weights=session.weights)
     run.event(progress=job.progress, frames_done=0, frames_total=frames_total)
 
     with run.scratch() as tmp:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         info = job.video_info()  # ingest's probe, not a second one
         chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
-        core = settings.core
-        threads = core.resolved_threads()
-        batch = core.resolved_batch(settings.core.resolved_device())  # frames per inference call
-        # one session per job: a recurrent model's state lives in it
-        session = model.new_session(threads=threads, text_prompt=spec.text_prompt)
+        batch = core.resolved_batch(core.resolved_device())  # frames per inference call
         stop = threading.Event()
         writer = ChunkWriter(run.store, run.job_id)
         frames: Iterator[Frame] = threaded(
@@ -197,6 +197,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
         "width": info.width,
         "height": info.height,
         "model": model_name,
+        "weights": session.weights,
     }
     run.store.put_bytes(manifest_key, json.dumps(manifest).encode(), content_type="application/json")
     job = run.set(

@@ -48,6 +48,7 @@ def test_upload_url_mp4_default_background_and_request_id(stack: Stack, media: P
                 break
             time.sleep(1.0)
         assert job["status"] == "completed", job
+        assert job["model"] == "original" and job["weights"] == "u2netp"  # the weights the segmenter ran
         assert job["background"]["defaulted"] is True and job["background"]["color"] == [0, 177, 64]
         assert job["input"]["video_url"] == f"asset://{up.json()['asset_id']}"  # read from S3, not fetched
         assert http.get(f"/internal/jobs/{job_id}").json()["request_id"] == "e2e-policy-1"

@@ -23,6 +23,8 @@ def run_job(stack: Stack, files: FileServer, clip: Path, dest: Path, background:
     status = wait_job(stack.url, job_id, timeout_s=JOB_TIMEOUT_S)
     assert status["status"] == "completed", status
     assert status["progress"] == 100.0
+    # the stack's default model (human) with its first-frame saliency anchor: what the segmenter loaded
+    assert status["weights"] == "rvm_mobilenetv3+u2netp", status
     download(status["result_url"], dest)
     return status
 

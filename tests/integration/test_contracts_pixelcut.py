@@ -53,6 +53,7 @@ async def test_seed_example_is_accepted(settings) -> None:
             "result_url": None,
             "result_url_expires_at": None,
             "result_expired": None,
+            "weights": None,  # our extension, additive: the weight files that ran, once matting starts
             "error": None,
             "error_code": None,
         }
@@ -213,6 +214,7 @@ async def test_jobs_are_private_and_failures_carry_codes(settings) -> None:
             "result_url": None,
             "result_url_expires_at": None,
             "result_expired": None,
+            "weights": None,
             "error": "File is 120.0 MB",
             "error_code": "file_size_too_large",
         }

@@ -324,9 +324,11 @@ async def test_status_completed_and_failed(settings, object_store) -> None:
         params["webhook_url"] = "https://8.8.8.8/vbg-hook"
         job_id = assert_created(await http.post(JOBS, json=params, headers=key), "processing")
         object_store.put_bytes(object_keys.result(job_id, ".mp4"), b"mp4 bytes", "video/mp4")
-        await finish(gw, job_id, "completed", billed_seconds=20.0)
+        assert (await http.get(f"{JOBS}/{job_id}", headers=key)).json()["weights"] is None  # not matted yet
+        await finish(gw, job_id, "completed", billed_seconds=20.0, weights="selfie_segmentation")
         body = (await http.get(f"{JOBS}/{job_id}", headers=key)).json()
         assert body["status"] == "completed" and body["progress"] == 100.0
+        assert body["weights"] == "selfie_segmentation"  # our extension: the weight files that ran
         assert body["output_url"].startswith("http") and "X-Amz-Expires=120" in body["output_url"]
         assert body["output_url_expires_at"].endswith("Z") and body["result_expired"] is False
         assert body["model"] == "light" and body["output_format"] == "mp4"

@@ -163,9 +163,10 @@ async def test_completed_result_and_failure(settings, object_store: ObjectStore)
         _, key = await tenant(gw)
         job_id = (await http.post(SUBMIT, json=SEED_EXAMPLE, headers=key)).json()["job"]["id"]
         object_store.put_bytes(object_keys.result(job_id, ".mp4"), b"mp4 bytes", "video/mp4")
-        await finish(gw, job_id, "completed", billed_seconds=30.0)
+        await finish(gw, job_id, "completed", billed_seconds=30.0, weights="rvm_mobilenetv3+u2netp")
         job = (await http.get(f"/v2/jobs/{job_id}", headers=key)).json()["job"]
         assert job["status"] == "completed" and job["progress"] == 100.0
+        assert job["weights"] == "rvm_mobilenetv3+u2netp"  # our extension: the weight files that ran
         assert job["billed_seconds"] == 30.0
         result = job["result"]
         assert set(result) == {"url", "expires_at", "expired", "content_type"}

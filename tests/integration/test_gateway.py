@@ -282,6 +282,9 @@ async def test_grpc_submit_get_cancel(settings: GatewaySettings) -> None:
 
         got = await stub.Get(jobs_pb2.GetJobRequest(job_id=job.id))
         assert got.id == job.id and got.status == common_pb2.QUEUED and got.created_at
+        assert got.weights == ""  # not matted yet
+        await gw.gateway.jobs.transition(job.id, ("queued",), "processing", weights="u2netp")
+        assert (await stub.Get(jobs_pb2.GetJobRequest(job_id=job.id))).weights == "u2netp"
 
         cancelled = await stub.Cancel(jobs_pb2.GetJobRequest(job_id=job.id))
         assert cancelled.status == common_pb2.CANCELLED and cancelled.error_code == "cancelled"

@@ -72,6 +72,7 @@ async def test_worker_writes_chunks_and_manifest(
         assert manifest["frames"] == job.info.frame_count == kit.CLIP_FRAMES
         assert (manifest["chunks"], manifest["width"], manifest["height"]) == (4, kit.CLIP_W, kit.CLIP_H)
         assert job.matte == MatteSummary(chunks=4, frames=kit.CLIP_FRAMES, model="light")
+        assert job.weights == manifest["weights"] == "selfie_segmentation"  # what the session loaded
         assert (again.frames, again.chunks, again.manifest_key) == (30, 4, object_keys.matte_manifest(job_id))
         assert (redo.frames, redo.chunks) == (30, 4)
         times = []

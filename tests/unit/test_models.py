@@ -17,7 +17,7 @@ from videobg.models import MODELS, get_model
 from videobg.models.human import HumanModel
 from videobg.models.selfie_net import SIZE as SELFIE_SIZE
 from videobg.models.u2net_net import SIZE as U2_SIZE
-from videobg.models.weights import WEIGHTS
+from videobg.models.weights import WEIGHTS, weights_label
 
 pytestmark = pytest.mark.unit
 
@@ -218,6 +218,21 @@ def test_get_model_is_cached_and_loaded():
     _need_weights("light")
     model = get_model("light", MODEL_DIR)
     assert model.loaded and get_model("light", str(MODEL_DIR)) is model
+
+
+def test_session_names_the_weights_it_loaded():
+    """The job record's `weights` comes from here: the model's own file, plus U²-Net small's where the
+    session chooses its subject with it (`human` on the first frame, `pro` every frame)."""
+    for name in ("light", "human", "original", "pro"):
+        _need_weights(name)
+    _need_weights("original")  # the saliency anchor of human and pro
+    assert get_model("light", MODEL_DIR).new_session().weights == "selfie_segmentation"
+    assert get_model("original", MODEL_DIR).new_session().weights == "u2netp"
+    human = get_model("human", MODEL_DIR)
+    assert human.new_session().weights == "rvm_mobilenetv3+u2netp"
+    assert human.new_session(subjects="all").weights == "rvm_mobilenetv3"  # no saliency pass
+    assert get_model("pro", MODEL_DIR).new_session().weights == "rvm_mobilenetv3+u2netp"
+    assert weights_label(WEIGHTS["original-full"].file) == "u2net"  # optional weights, not installed in CI
 
 
 def test_missing_weights_message(tmp_path):

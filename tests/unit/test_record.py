@@ -102,6 +102,15 @@ def test_saved_json_round_trips_and_keeps_the_source_shape() -> None:
     assert Job.from_json(job.to_json()) == job
 
 
+def test_weights_round_trip_and_old_records_have_none() -> None:
+    assert Job.from_json(json.dumps(OLD_RECORD)).weights == ""  # written before the field: not known
+    job = Job.from_json(json.dumps({**OLD_RECORD, "weights": "rvm_mobilenetv3+u2netp"}))
+    assert job.weights == "rvm_mobilenetv3+u2netp"
+    assert json.loads(job.to_json())["weights"] == "rvm_mobilenetv3+u2netp"
+    assert Job.from_json(job.to_json()) == job
+    assert Job.from_json(json.dumps({**OLD_RECORD, "weights": None})).weights == ""  # null: not set
+
+
 def test_a_misspelt_or_wrong_field_is_refused() -> None:
     job = Job(id="j")
     with pytest.raises(ValueError):

@@ -129,7 +129,7 @@ class VideoInfo(_message.Message):
     def __init__(self, container: _Optional[str] = ..., size_bytes: _Optional[int] = ..., duration_s: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., fps_nominal: _Optional[float] = ..., fps_avg: _Optional[float] = ..., frame_count: _Optional[int] = ..., video_codec: _Optional[str] = ..., pix_fmt: _Optional[str] = ..., bit_depth: _Optional[int] = ..., audio: _Optional[_Iterable[_Union[AudioInfo, _Mapping]]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "status", "progress", "stage", "error_code", "error", "result_key", "result_url", "credits", "source_seconds", "stage_seconds", "created_at", "updated_at", "info", "request_id")
+    __slots__ = ("id", "spec", "status", "progress", "stage", "error_code", "error", "result_key", "result_url", "credits", "source_seconds", "stage_seconds", "created_at", "updated_at", "info", "request_id", "weights")
     class StageSecondsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     status: JobStatus
@@ -169,7 +170,8 @@ class Job(_message.Message):
     updated_at: str
     info: VideoInfo
     request_id: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[float] = ..., stage: _Optional[str] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ..., result_key: _Optional[str] = ..., result_url: _Optional[str] = ..., credits: _Optional[float] = ..., source_seconds: _Optional[float] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., info: _Optional[_Union[VideoInfo, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    weights: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[float] = ..., stage: _Optional[str] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ..., result_key: _Optional[str] = ..., result_url: _Optional[str] = ..., credits: _Optional[float] = ..., source_seconds: _Optional[float] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., info: _Optional[_Union[VideoInfo, _Mapping]] = ..., request_id: _Optional[str] = ..., weights: _Optional[str] = ...) -> None: ...
 
 class ProgressEvent(_message.Message):
     __slots__ = ("job_id", "stage", "status", "progress", "frames_done", "frames_total", "error_code", "message", "at")

@@ -21,7 +21,7 @@ from torch import nn
 from videobg.errors import InvalidInput, ModelUnavailable
 from videobg.matte.session import POST_OPTIONS, MattePost, PostConfig, split_post_options
 from videobg.matte.subject import Anchor
-from videobg.models.weights import sha256_file
+from videobg.models.weights import sha256_file, weights_label
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,19 @@ class MattingModel(abc.ABC):
         self.net: nn.Module | None = None
         self._lock = threading.Lock()
         self._anchor: Anchor | None = None
+        self._anchor_weights = ""  # weights_label of the saliency model behind _anchor
         self._anchor_tried = False
         self._anchor_lock = threading.Lock()
 
     @property
     def weight_path(self) -> Path:
         return self.model_dir / self.weight_file
+
+    @property
+    def weights(self) -> str:
+        """The label of this model's own weight file (`weights_label`); a session adds the saliency
+        model's when it uses one (`MatteSession.weights`)."""
+        return weights_label(self.weight_file)
 
     @property
     def loaded(self) -> bool:
@@ -132,6 +139,7 @@ class MattingModel(abc.ABC):
                     # stateless: one raw session serves every stream of this model
                     raw = saliency.new_session(subjects="all", temporal=False, guided=False)
                     self._anchor = raw.saliency  # type: ignore[attr-defined]
+                    self._anchor_weights = saliency.weights
                 self._anchor_tried = True
         return self._anchor
 
@@ -160,6 +168,10 @@ class MatteSession(abc.ABC):
                 f"{model.model_dir} (scripts/setup_models.py), or pass subjects='all'"
             )
         self.post = MattePost(post, anchor)
+        # which weights this session runs, for the job record: the model's own, plus the saliency model's
+        # where it chooses the subject ("rvm_mobilenetv3+u2netp"; `human` reads it on the first frame,
+        # `pro` every frame)
+        self.weights = model.weights + (f"+{model._anchor_weights}" if anchor is not None else "")
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """[H, W, 3] uint8 upright frame -> [H, W] float32 alpha 0..1 at the frame's full resolution."""

@@ -82,6 +82,14 @@ WEIGHTS["pro"] = WEIGHTS["human"]
 ALSO_NEEDS: dict[str, tuple[str, ...]] = {"pro": ("original",)}
 
 
+def weights_label(file: str) -> str:
+    """The name a job record gives a weight file: its stem without the precision suffix
+    ("rvm_mobilenetv3_fp32.onnx" -> "rvm_mobilenetv3", "u2netp.onnx" -> "u2netp", "u2net.onnx" -> "u2net").
+    Two models sharing one file (`human`, `pro`) give the same label: it names weights, not models."""
+    stem = Path(file).stem
+    return stem.removesuffix("_fp32").removesuffix("_fp16")
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

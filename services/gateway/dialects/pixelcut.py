@@ -107,6 +107,7 @@ def status_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
         "result_url": None,
         "result_url_expires_at": None,
         "result_expired": None,
+        "weights": job.weights or None,  # our extension: the weight files that ran (null until matting)
         "error": None,
         "error_code": None,
     }
@@ -135,6 +136,9 @@ class PixelcutJobStatus(BaseModel):
     result_url: str | None = Field(None, description="Expiring download URL; when completed")
     result_url_expires_at: str | None = Field(None, description="When result_url stops working")
     result_expired: bool | None = Field(None, description="true once retention deleted the result")
+    weights: str | None = Field(
+        None, description="The weight files that ran, '+'-joined; null until matting starts. Our extension"
+    )
     error: str | None = Field(None, description="When failed")
     error_code: str | None = Field(None, description="When failed", examples=["file_size_too_large"])
 

@@ -24,7 +24,7 @@ policy: with no background named and a format without alpha (mp4), the subject g
 GET /v1/jobs/{id} -> 200 {"success": true, "id", "status", "progress", "stage", "output_url",
     "output_url_expires_at", "result_expired" (completed),
     "error": {"code", "message"} (failed, cancelled), "input" {"video_url", "start", "end" (trim)}, "model",
-    "output_format", "background",
+    "weights" (our extension: the weight files that ran, null until matting starts), "output_format", "background",
     "webhook_url", "credits": {"reserved", "charged"}, "billed_seconds", "created_at", "updated_at"}
 Status: draft | processing (queued or running) | completed | failed | cancelled.
 Errors: {"success": false, "error": {"code", "message"}} with the HTTP status of the code (400, 401, 403
@@ -248,6 +248,7 @@ def job_view(job: Job, result: dict[str, Any]) -> dict[str, Any]:
         "stage": job.stage,
         "input": {"video_url": _url_of(spec.source), "start": spec.trim.start, "end": spec.trim.end},
         "model": job.model or spec.model,
+        "weights": job.weights or None,  # our extension: what ran for `model` (null until matting starts)
         "output_format": SHORT_FORMAT.get(fmt, fmt),
         "background": _background_view(spec.background),
         "webhook_url": spec.webhook_url or None,
@@ -321,6 +322,12 @@ class RemovebgvideoJobStatus(BaseModel):
     error: ErrorDetail | None = Field(None, description="When failed or cancelled")
     input: dict[str, Any] = Field(examples=[{"video_url": "https://cdn.example.com/input.mp4"}])
     model: str = Field(examples=["original"])
+    weights: str | None = Field(
+        None,
+        description="The weight files that ran for `model`, '+'-joined (u2netp, u2net, rvm_mobilenetv3, "
+        "selfie_segmentation; pro: rvm_mobilenetv3+u2netp); null until matting starts. Our extension",
+        examples=["u2netp"],
+    )
     output_format: str = Field(examples=["webm"])
     background: dict[str, Any] = Field(examples=[{"type": "transparent"}])
     webhook_url: str | None = None

@@ -15,7 +15,8 @@ trimmed source.
 
 GET /v2/jobs/{job_id} -> 200
     {"job": {"id", "status": queued|processing|completed|failed|cancelled, "service", "progress" 0..100,
-             "created_at", "updated_at", "credits", "billed_seconds" (once ingest measured it),
+             "created_at", "updated_at", "credits", "billed_seconds" (once ingest measured it), "price",
+             "weights" (our extension: the weight files that ran, null until matting starts),
              "result": {"url", "expires_at", "expired", "content_type"}        when completed,
              "error": {"code", "message"}                                      when failed or cancelled}}
 Errors: {"status": "error", "error": {"code", "message"}} with the HTTP status of the code (400, 401,
@@ -132,6 +133,7 @@ def job_view(
         "credits": job.credits,
         "billed_seconds": None,
         "price": None,
+        "weights": job.weights or None,  # our extension: the weight files that ran (null until matting)
         "result": None,
         "error": None,
     }
@@ -195,6 +197,9 @@ class StudioJob(BaseModel):
     credits: float = Field(description="Credits charged (0 until the job completes)")
     billed_seconds: float | None = Field(None, description="Seconds of trimmed source billed")
     price: StudioPrice | None = Field(None, description="billed_seconds x the price table; null until known")
+    weights: str | None = Field(
+        None, description="The weight files that ran, '+'-joined; null until matting starts. Our extension"
+    )
     result: StudioResult | None = Field(None, description="When completed, else null")
     error: ErrorDetail | None = Field(None, description="When failed or cancelled, else null")
 
