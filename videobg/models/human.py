@@ -119,10 +119,11 @@ class HumanSession(MatteSession):
         return _Prepared((height, width), src_sm, features, self.post.saliency_ahead(frames))
 
     def infer(self, frames: list[np.ndarray], prepared: Any) -> _Inferred:
-        """N consecutive frames of this stream -> N raw alphas [H, W] float32 0..1 (with pro's saliency
-        maps from `prepare`, passed on to `finish`). The recurrent state
-        runs through them in order; the network's per-frame parts run as one batch of N (what a GPU
-        wants, docs/BENCHMARKS.md). A change of frame size splits the batch and restarts the state."""
+        """N consecutive frames of this stream -> the recurrent decoder's output for each (with pro's
+        saliency maps from `prepare`, passed on to `finish`). Only the blocks that carry state run here,
+        in order; the rest of the network and the full-resolution alpha wait for `finish`, on another
+        thread, so this step (the one no other thread can share) stays short. A change of frame size
+        splits the batch and restarts the state."""
         if not frames:
             return _Inferred([], None)
         if prepared is None:
@@ -136,23 +137,33 @@ class HumanSession(MatteSession):
             self._frame_shape = prepared.shape
             self._reset_state()  # the states' shapes follow the internal size
         with torch.inference_mode():
-            # a, b: [N, 4, h, w] guided-filter affine
-            a, b, *rec = self.rvm.decode_seq(prepared.src_sm, prepared.features, *self._rec)
+            x1, *rec = self.rvm.decode_seq(prepared.src_sm, prepared.features, *self._rec)
             self._rec = rec
-            # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
-            if self.device.type == "cpu":
-                a3, b3 = a[:, 3].float().numpy(), b[:, 3].float().numpy()  # [N, h, w] each
-                alphas = [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(frames)]
-            else:
-                ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [N, 2, h, w]
-                alphas = _fine_alpha_torch(ab, frames, self.dtype)
-        return _Inferred(alphas, prepared.saliency)
+        return _Inferred([(prepared.src_sm, x1)], prepared.saliency)
+
+    def _alphas(self, frames: list[np.ndarray], inferred: _Inferred) -> list[np.ndarray]:
+        """The stateless rest of the network (decode0, guided-filter fit) and the full-resolution alpha:
+        N raw alphas [H, W] float32 0..1, before the post-processing."""
+        alphas: list[np.ndarray] = []
+        with torch.inference_mode():
+            for src_sm, x1 in inferred.parts:
+                part = frames[len(alphas) : len(alphas) + src_sm.shape[0]]
+                a, b = self.rvm.refine_seq(src_sm, x1)  # [n, 4, h, w] guided-filter affine
+                # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
+                if self.device.type == "cpu":
+                    a3, b3 = a[:, 3].float().numpy(), b[:, 3].float().numpy()  # [n, h, w] each
+                    alphas += [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(part)]
+                else:
+                    ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [n, 2, h, w]
+                    alphas += _fine_alpha_torch(ab, part, self.dtype)
+        return alphas
 
     def finish(self, frames: list[np.ndarray], inferred: Any) -> list[np.ndarray]:
         done = inferred if inferred is not None else self.infer(frames, None)
+        alphas = self._alphas(frames, done)
         sal = done.saliency or [None] * len(frames)
         out = []
-        for f, alpha, s in zip(frames, done.alphas, sal, strict=True):  # in order: subject state
+        for f, alpha, s in zip(frames, alphas, sal, strict=True):  # in order: subject state
             if f.shape[:2] != self._post_shape:
                 self._post_shape = f.shape[:2]
                 self.post.reset()  # a new frame size starts the subject and temporal steps afresh
@@ -170,12 +181,14 @@ class _Prepared:
 
 @dataclass
 class _Inferred:
-    alphas: list[np.ndarray]  # [H, W] float32 0..1 each, before the post-processing
+    # per run of same-size frames, in order: src_sm [n, 3, h, w] and the recurrent decoder's x1
+    # [n, 32, h/2, w/2] (what `RVM.refine_seq` takes)
+    parts: list[tuple[Tensor, Tensor]]
     saliency: list[np.ndarray] | None  # pro: the gate's saliency map of each frame, from `prepare`
 
     def __add__(self, other: _Inferred) -> _Inferred:  # the two halves of a batch split by a size change
         sal = None if self.saliency is None or other.saliency is None else self.saliency + other.saliency
-        return _Inferred(self.alphas + other.alphas, sal)
+        return _Inferred(self.parts + other.parts, sal)
 
 
 _GRAY = np.full((1, 3), 1.0 / 765.0, np.float32)  # mean over RGB of x / 255

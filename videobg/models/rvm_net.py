@@ -190,8 +190,11 @@ class RecurrentDecoder(nn.Module):
         self.decode1 = UpsamplingBlock(40, 16, 3, 32)
         self.decode0 = OutputBlock(32, 3, 16)
 
-    def forward(self, s0: Tensor, f1, f2, f3, f4, r1, r2, r3, r4):
-        # s0: [B, 3, h, w]; its 2x average-pool pyramid feeds every block
+    def recurrent(self, s0: Tensor, f1, f2, f3, f4, r1, r2, r3, r4):
+        """The blocks that carry state, one frame: s0 [1, 3, h, w] -> x1 [1, 32, h/2, w/2], r1..r4.
+        `decode0` (the largest block, at full network resolution) feeds no state: it runs after, on
+        any number of frames at once and on another thread."""
+        # s0's 2x average-pool pyramid feeds every block
         s1 = F.avg_pool2d(s0, 2, 2, ceil_mode=True, count_include_pad=False)
         s2 = F.avg_pool2d(s1, 2, 2, ceil_mode=True, count_include_pad=False)
         s3 = F.avg_pool2d(s2, 2, 2, ceil_mode=True, count_include_pad=False)
@@ -199,8 +202,12 @@ class RecurrentDecoder(nn.Module):
         x3, r3 = self.decode3(x4, f3, s3, r3)
         x2, r2 = self.decode2(x3, f2, s2, r2)
         x1, r1 = self.decode1(x2, f1, s1, r1)
-        x0 = self.decode0(x1, s0)  # [B, 16, h, w]
-        return x0, r1, r2, r3, r4
+        return x1, r1, r2, r3, r4
+
+    def forward(self, s0: Tensor, f1, f2, f3, f4, r1, r2, r3, r4):
+        # s0: [B, 3, h, w] -> hid [B, 16, h, w], r1..r4
+        x1, r1, r2, r3, r4 = self.recurrent(s0, f1, f2, f3, f4, r1, r2, r3, r4)
+        return self.decode0(x1, s0), r1, r2, r3, r4
 
 
 class DeepGuidedFilter(nn.Module):
@@ -243,24 +250,33 @@ class RVM(nn.Module):
 
     def decode_seq(self, src_sm: Tensor, feats: tuple[Tensor, Tensor, Tensor, Tensor], r1, r2, r3, r4):
         """The recurrent part over T consecutive frames of ONE stream, in order: src_sm [T, 3, h, w] and
-        its `features` -> A, b [T, 4, h, w] (guided-filter affine), the states after the last frame. Only
-        the decoder steps frame by frame; the guided-filter fit runs on all T at once."""
+        its `features` -> x1 [T, 32, h/2, w/2] (what `refine_seq` takes), the states after the last
+        frame. Only the blocks that carry state step frame by frame here."""
         f1, f2, f3, f4 = feats
-        hids = []
+        xs = []
         for t in range(src_sm.shape[0]):
             one = slice(t, t + 1)
-            hid, r1, r2, r3, r4 = self.decoder(
+            x1, r1, r2, r3, r4 = self.decoder.recurrent(
                 src_sm[one], f1[one], f2[one], f3[one], f4[one], r1, r2, r3, r4
             )
-            hids.append(hid)  # [1, 16, h, w]
-        hid = torch.cat(hids) if len(hids) > 1 else hids[0]  # [T, 16, h, w]
-        a, b = self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
-        return a, b, r1, r2, r3, r4
+            xs.append(x1)  # [1, 32, h/2, w/2]
+        x1 = torch.cat(xs) if len(xs) > 1 else xs[0]  # [T, 32, h/2, w/2]
+        return x1, r1, r2, r3, r4
+
+    def refine_seq(self, src_sm: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+        """The stateless rest on T frames at once: src_sm [T, 3, h, w], x1 from `decode_seq` -> A, b
+        [T, 4, h, w] (guided-filter affine). Needs no other frame, so it may run on another thread
+        while `decode_seq` steps through the next frames."""
+        hid = self.decoder.decode0(x1, src_sm)  # [T, 16, h, w]
+        return self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
 
     def coarse_seq(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
-        """`features` then `decode_seq` on T consecutive frames of one stream (src_sm already downsampled).
-        Batching T frames only changes float summation order, not the result."""
-        return self.decode_seq(src_sm, self.features(src_sm), r1, r2, r3, r4)
+        """`features`, `decode_seq` and `refine_seq` on T consecutive frames of one stream (src_sm already
+        downsampled) -> A, b [T, 4, h, w], r1..r4. Batching T frames only changes float summation order,
+        not the result."""
+        x1, r1, r2, r3, r4 = self.decode_seq(src_sm, self.features(src_sm), r1, r2, r3, r4)
+        a, b = self.refine_seq(src_sm, x1)
+        return a, b, r1, r2, r3, r4
 
     def forward(self, src: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor, downsample_ratio: float):
         """Same contract as the ONNX export.
