@@ -148,13 +148,14 @@ class HumanSession(MatteSession):
         with torch.inference_mode():
             for src_sm, x1 in inferred.parts:
                 part = frames[len(alphas) : len(alphas) + src_sm.shape[0]]
-                a, b = self.rvm.refine_seq(src_sm, x1)  # [n, 4, h, w] guided-filter affine
-                # only the alpha row of the affine is needed: alpha = A * mean(rgb) + b at full resolution
+                # only the alpha row of the guided-filter affine is needed: alpha = A * mean(rgb) + b
+                # at full resolution
+                a, b = self.rvm.refine_seq(src_sm, x1, alpha_only=True)  # [n, 1, h, w] each
                 if self.device.type == "cpu":
-                    a3, b3 = a[:, 3].float().numpy(), b[:, 3].float().numpy()  # [n, h, w] each
+                    a3, b3 = a[:, 0].float().numpy(), b[:, 0].float().numpy()  # [n, h, w] each
                     alphas += [_fine_alpha_cv2(a3[i], b3[i], f) for i, f in enumerate(part)]
                 else:
-                    ab = torch.cat([a[:, 3:], b[:, 3:]], dim=1)  # [n, 2, h, w]
+                    ab = torch.cat([a, b], dim=1)  # [n, 2, h, w]
                     alphas += _fine_alpha_torch(ab, part, self.dtype)
         return alphas
 
@@ -175,7 +176,7 @@ class HumanSession(MatteSession):
 class _Prepared:
     shape: tuple[int, int]  # (H, W) of the frames
     src_sm: Tensor  # [N, 3, h, w] 0..1 on the device
-    features: tuple[Tensor, Tensor, Tensor, Tensor]  # RVM encoder f1..f4 (f4 after LR-ASPP)
+    features: tuple[Tensor, Tensor, Tensor, Tensor]  # RVM.features: f4 after LR-ASPP, k1..k3
     saliency: list[np.ndarray] | None = None  # pro: the gate's saliency map of each frame
 
 

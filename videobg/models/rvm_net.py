@@ -156,29 +156,63 @@ def _up2_crop(x: Tensor, like: Tensor) -> Tensor:
     return x[:, :, : like.shape[2], : like.shape[3]]
 
 
+def _in_slices(conv: nn.Conv2d, *sizes: int) -> tuple[Tensor, ...]:
+    """`conv`'s weight cut along its input channels into `sizes`, channels-last like the activations.
+
+    A conv over a channel concatenation is the sum of convs over the parts, one weight slice each. The
+    concatenations this network makes join a 3-channel image to tens of channels, which channels-last
+    tensors copy slowly (pixel by pixel: ~3 ms for 32 + 3 channels at 320x180), and the part that
+    needs no recurrent state can run ahead on another thread. Cached until the weight changes."""
+    w = conv.weight
+    key = (w.data_ptr(), w.dtype, w.device, w._version, sizes)
+    cached = conv.__dict__.get("_vbg_in_slices")
+    if cached is None or cached[0] != key:
+        parts = tuple(p.contiguous(memory_format=torch.channels_last) for p in w.split(sizes, dim=1))
+        cached = (key, parts)
+        conv.__dict__["_vbg_in_slices"] = cached  # one assignment: a racing thread sees old or new
+    return cached[1]
+
+
+def _conv_as(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: bool) -> Tensor:
+    return F.conv2d(x, weight, conv.bias if bias else None, conv.stride, conv.padding, conv.dilation)
+
+
 class UpsamplingBlock(nn.Module):
     def __init__(self, cin: int, cskip: int, csrc: int, cout: int):
         super().__init__()
         self.conv = _conv(cin + cskip + csrc, cout, 3)
+        self.sizes = (cin, cskip, csrc)  # the conv's input: [upsampled x, f, s]
         self.split_at = cout // 2
         self.gru = ConvGRU(self.split_at)
 
-    def forward(self, x: Tensor, f: Tensor, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-        x = F.relu(self.conv(torch.cat([_up2_crop(x, s), f, s], dim=1)), inplace=True)
-        a, b = x.split(self.split_at, dim=1)
+    def skip(self, f: Tensor, s: Tensor) -> Tensor:
+        """The conv's part over the encoder feature f and the image s (no recurrent state), bias
+        included: [B, cout, h, w]; `step` adds the part over the decoder's own input."""
+        _, wf, ws = _in_slices(self.conv, *self.sizes)
+        return _conv_as(self.conv, f, wf, True).add_(_conv_as(self.conv, s, ws, False))
+
+    def step(self, x: Tensor, skip: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        wx = _in_slices(self.conv, *self.sizes)[0]
+        y = _conv_as(self.conv, _up2_crop(x, skip), wx, False).add_(skip)
+        a, b = F.relu(y, inplace=True).split(self.split_at, dim=1)
         r = self.gru(b, r)
         return torch.cat([a, r], dim=1), r
+
+    def forward(self, x: Tensor, f: Tensor, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        return self.step(x, self.skip(f, s), r)
 
 
 class OutputBlock(nn.Module):
     def __init__(self, cin: int, csrc: int, cout: int):
         super().__init__()
         self.conv1 = _conv(cin + csrc, cout, 3)
+        self.sizes = (cin, csrc)  # conv1's input: [upsampled x, s]
         self.conv2 = _conv(cout, cout, 3)
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        x = F.relu(self.conv1(torch.cat([_up2_crop(x, s), s], dim=1)), inplace=True)
-        return F.relu(self.conv2(x), inplace=True)
+        wx, ws = _in_slices(self.conv1, *self.sizes)
+        y = _conv_as(self.conv1, s, ws, True).add_(_conv_as(self.conv1, _up2_crop(x, s), wx, False))
+        return F.relu(self.conv2(F.relu(y, inplace=True)), inplace=True)
 
 
 class RecurrentDecoder(nn.Module):
@@ -190,23 +224,29 @@ class RecurrentDecoder(nn.Module):
         self.decode1 = UpsamplingBlock(40, 16, 3, 32)
         self.decode0 = OutputBlock(32, 3, 16)
 
-    def recurrent(self, s0: Tensor, f1, f2, f3, f4, r1, r2, r3, r4):
-        """The blocks that carry state, one frame: s0 [1, 3, h, w] -> x1 [1, 32, h/2, w/2], r1..r4.
-        `decode0` (the largest block, at full network resolution) feeds no state: it runs after, on
-        any number of frames at once and on another thread."""
+    def skips(self, s0: Tensor, f1: Tensor, f2: Tensor, f3: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The stateless part of decode1..3 on any number of frames: s0 [B, 3, h, w] and the encoder's
+        f1..f3 -> each block's conv over [f, s] (bias included): k1 [B, 32, h/2, w/2], k2 [B, 40, h/4,
+        w/4], k3 [B, 80, h/8, w/8]. May run ahead of `recurrent`, on another thread."""
         # s0's 2x average-pool pyramid feeds every block
         s1 = F.avg_pool2d(s0, 2, 2, ceil_mode=True, count_include_pad=False)
         s2 = F.avg_pool2d(s1, 2, 2, ceil_mode=True, count_include_pad=False)
         s3 = F.avg_pool2d(s2, 2, 2, ceil_mode=True, count_include_pad=False)
+        return self.decode1.skip(f1, s1), self.decode2.skip(f2, s2), self.decode3.skip(f3, s3)
+
+    def recurrent(self, f4: Tensor, k1: Tensor, k2: Tensor, k3: Tensor, r1, r2, r3, r4):
+        """The blocks that carry state, one frame: f4 (after LR-ASPP) and `skips` -> x1 [1, 32, h/2,
+        w/2], r1..r4. `decode0` (the largest block, at full network resolution) feeds no state: it runs
+        after, on any number of frames at once and on another thread."""
         x4, r4 = self.decode4(f4, r4)
-        x3, r3 = self.decode3(x4, f3, s3, r3)
-        x2, r2 = self.decode2(x3, f2, s2, r2)
-        x1, r1 = self.decode1(x2, f1, s1, r1)
+        x3, r3 = self.decode3.step(x4, k3, r3)
+        x2, r2 = self.decode2.step(x3, k2, r2)
+        x1, r1 = self.decode1.step(x2, k1, r1)
         return x1, r1, r2, r3, r4
 
     def forward(self, s0: Tensor, f1, f2, f3, f4, r1, r2, r3, r4):
         # s0: [B, 3, h, w] -> hid [B, 16, h, w], r1..r4
-        x1, r1, r2, r3, r4 = self.recurrent(s0, f1, f2, f3, f4, r1, r2, r3, r4)
+        x1, r1, r2, r3, r4 = self.recurrent(f4, *self.skips(s0, f1, f2, f3), r1, r2, r3, r4)
         return self.decode0(x1, s0), r1, r2, r3, r4
 
 
@@ -220,16 +260,29 @@ class DeepGuidedFilter(nn.Module):
         self.conv1 = _conv(4 * 2 + hid, hid)
         self.conv2 = _conv(hid, hid)
         self.conv3 = _conv(hid, 4)
+        to_x = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1 / 3, 1 / 3, 1 / 3]]).view(4, 3, 1, 1)
+        self.register_buffer("to_x", to_x, persistent=False)
 
-    def coefficients(self, base_src: Tensor, base_y: Tensor, hid: Tensor) -> tuple[Tensor, Tensor]:
-        # base_src [B, 3, h, w], base_y [B, 4, h, w] (fgr residual, pha), hid [B, 16, h, w] -> A, b [B, 4, h, w]
-        base_x = torch.cat([base_src, base_src.mean(1, keepdim=True)], dim=1)
+    def coefficients(
+        self, base_src: Tensor, base_y: Tensor, hid: Tensor, alpha_only: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """base_src [B, 3, h, w], base_y [B, 4, h, w] (fgr residual, pha), hid [B, 16, h, w] -> A, b
+        [B, 4, h, w]; [B, 1, h, w] (the alpha row only) with `alpha_only`."""
+        # [rgb, mean(rgb)] as a 1x1 conv: concatenating 3 channels and 1 is slow in channels-last
+        base_x = F.conv2d(base_src, self.to_x.to(base_src.dtype))  # [B, 4, h, w]
         mean_x = self.box_filter(base_x)
         mean_y = self.box_filter(base_y)
-        cov_xy = self.box_filter(base_x * base_y) - mean_x * mean_y
-        var_x = self.box_filter(base_x * base_x) - mean_x * mean_x
-        a = F.relu(self.conv1(torch.cat([cov_xy, var_x, hid], dim=1)), inplace=True)
-        a = self.conv3(F.relu(self.conv2(a), inplace=True))
+        cov_xy = self.box_filter(base_x * base_y).sub_(mean_x * mean_y)
+        var_x = self.box_filter(base_x * base_x).sub_(mean_x * mean_x)
+        # conv1 over [cov_xy, var_x, hid], one weight slice per part (see _in_slices)
+        wc, wv, wh = _in_slices(self.conv1, 4, 4, hid.shape[1])
+        a = _conv_as(self.conv1, hid, wh, True)
+        a = a.add_(_conv_as(self.conv1, cov_xy, wc, False)).add_(_conv_as(self.conv1, var_x, wv, False))
+        a = F.relu(self.conv2(F.relu(a, inplace=True)), inplace=True)
+        if alpha_only:
+            a = F.conv2d(a, self.conv3.weight[3:], self.conv3.bias[3:])  # type: ignore[index]
+            return a, mean_y[:, 3:] - a * mean_x[:, 3:]
+        a = self.conv3(a)
         return a, mean_y - a * mean_x
 
 
@@ -243,32 +296,30 @@ class RVM(nn.Module):
         self.refiner = DeepGuidedFilter()
 
     def features(self, src_sm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The stateless part, per frame: src_sm [T, 3, h, w] 0..1 -> encoder features f1..f4 (f4 after
-        LR-ASPP). Needs no earlier frame, so it may run ahead of `decode_seq` on another thread."""
+        """The stateless part, per frame: src_sm [T, 3, h, w] 0..1 -> f4 (the encoder's last features
+        after LR-ASPP) and the decoder's `skips` k1..k3. Needs no earlier frame, so it may run ahead of
+        `decode_seq` on another thread."""
         f1, f2, f3, f4 = self.backbone(src_sm)
-        return f1, f2, f3, self.aspp(f4)
+        return (self.aspp(f4), *self.decoder.skips(src_sm, f1, f2, f3))
 
     def decode_seq(self, src_sm: Tensor, feats: tuple[Tensor, Tensor, Tensor, Tensor], r1, r2, r3, r4):
         """The recurrent part over T consecutive frames of ONE stream, in order: src_sm [T, 3, h, w] and
         its `features` -> x1 [T, 32, h/2, w/2] (what `refine_seq` takes), the states after the last
         frame. Only the blocks that carry state step frame by frame here."""
-        f1, f2, f3, f4 = feats
         xs = []
         for t in range(src_sm.shape[0]):
             one = slice(t, t + 1)
-            x1, r1, r2, r3, r4 = self.decoder.recurrent(
-                src_sm[one], f1[one], f2[one], f3[one], f4[one], r1, r2, r3, r4
-            )
+            x1, r1, r2, r3, r4 = self.decoder.recurrent(*(f[one] for f in feats), r1, r2, r3, r4)
             xs.append(x1)  # [1, 32, h/2, w/2]
         x1 = torch.cat(xs) if len(xs) > 1 else xs[0]  # [T, 32, h/2, w/2]
         return x1, r1, r2, r3, r4
 
-    def refine_seq(self, src_sm: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+    def refine_seq(self, src_sm: Tensor, x1: Tensor, alpha_only: bool = False) -> tuple[Tensor, Tensor]:
         """The stateless rest on T frames at once: src_sm [T, 3, h, w], x1 from `decode_seq` -> A, b
-        [T, 4, h, w] (guided-filter affine). Needs no other frame, so it may run on another thread
-        while `decode_seq` steps through the next frames."""
+        [T, 4, h, w] (guided-filter affine; [T, 1, h, w], the alpha row, with `alpha_only`). Needs no
+        other frame, so it may run on another thread while `decode_seq` steps through the next ones."""
         hid = self.decoder.decode0(x1, src_sm)  # [T, 16, h, w]
-        return self.refiner.coefficients(src_sm, self.project_mat(hid), hid)
+        return self.refiner.coefficients(src_sm, self.project_mat(hid), hid, alpha_only)
 
     def coarse_seq(self, src_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor):
         """`features`, `decode_seq` and `refine_seq` on T consecutive frames of one stream (src_sm already
