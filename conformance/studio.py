@@ -36,6 +36,13 @@ def accepted(kit: Kit, c: Case, r: Reply, label: str) -> Job:
     return tracked
 
 
+def completed_view(c: Case, job: Job | None) -> dict[str, Any]:
+    """The poll body's job object of a job that completed (the case fails when it did not)."""
+    c.expect(job is not None and job.status == "completed", "no completed job")
+    assert job is not None
+    return job.body.get("job", job.body) if isinstance(job.body, dict) else {}
+
+
 def flow_jobs(kit: Kit) -> Iterator[None]:
     hexed = white = asset = None
     start, end = TRIM
@@ -95,9 +102,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         c.got(f"border {edge:.0%} #1E90FF, whole frame {whole:.0%}")
         c.expect(edge > 0.5 and whole < 0.98)
     with kit.case("studio.billing.trimmed", seeds.STUDIO_BILLED, f"billed_seconds {end - start:.1f}") as c:
-        c.expect(hexed is not None and hexed.status == "completed", "no completed job")
-        assert hexed is not None
-        view = hexed.body.get("job", hexed.body) if isinstance(hexed.body, dict) else {}
+        view = completed_view(c, hexed)
         billed = view.get("billed_seconds")
         if billed is None:
             c.skip("the job body reports no billed_seconds")
@@ -108,9 +113,7 @@ def flow_jobs(kit: Kit) -> Iterator[None]:
         seeds.STUDIO_PRICE,
         f"the job's price: $0.06 x {end - start:.1f} s = ${0.06 * (end - start):.3f}",
     ) as c:
-        c.expect(hexed is not None and hexed.status == "completed", "no completed job")
-        assert hexed is not None
-        view = hexed.body.get("job", hexed.body) if isinstance(hexed.body, dict) else {}
+        view = completed_view(c, hexed)
         price = view.get("price")
         if price is None:
             c.skip("the job body reports no price")

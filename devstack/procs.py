@@ -158,15 +158,26 @@ def die_with_parent() -> None:
         pass  # not Linux: the caller's stop() is the only guard
 
 
-def _spawn(argv: list[str], data_dir: Path, log_name: str) -> tuple[subprocess.Popen[bytes], Path]:
+def spawn(
+    argv: list[str],
+    data_dir: Path,
+    log_name: str,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start `argv` with its output appended to `data_dir/log_name` (a header line per start); the child
+    dies with this process (Linux) and runs in its own session: a Ctrl-C in the terminal reaches the
+    parent, which then stops its children in order."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / log_name
     with open(log_path, "ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
         log.flush()
-        # Own session: a Ctrl-C in the terminal reaches the parent, which then stops the child in order.
         popen = subprocess.Popen(
             argv,
+            cwd=cwd,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -239,7 +250,7 @@ def start_nats(
         argv += ["-c", str(conf)]
         url = auth.url(url, natsauth.ADMIN)
     t0 = time.monotonic()
-    popen, log_path = _spawn(argv, data_dir, "nats-server.log")
+    popen, log_path = spawn(argv, data_dir, "nats-server.log")
     proc = ServerProc(
         name=cluster.name if cluster is not None else "nats-server",
         popen=popen,
@@ -478,7 +489,7 @@ def start_seaweedfs(
         *socket_args,
     ]
     t0 = time.monotonic()
-    popen, log_path = _spawn(argv, data_dir, "weed.log")
+    popen, log_path = spawn(argv, data_dir, "weed.log")
     proc = ServerProc(
         name="seaweedfs",
         popen=popen,
@@ -552,7 +563,7 @@ def start_weed_volume(
         "-preStopSeconds=0",
     ]
     t0 = time.monotonic()
-    popen, log_path = _spawn(argv, data_dir, "weed-volume.log")
+    popen, log_path = spawn(argv, data_dir, "weed-volume.log")
     proc = ServerProc(
         name="seaweedfs-volume",
         popen=popen,

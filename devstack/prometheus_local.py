@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from devstack.procs import LOOPBACK, ServerProc, _spawn, _wait_ready, find_binary, free_ports
+from devstack.procs import LOOPBACK, ServerProc, _wait_ready, find_binary, free_ports, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "deploy" / "grafana" / "alerts.yaml"
@@ -95,7 +95,7 @@ def start_prometheus(
         "--log.level=warn",
     ]
     t0 = time.monotonic()
-    popen, log_path = _spawn(argv, data_dir, "prometheus.log")
+    popen, log_path = spawn(argv, data_dir, "prometheus.log")
     proc = ServerProc(
         name="prometheus",
         popen=popen,

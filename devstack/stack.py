@@ -29,7 +29,6 @@ import http.server
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -215,23 +214,10 @@ class Stack:
         if old is not None and old.alive():
             raise RuntimeError(f"{name} is already running (pid {old.pid})")
         (self.data_dir / "work" / name).mkdir(parents=True, exist_ok=True)
-        log_dir = self.data_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{name}.log"
         argv = [sys.executable, "-m", f"services.{name}"]
-        with open(log_path, "ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
-            log.flush()
-            popen = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                env=self.service_env(name),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches the stack, which stops children in order
-                preexec_fn=procs.die_with_parent if sys.platform.startswith("linux") else None,
-            )
+        popen, log_path = procs.spawn(
+            argv, self.data_dir / "logs", f"{name}.log", cwd=REPO, env=self.service_env(name)
+        )
         ports = {"grpc": self.grpc_ports[name]} | ({"http": self.http_port} if name == "gateway" else {})
         proc = ServerProc(
             name=name,

@@ -22,8 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from pydantic_settings import BaseSettings  # noqa: E402
 
-from services.common.runtime import StageSettings  # noqa: E402
-from services.common.settings import ServiceSettings  # noqa: E402
+from services.common.settings import ServiceSettings, StageSettings  # noqa: E402
 from services.compositor.stage import CompositorSettings  # noqa: E402
 from services.encoder.stage import EncoderSettings  # noqa: E402
 from services.gateway.settings import GatewaySettings  # noqa: E402

@@ -13,16 +13,16 @@ every dashboard and alert expression against it. `services/common/metrics.py` se
 
 Who updates what:
     JOBS_SUBMITTED             gateway, when it creates a job record
-    JOBS, VIDEO_SECONDS        job outcomes through `count_job`: runtime.fail_job (failed), encoder
+    JOBS, VIDEO_SECONDS        job outcomes through `count_job`: jobrun.fail_job (failed), encoder
                                (completed), gateway (cancelled; failed when the work cannot be queued)
-    STAGE_DURATION/FAILURES    runtime.Deps.run_stage / StageRun.measured (every stage, worker or gRPC)
+    STAGE_DURATION/FAILURES    jobrun.Deps.run_stage / StageRun.measured (every stage, worker or gRPC)
     FRAMES                     the segment, composite and encode frame loops
     QUEUE_*                    services/common/metrics.QueueMonitor (every worker and the gateway)
-    REDELIVERIES               runtime.stage_worker, on each delivery with num_delivered > 1
-    WORKER_READY               runtime.Service (1 while a process serves its stage, 0 while draining)
+    REDELIVERIES               stage_wiring.stage_worker, on each delivery with num_delivered > 1
+    WORKER_READY               stage_service.Service (1 while a process serves its stage, 0 while draining)
     MODEL_LOAD, INFERENCE      services/segmenter/stage.py
     GPU_MEMORY                 `sample_gpu_memory`, called by the QueueMonitor loop in every worker
-    WEBHOOK_DELIVERIES         services/gateway/webhooks.py, per delivery attempt (delivered / failed)
+    WEBHOOK_DELIVERIES         services/gateway/webhooks/dispatch.py, per delivery attempt (delivered / failed)
     CREDITS_CHARGED            services/gateway/credits.py, when a finished job's reservation is settled
 """
 

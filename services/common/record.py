@@ -245,7 +245,7 @@ class BillingRecord(_Model):
 
 
 class WebhookDelivery(_Model):
-    """One webhook event's delivery (services/gateway/webhooks.py)."""
+    """One webhook event's delivery (services/gateway/webhooks/dispatch.py)."""
 
     delivery_id: str = ""
     seq: int | None = None  # the event message (stream sequence) that owns the delivery

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from services.common.objstore import ObjectStore
 from videobg import nats_subjects
@@ -54,3 +59,27 @@ class ServiceSettings(BaseSettings):
             self.s3_secure,
             public_endpoint=self.s3_public_endpoint or None,
         )
+
+
+class StageSettings(ServiceSettings):
+    """Base of the stage services' settings. Each subclass sets its own env prefix (VBG_INGEST_, ...); a
+    field not set under that prefix falls back to the shared VBG_ one (VBG_NATS_URL, VBG_S3_ENDPOINT...),
+    so a deployment names its infrastructure once."""
+
+    backoff_s: tuple[float, ...] = (5.0, 30.0, 120.0)  # delays between retries of a failed attempt
+    drain_grace_s: float = 25.0  # after SIGTERM: how long the job in hand may run before it is handed back
+    grpc_workers: int = 8  # threads serving gRPC calls (each stage call runs in one)
+    concurrency: int = 1  # work messages handled at once by this process's worker
+    queue_metrics_s: float = 5.0  # how often a worker refreshes the JetStream queue gauges (0: never)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        shared = EnvSettingsSource(settings_cls, env_prefix="VBG_")
+        return init_settings, env_settings, shared, dotenv_settings, file_secret_settings

@@ -9,16 +9,15 @@ import grpc
 import numpy as np
 
 from services.common import grpcutil
-from services.common.runtime import Deps, close_all
+from services.common.jobrun import close_all
+from services.common.stage_wiring import StageServicer
 from services.compositor.bands import to_bands
 from services.compositor.stage import CompositorSettings, composite_frames
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 
 
-class CompositorServicer(stages_pb2_grpc.CompositorServicer):
-    def __init__(self, settings: CompositorSettings, deps: Deps):
-        self.settings = settings
-        self.deps = deps
+class CompositorServicer(StageServicer, stages_pb2_grpc.CompositorServicer):
+    settings: CompositorSettings
 
     @grpcutil.mapped
     def Composite(

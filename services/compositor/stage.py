@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from pydantic_settings import SettingsConfigDict
 
+from services.common.jobrun import StageRun, close_all
 from services.common.record import Status
-from services.common.runtime import StageRun, StageSettings, close_all
+from services.common.settings import StageSettings
 from videobg import object_keys
 from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput, NotFound, Transient, VideoBgError

@@ -5,15 +5,13 @@ from __future__ import annotations
 import grpc
 
 from services.common import grpcutil
-from services.common.runtime import Deps
+from services.common.stage_wiring import StageServicer
 from services.encoder.stage import EncoderSettings, encode
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 
 
-class EncoderServicer(stages_pb2_grpc.EncoderServicer):
-    def __init__(self, settings: EncoderSettings, deps: Deps):
-        self.settings = settings
-        self.deps = deps
+class EncoderServicer(StageServicer, stages_pb2_grpc.EncoderServicer):
+    settings: EncoderSettings
 
     @grpcutil.mapped
     def Encode(

@@ -22,9 +22,10 @@ from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common import grpcutil
+from services.common.jobrun import StageRun, close_all, stopped_error
 from services.common.metrics import count_job
 from services.common.record import Job, Status
-from services.common.runtime import StageRun, StageSettings, close_all, stopped_error
+from services.common.settings import StageSettings
 from services.compositor.bands import StreamedFrame, assemble
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 from videobg import object_keys

@@ -1,5 +1,5 @@
 """Who is calling: the owner a request acts for, and the key it came with (services/gateway/auth.py
-resolves it). Its own module so that the job logic (core.py) and the asset lookup (assets.py) can name
+resolves it). Its own module so that the job logic (jobs.py) and the asset lookup (assets.py) can name
 it without importing the REST layer."""
 
 from __future__ import annotations

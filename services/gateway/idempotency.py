@@ -1,7 +1,7 @@
 """`Idempotency-Key`: a retried submit returns the job the first one created, and never a second job.
 
 The key (1..255 printable ASCII characters, chosen by the client) is scoped to the caller's owner: the job
-id is a UUIDv5 of (owner, key) (`core.job_id_for`), so a retry lands on the same job record, and on the
+id is a UUIDv5 of (owner, key) (`jobs.job_id_for`), so a retry lands on the same job record, and on the
 same work message, whichever replica takes it, with no extra store. The record keeps a fingerprint of the
 request: sha256 over the dialect and the request's parameters, canonical JSON (sorted keys). A retry
 with the same fingerprint gets the job as it is now (same id; status may have moved on) with the header

@@ -46,8 +46,7 @@ class TokenBuckets:
             return 0.0
         now = self.clock()
         with self._lock:
-            tokens, at = self._buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            tokens = self._level(key, now)
             if tokens >= cost:
                 self._store(key, tokens - cost, now)
                 return 0.0
@@ -60,9 +59,13 @@ class TokenBuckets:
             return 0.0
         now = self.clock()
         with self._lock:
-            tokens, at = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            tokens = self._level(key, now)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def _level(self, key: str, now: float) -> float:
+        """The key's tokens at `now` (a key not seen yet has a full bucket); call with the lock held."""
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) * self.rate)
 
     def check(self, key: str) -> None:
         """Raise RateLimited (429, Retry-After) when the key's bucket is empty."""

@@ -20,12 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
-from services.gateway import assets, console, uploads, usage, webhooks
+from services.gateway import assets, console, uploads, usage
 from services.gateway.auth import ApiKeyAuth
 from services.gateway.deps import CallerDep, GatewayDep
-from services.gateway.dialects import ROUTERS, error_body
+from services.gateway.dialects.registry import ROUTERS, error_body
 from services.gateway.jobs import Gateway
 from services.gateway.ratelimit import TokenBuckets, retry_after_header
+from services.gateway.webhooks import routes as webhook_routes
 from videobg.errors import (
     InvalidRequestBody,
     MethodNotAllowed,
@@ -176,7 +177,7 @@ def build_app(gateway: Gateway, auth: ApiKeyAuth | None = None) -> FastAPI:
     for router in ROUTERS.values():
         app.include_router(router)
     app.include_router(usage.router)
-    for router in (uploads.router, webhooks.router):  # POST /v1/uploads, GET /v1/webhooks/secret
+    for router in (uploads.router, webhook_routes.router):  # POST /v1/uploads, GET /v1/webhooks/secret
         app.include_router(router)
 
     @app.get("/healthz", tags=["internal"])

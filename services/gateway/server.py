@@ -1,6 +1,6 @@
 """One gateway process: REST (uvicorn) and gRPC `Jobs` (grpc.aio) in one event loop, one NATS connection.
 
-Tests and `serve` start it the same way:
+Tests and the process (`GatewayService`, run by services/common/lifecycle.py) start it the same way:
 
     async with running(settings) as gw:        # ports 0 in tests: gw.http_port / gw.grpc_port
         ...
@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -21,11 +21,11 @@ import uvicorn
 from services.common import bus
 from services.common import metrics as service_metrics
 from services.common.jobstore import JobStore
-from services.gateway import webhooks
 from services.gateway.grpc_api import start_grpc
 from services.gateway.jobs import Gateway
 from services.gateway.rest import authenticator, build_app
 from services.gateway.settings import GatewaySettings, check_deployable
+from services.gateway.webhooks.dispatch import dispatching
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             grpc_server, grpc_port = await start_grpc(gateway, auth, settings.grpc_host, settings.grpc_port)
             try:
                 app = build_app(gateway, auth)
-                async with webhooks.dispatching(gateway), _http(app, settings) as http_port:
+                async with dispatching(gateway), _http(app, settings) as http_port:
                     yield RunningGateway(gateway, settings.http_host, http_port, grpc_port)
             finally:
                 await grpc_server.stop(grace=2.0)
@@ -137,13 +137,34 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             metrics_server.stop()
 
 
-async def serve(settings: GatewaySettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop taking requests and finish those in flight."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with running(settings) as gw:
+class GatewayService:
+    """The gateway as the process lifecycle runs it (services/common/lifecycle.py, like every stage
+    service): `start` enters `running`, `stop` leaves it (stop taking requests, finish those in flight)."""
+
+    name = "gateway"
+
+    def __init__(self, settings: GatewaySettings):
+        self.settings = settings
+        self.warmup_thread: threading.Thread | None = None  # the gateway loads no model
+        self.running: RunningGateway | None = None
+        self._stop = asyncio.Event()
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def start(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        self.running = gw = await stack.enter_async_context(running(self.settings))
+        self._stack = stack
         log.info("gateway REST on %s, gRPC Jobs on %s", gw.url, gw.grpc_target)
-        await stop.wait()
-    log.info("gateway stopped")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> bool:
+        await self._stop.wait()
+        return True
+
+    async def stop(self) -> None:
+        stack, self._stack, self.running = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+            log.info("gateway stopped")

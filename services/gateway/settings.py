@@ -39,7 +39,7 @@ class GatewaySettings(ServiceSettings):
     submit_probe_bytes: int = 16 * 1024 * 1024  # how much of a source the submit probe reads (see above)
 
     # An identical submit body from the same key within this many seconds is the same request (same job,
-    # `Idempotent-Replayed: true`), with or without an Idempotency-Key; 0 turns it off (core._implicit)
+    # `Idempotent-Replayed: true`), with or without an Idempotency-Key; 0 turns it off (jobs.Gateway._implicit)
     implicit_idempotency_s: float = 300.0
 
     # Per-key token bucket, per gateway replica (N replicas admit up to N times this).
@@ -72,7 +72,7 @@ class GatewaySettings(ServiceSettings):
     upload_retention_s: float = 24 * 3600.0
     retention_sweep_s: float = 3600.0  # 0: no sweep (an S3 lifecycle rule may do it instead)
 
-    # Uploads (services/gateway/uploads.py), webhooks (webhooks.py), and the SSRF allow-list for webhook URLs
+    # Uploads (services/gateway/uploads.py), webhooks (webhooks/), and the SSRF allow-list for webhook URLs
 
     # The gateway's external base URL ("https://api.example.com") for the URLs it hands out (uploads);
     # "" uses the URL the client called. Upload URLs on this host are read from S3, never fetched.

@@ -7,15 +7,13 @@ import grpc
 from services.common import grpcutil
 from services.common.protoconv import info_to_proto
 from services.common.record import MediaInfo
-from services.common.runtime import Deps
+from services.common.stage_wiring import StageServicer
 from services.ingest.stage import IngestSettings, ingest, probe_object
 from vbg.v1 import common_pb2, stages_pb2, stages_pb2_grpc
 
 
-class IngestServicer(stages_pb2_grpc.IngestServicer):
-    def __init__(self, settings: IngestSettings, deps: Deps):
-        self.settings = settings
-        self.deps = deps
+class IngestServicer(StageServicer, stages_pb2_grpc.IngestServicer):
+    settings: IngestSettings
 
     @grpcutil.mapped
     def Ingest(

@@ -22,9 +22,10 @@ from urllib.parse import unquote
 from pydantic_settings import SettingsConfigDict
 
 from services.common.fetch import fetch_to_file
+from services.common.jobrun import StageRun
 from services.common.objstore import ObjectStore
 from services.common.record import PROGRESS_PLAN, Job, MediaInfo, SourceRef, Status
-from services.common.runtime import StageRun, StageSettings
+from services.common.settings import StageSettings
 from services.common.ssrf import AllowSetting
 from videobg import nats_subjects, object_keys
 from videobg.composite import load_image_rgb

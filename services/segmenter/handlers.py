@@ -5,15 +5,13 @@ from __future__ import annotations
 import grpc
 
 from services.common import grpcutil
-from services.common.runtime import Deps
+from services.common.stage_wiring import StageServicer
 from services.segmenter.stage import SegmenterSettings, segment
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 
 
-class SegmenterServicer(stages_pb2_grpc.SegmenterServicer):
-    def __init__(self, settings: SegmenterSettings, deps: Deps):
-        self.settings = settings
-        self.deps = deps
+class SegmenterServicer(StageServicer, stages_pb2_grpc.SegmenterServicer):
+    settings: SegmenterSettings
 
     @grpcutil.mapped
     def Segment(

@@ -32,9 +32,10 @@ from numpy.lib import format as npformat
 from numpy.typing import ArrayLike
 from pydantic_settings import SettingsConfigDict
 
+from services.common.jobrun import StageRun, close_all
 from services.common.objstore import ObjectStore
 from services.common.record import MatteSummary, Status, progress_of
-from services.common.runtime import StageRun, StageSettings, close_all
+from services.common.settings import StageSettings
 from videobg import metrics, nats_subjects, object_keys
 from videobg.errors import InvalidInput
 from videobg.media.decode import iter_frames

@@ -239,7 +239,7 @@ async def ingested_job(
 ) -> Job:
     """A job taken through ingest (in-process Ingest service, over gRPC): status processing, source in S3,
     segment work queued."""
-    from services.common.runtime import Service
+    from services.common.stage_service import Service
     from services.ingest.server import IngestSettings, build_server
     from vbg.v1 import stages_pb2, stages_pb2_grpc
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.common.jobstore import JobStore
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.compositor.bands import assemble, to_bands
 from services.compositor.server import CompositorSettings
 from services.compositor.server import build_server as build_compositor

@@ -16,7 +16,7 @@ import pytest
 
 from devstack.procs import free_ports
 from services.common.jobstore import JobStore
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.compositor import server as compositor
 from services.encoder import server as encoder
 from services.segmenter import server as segmenter

@@ -19,7 +19,7 @@ import pytest
 from services.common.fetch import check_url, fetch_to_file
 from services.common.jobstore import JobStore
 from services.common.record import Job
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.ingest.server import IngestSettings, build_server, build_worker
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc

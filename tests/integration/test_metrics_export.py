@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.procs import free_ports
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.compositor import server as compositor
 from services.encoder import server as encoder
 from services.gateway.server import running

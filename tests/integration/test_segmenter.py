@@ -13,7 +13,7 @@ import pytest
 
 from services.common.jobstore import JobStore
 from services.common.record import MatteSummary
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.segmenter.server import SegmenterSettings, build_server, build_worker
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
@@ -140,7 +140,8 @@ async def test_process_serving_and_sigterm(nats_url, s3_endpoint, object_store, 
 SLOW_WARMUP = """
 import time
 import torch
-from services.common.runtime import main
+from services.common import lifecycle
+from services.common.stage_service import Service
 from services.segmenter.server import SegmenterSettings, build_server, build_worker
 
 def warmup(settings, deps):
@@ -152,7 +153,8 @@ def warmup(settings, deps):
     while time.monotonic() < t_end:
         conv(x)
 
-raise SystemExit(main(SegmenterSettings(), build_server, build_worker, name="segmenter", warmup=warmup))
+service = Service(SegmenterSettings(), build_server, build_worker, name="segmenter", warmup=warmup)
+raise SystemExit(lifecycle.main(service))
 """
 
 

@@ -28,9 +28,10 @@ import pytest
 from services.common import bus, ssrf
 from services.common.objstore import ObjectStore
 from services.common.record import Job, JobSpec, SourceRef, Status, WebhookDelivery, WebhookState
-from services.gateway import results, webhooks
+from services.gateway import results
 from services.gateway.server import RunningGateway, running
 from services.gateway.settings import GatewaySettings
+from services.gateway.webhooks import dispatch, signing
 from tests.integration import gatewaykit
 from videobg import object_keys
 from videobg.errors import InvalidInput
@@ -115,7 +116,7 @@ def settings(nats_url: str, s3_endpoint: str, object_store: ObjectStore) -> Gate
 async def gateway(settings: GatewaySettings) -> AsyncIterator[tuple[RunningGateway, httpx.AsyncClient]]:
     async with (
         running(settings) as gw,
-        webhooks.dispatching(gw.gateway),
+        dispatch.dispatching(gw.gateway),
         httpx.AsyncClient(base_url=gw.url, trust_env=False) as http,
     ):
         yield gw, http
@@ -195,14 +196,14 @@ async def test_started_and_completed_are_delivered_signed(
         assert (await plain.get(done["result"]["url"])).content == b"the result"
 
     # the secret is per owner: another owner's secret does not verify, a changed body does not either
-    assert not signature_ok(webhooks.owner_secret(settings.webhook_secret, "someone-else"), completed)
+    assert not signature_ok(signing.owner_secret(settings.webhook_secret, "someone-else"), completed)
     tampered = Received(completed.path, completed.headers, completed.body.replace(b"completed", b"failed"), 0)
     assert not signature_ok(secret, tampered)
-    assert webhooks.verify(secret, completed.body, completed.headers["x-videobg-timestamp"],
+    assert signing.verify(secret, completed.body, completed.headers["x-videobg-timestamp"],
                            completed.headers["x-videobg-signature"])  # fmt: skip
     stale = str(int(completed.headers["x-videobg-timestamp"]) - 301)
-    assert not webhooks.verify(
-        secret, completed.body, stale, "v1=" + webhooks.sign(secret, stale, completed.body)
+    assert not signing.verify(
+        secret, completed.body, stale, "v1=" + signing.sign(secret, stale, completed.body)
     )
 
     hook = job.webhook
@@ -303,7 +304,7 @@ async def test_private_webhook_url_is_refused(
     async def no_send(*a, **kw):
         raise AssertionError("a request was sent")
 
-    monkeypatch.setattr(webhooks, "send_pinned_async", no_send)
+    monkeypatch.setattr(dispatch, "send_pinned_async", no_send)
     async with gateway(settings) as (gw, _):
         job_id = f"hook-{uuid.uuid4().hex[:12]}"
         spec = JobSpec(source=SourceRef(url=VIDEO), webhook_url="http://10.0.0.1/hook", owner="anonymous")

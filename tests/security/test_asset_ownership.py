@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from services.common.objstore import ObjectStore
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.ingest.server import IngestSettings, build_server, build_worker
 from tests.conftest import media_dir
 from tests.integration import gatewaykit, stagekit

@@ -2,7 +2,7 @@
 one is swept, and no settlement ever takes more than was reserved.
 
 The gateway runs in-process with keys required; the test plays the stages on the records, except for
-the poison job, where a real stage worker (services/common/runtime.py) crashes on every delivery.
+the poison job, where a real stage worker (services/common/stage_wiring.py) crashes on every delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.common import bus, runtime
+from services.common import bus, jobrun, stage_wiring
 from services.common.jobstore import JobStore, now_iso
 from services.common.objstore import ObjectStore
 from services.common.record import Job
@@ -142,7 +142,7 @@ async def test_poison_job_fails_and_releases_its_reservation(
     attempts: list[str] = []
     poison = ""
 
-    def crash(run: runtime.StageRun) -> None:
+    def crash(run: jobrun.StageRun) -> None:
         """The poison job never returns (its process is killed meanwhile); other tests' leftover ingest
         work in the shared queue is simply acked."""
         if run.job_id == poison:
@@ -153,7 +153,7 @@ async def test_poison_job_fails_and_releases_its_reservation(
         owner, key = await gatewaykit.tenant(gw, credits=100)
         nc = await bus.connect(stage_settings.nats_url, name="poison-test")
         js = nc.jetstream()
-        deps = runtime.Deps(stage_settings, nc, js, JobStore(js), object_store, asyncio.get_running_loop())
+        deps = jobrun.Deps(stage_settings, nc, js, JobStore(js), object_store, asyncio.get_running_loop())
         try:
             job_id = poison = await submit(http, key)
 
@@ -166,7 +166,7 @@ async def test_poison_job_fails_and_releases_its_reservation(
             deadline = time.monotonic() + 60
             while not await failed():
                 assert time.monotonic() < deadline, "the poison job was never given up"
-                worker = runtime.stage_worker(deps, nats_subjects.WORK_INGEST, "ingest", "ingest", crash)
+                worker = stage_wiring.stage_worker(deps, nats_subjects.WORK_INGEST, "ingest", "ingest", crash)
                 task = asyncio.create_task(worker.run())
                 before = attempts.count(job_id)
 

@@ -15,7 +15,7 @@ import pytest
 
 from services.common.fetch import fetch_to_file
 from services.common.jobstore import JobStore
-from services.common.runtime import Service
+from services.common.stage_service import Service
 from services.ingest.server import IngestSettings, build_server, build_worker
 from tests.integration import stagekit as kit
 from tests.security.trickle import trickling_server

@@ -12,8 +12,8 @@ import pytest
 from services.common import bus
 from services.common.objstore import ObjectStore
 from services.common.record import JobSpec
-from services.gateway import webhooks
 from services.gateway.server import running
+from services.gateway.webhooks.dispatch import dispatching
 from tests.integration import gatewaykit
 from tests.security.trickle import trickling_server
 
@@ -34,7 +34,7 @@ async def test_trickling_receiver_costs_one_bounded_attempt(
         webhook_backoff_s=60.0,  # one attempt is all this test looks at
     )
     with trickling_server(every_s=0.5, where="header") as receiver:
-        async with running(settings) as gw, webhooks.dispatching(gw.gateway):
+        async with running(settings) as gw, dispatching(gw.gateway):
             spec = JobSpec.model_validate(
                 {"source": {"url": gatewaykit.VIDEO}, "output_format": "mp4_h264", "webhook_url": receiver.url,
                  "owner": "anonymous", "dialect": "test"}

@@ -9,9 +9,9 @@ import asyncio
 
 import pytest
 
-from services.gateway import webhooks
 from services.gateway.server import running
 from services.gateway.settings import GatewaySettings
+from services.gateway.webhooks import signing
 
 pytestmark = [pytest.mark.security, pytest.mark.unit]
 
@@ -33,9 +33,9 @@ def test_gateway_taking_keys_refuses_to_start_without_a_deployment_secret() -> N
 def test_replicas_sign_alike_with_the_deployment_secret() -> None:
     secret = "one-secret-for-the-whole-deployment"
     a, b = (GatewaySettings(nats_url=NOWHERE, webhook_secret=secret) for _ in range(2))
-    owner_a = webhooks.owner_secret(webhooks.master_secret(a), "acme")
-    owner_b = webhooks.owner_secret(webhooks.master_secret(b), "acme")
+    owner_a = signing.owner_secret(signing.master_secret(a), "acme")
+    owner_b = signing.owner_secret(signing.master_secret(b), "acme")
     assert owner_a == owner_b
-    assert owner_a != webhooks.owner_secret(webhooks.master_secret(a), "other")
+    assert owner_a != signing.owner_secret(signing.master_secret(a), "other")
     body, ts = b'{"event":"job.completed"}', 1_700_000_000
-    assert webhooks.sign(owner_a, ts, body) == webhooks.sign(owner_b, ts, body)
+    assert signing.sign(owner_a, ts, body) == signing.sign(owner_b, ts, body)

@@ -9,7 +9,7 @@ import nats.errors
 import pytest
 
 from services.gateway.settings import GatewaySettings
-from services.gateway.webhooks import Dispatcher
+from services.gateway.webhooks.dispatch import Dispatcher
 
 pytestmark = pytest.mark.unit
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +23,10 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from services.common.record import BackgroundSpec, SourceRef
-from services.gateway import assets
+from services.common.record import BackgroundSpec, JobSpec, SourceRef
+from services.gateway import assets, idempotency
+from services.gateway.caller import Caller
+from services.gateway.jobs import Gateway, Submitted
 from videobg.errors import InvalidInput, InvalidRequestBody, MissingParameter, VideoBgError
 
 JSON = "application/json"
@@ -122,6 +125,27 @@ async def read_params(request: Request, max_bytes: int) -> dict[str, Any]:
 
 
 # --- fields ----------------------------------------------------------------------------------------------
+
+
+async def submit_job(
+    request: Request,
+    gw: Gateway,
+    caller: Caller,
+    dialect: str,
+    to_spec: Callable[[dict[str, Any], Caller], JobSpec],
+    *,
+    auto_start_param: str | None = None,
+) -> Submitted:
+    """The submit every dialect makes: read the parameters (capped at `max_body_bytes`), translate them
+    with the dialect's `to_spec`, create the job under the request's Idempotency-Key (a replay must carry
+    the same dialect and parameters). With `auto_start_param`, that boolean parameter false (default
+    true) creates a draft to start later."""
+    key = idempotency.key_from(request)
+    params = await read_params(request, gw.settings.max_body_bytes)
+    spec = to_spec(params, caller)
+    draft = auto_start_param is not None and not optional_bool(params, auto_start_param, True)
+    fingerprint = idempotency.fingerprint(dialect, params)
+    return await gw.create(spec, caller=caller, idempotency_key=key, fingerprint=fingerprint, draft=draft)
 
 
 def absent(value: Any) -> bool:

@@ -33,10 +33,10 @@ from services.gateway.dialects.body import (
     color_background,
     error_responses,
     optional_str,
-    read_params,
     request_body,
     required_source,
     route_class,
+    submit_job,
 )
 from videobg.errors import InvalidInput, VideoBgError
 
@@ -212,12 +212,7 @@ _ERRORS = error_responses(
     },
 )
 async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONResponse:
-    key = idempotency.key_from(request)
-    params = await read_params(request, gw.settings.max_body_bytes)
-    spec = to_spec(params, caller)
-    done = await gw.create(
-        spec, caller=caller, idempotency_key=key, fingerprint=idempotency.fingerprint(NAME, params)
-    )
+    done = await submit_job(request, gw, caller, NAME, to_spec)
     job_id = done.job.id
     headers = {"Location": job_location(job_id), **idempotency.replay_headers(done.replayed)}
     return JSONResponse({"job_id": job_id}, status_code=202, headers=headers)

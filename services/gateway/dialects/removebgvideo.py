@@ -54,14 +54,13 @@ from services.gateway.dialects.body import (
     error_responses,
     hex_rgb,
     image_background,
-    optional_bool,
     optional_source,
     optional_str,
     optional_url,
-    read_params,
     request_body,
     required_source,
     route_class,
+    submit_job,
 )
 from services.gateway.jobs import Gateway
 from videobg.errors import InvalidInput, MissingParameter, VideoBgError
@@ -447,16 +446,7 @@ _SUBMIT: dict[str, Any] = {
 
 
 async def _create(request: Request, gw: Gateway, caller: Caller) -> JSONResponse:
-    key = idempotency.key_from(request)
-    params = await read_params(request, gw.settings.max_body_bytes)
-    spec = to_spec(params, caller)
-    done = await gw.create(
-        spec,
-        caller=caller,
-        idempotency_key=key,
-        fingerprint=idempotency.fingerprint(NAME, params),
-        draft=not optional_bool(params, "auto_start", True),
-    )
+    done = await submit_job(request, gw, caller, NAME, to_spec, auto_start_param="auto_start")
     return JSONResponse(created_view(done.job), headers=idempotency.replay_headers(done.replayed))
 
 

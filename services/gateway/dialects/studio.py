@@ -43,10 +43,10 @@ from services.gateway.dialects.body import (
     error_responses,
     hex_rgb,
     image_background,
-    read_params,
     request_body,
     required_source,
     route_class,
+    submit_job,
 )
 from videobg.errors import InvalidInput, VideoBgError
 from videobg.media.formats import get_format
@@ -282,12 +282,7 @@ _ERRORS = error_responses(
     },
 )
 async def submit(request: Request, gw: GatewayDep, caller: CallerDep) -> JSONResponse:
-    key = idempotency.key_from(request)
-    params = await read_params(request, gw.settings.max_body_bytes)
-    spec = to_spec(params, caller)
-    done = await gw.create(
-        spec, caller=caller, idempotency_key=key, fingerprint=idempotency.fingerprint(NAME, params)
-    )
+    done = await submit_job(request, gw, caller, NAME, to_spec)
     job = done.job
     # A new job is reported as the seed's accepted body shows it, "queued": the record read back after
     # queueing may already say processing (ingest was quick), a race the conformance kit caught. A replay

@@ -1,7 +1,5 @@
-"""The process runtime every stage service shares: settings -> NATS + S3 -> gRPC server (+ JetStream
-worker) -> on SIGTERM, drain -> exit.
-
-    raise SystemExit(main(IngestSettings(), build_server, build_worker, name="ingest"))   # a __main__
+"""One stage of one job, as stage code sees it: `Deps` (what a stage process holds: settings, NATS, the job
+store, S3, its event loop) and `StageRun` (the job's record, progress, deadline, events, scratch space).
 
 Stage code is synchronous (decoding, inference and encoding block) and runs in threads: the NATS worker
 hands each delivery to a thread, the gRPC server's handlers run in its thread pool. It reaches the asyncio
@@ -12,19 +10,15 @@ Failures, by `videobg.errors.ERROR_TABLE`:
     permanent (TERM/ACK codes)  the job is marked failed with the code and a `failed` event goes out; the
                                 worker then terminates the message, an RPC returns the mapped status
     retryable (NAK codes, bugs) the message is nak'ed with backoff; after `max_deliver` attempts the
-                                worker's give-up hook fails the job with transient_error
+                                worker's give-up hook (services/common/stage_wiring.py) fails the job
+                                with transient_error
     job already failed/cancelled the message is acked: there is nothing left to do for it
 Every stage of one job has `stage_deadline_s`; past it the stage raises Transient (a slow or stuck
-neighbour is retried, not blamed on the input).
-
-Shutdown (SIGTERM/SIGINT): health turns NOT_SERVING, the worker stops fetching and the job in hand gets
-`drain_grace_s` to finish. After that `Deps.shutdown` is set: stage code checks it between frames and
-raises Transient, so the message is nak'ed (handed back to a replica) instead of failing the job. Then the
-gRPC server stops (in-flight streams get the rest of the grace) and the NATS connection drains.
+neighbour is retried, not blamed on the input). After SIGTERM `Deps.shutdown` is set: stage code checks it
+between frames (`StageRun.check`) and raises Transient, so the message is handed back to a replica.
 
 Metrics (`videobg.metrics`): every stage run is timed (`StageRun.measured`), frames are counted by the stage
-code (`StageRun.count_frames`), redeliveries by the worker, readiness by `Service`; with `metrics_port` set
-the process serves /metrics, and a worker refreshes the JetStream queue gauges (`services/common/metrics.py`).
+code (`StageRun.count_frames`).
 """
 
 from __future__ import annotations
@@ -33,29 +27,24 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
-import signal
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 from grpc_health.v1.health import HealthServicer
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
-from services.common import bus, grpcutil, logs
+from services.common import bus, logs
 from services.common import metrics as service_metrics
 from services.common.jobstore import JobStore
 from services.common.objstore import ObjectStore
 from services.common.record import FAILABLE, Job, Status, progress_of
-from services.common.settings import ServiceSettings
+from services.common.settings import StageSettings
 from videobg import metrics, nats_subjects
 from videobg.errors import (
     ERROR_TABLE,
@@ -72,36 +61,10 @@ from videobg.object_keys import check_id
 
 log = logging.getLogger(__name__)
 
-WARMUP_JOIN_S = 2.0  # at exit, how long a still-running warm-up (a model load) is waited for
-
 T = TypeVar("T")
 # record fields that only grow: stages report them concurrently, and a redelivery starts again from 0.
 # processed_seconds is the span of source matted so far, what a cancelled job is billed for.
 GROWING = frozenset({"progress", "processed_seconds"})
-
-
-class StageSettings(ServiceSettings):
-    """Base of the stage services' settings. Each subclass sets its own env prefix (VBG_INGEST_, ...); a
-    field not set under that prefix falls back to the shared VBG_ one (VBG_NATS_URL, VBG_S3_ENDPOINT...),
-    so a deployment names its infrastructure once."""
-
-    backoff_s: tuple[float, ...] = (5.0, 30.0, 120.0)  # delays between retries of a failed attempt
-    drain_grace_s: float = 25.0  # after SIGTERM: how long the job in hand may run before it is handed back
-    grpc_workers: int = 8  # threads serving gRPC calls (each stage call runs in one)
-    concurrency: int = 1  # work messages handled at once by this process's worker
-    queue_metrics_s: float = 5.0  # how often a worker refreshes the JetStream queue gauges (0: never)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        shared = EnvSettingsSource(settings_cls, env_prefix="VBG_")
-        return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
 
 
 # --- job helpers shared by the async and the thread side --------------------------------------------
@@ -382,9 +345,6 @@ class StageRun:
             yield Path(d)
 
 
-# --- wiring: connect, gRPC server, NATS worker --------------------------------------------------------
-
-
 async def connect(settings: StageSettings, name: str) -> Deps:
     """Connect to NATS (streams and KV bucket ensured) and S3 (bucket ensured); Transient if either is down."""
     nc = await bus.connect(
@@ -404,285 +364,3 @@ async def connect(settings: StageSettings, name: str) -> Deps:
         await nc.close()
         raise
     return Deps(settings, nc, js, JobStore(js), store, asyncio.get_running_loop())
-
-
-def grpc_server(deps: Deps, register: Callable[[grpc.Server], Iterable[str]]) -> tuple[grpc.Server, int]:
-    """grpcutil.build_server on the settings' address (health included); remembers the health servicer
-    so shutdown can turn it NOT_SERVING first."""
-    s = deps.settings
-    server, port, health = grpcutil.build_server(s.grpc_host, s.grpc_port, register, workers=s.grpc_workers)
-    deps.health = health
-    return server, port
-
-
-def stage_worker(
-    deps: Deps, subject: str, durable: str, stage: str, fn: Callable[[StageRun], Any]
-) -> bus.Worker:
-    """A JetStream worker whose deliveries run `fn` through `Deps.run_stage` in a thread."""
-
-    async def handle(d: bus.Delivery) -> None:
-        if d.redelivered:
-            metrics.REDELIVERIES.labels(stage=stage).inc()
-        job_id = job_id_of(d.payload)
-        try:
-            await asyncio.to_thread(deps.run_stage, stage, job_id, fn)
-        except Exception as exc:
-            if not permanent(exc) and await _finished(deps, job_id):
-                log.info("job %s: %s stopped (%s); the job is finished, message acked", job_id, stage, exc)
-                return
-            raise
-
-    async def give_up(d: bus.Delivery, exc: BaseException) -> None:
-        try:
-            job_id = job_id_of(d.payload)
-        except InvalidRequestBody:
-            return
-        err = as_public(exc)
-        if permanent(err):
-            code, message = err.code, err.message
-        else:
-            # a deadline keeps its own code: the job is then charged for the span it had processed
-            code = err.code if isinstance(err, DeadlineExceeded) else "transient_error"
-            message = f"{stage} failed {d.num_delivered} times; last error: {err.message}"
-        await fail_job(deps, job_id, stage, code, message)
-
-    s = deps.settings
-    return bus.Worker(
-        deps.js, subject, durable, handle,
-        ack_wait=s.ack_wait_s, max_deliver=s.max_deliver, backoff=s.backoff_s, on_give_up=give_up,
-        concurrency=s.concurrency,
-    )  # fmt: skip
-
-
-async def _finished(deps: Deps, job_id: str) -> bool:
-    try:
-        job = await deps.jobs.get(job_id)
-    except NotFound:
-        return True
-    except VideoBgError:
-        return False
-    return job.terminal
-
-
-# --- the process --------------------------------------------------------------------------------------
-
-BuildServer = Callable[[Any, Deps], tuple[grpc.Server, int]]
-BuildWorker = Callable[[Any, Deps], bus.Worker]
-
-
-class Service:
-    """One stage service: gRPC server plus (optionally) its JetStream worker, on one NATS connection.
-
-    `async with Service(settings, build_server, build_worker, name=...) as svc:` runs it in-process
-    (tests); `main` runs it as a process with signal handling.
-    """
-
-    def __init__(
-        self,
-        settings: StageSettings,
-        build_server: BuildServer,
-        build_worker: BuildWorker | None = None,
-        *,
-        name: str,
-        warmup: Callable[[Any, Deps], None] | None = None,
-    ):
-        self.settings = settings
-        self.name = name
-        self._build_server = build_server
-        self._build_worker = build_worker
-        self._warmup = warmup
-        self.deps: Deps | None = None
-        self.server: grpc.Server | None = None
-        self.port = 0
-        self.worker: bus.Worker | None = None
-        self._worker_task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self.stage = service_metrics.stage_of(name)
-        self.metrics: service_metrics.MetricsServer | None = None
-        self.queue_monitor: service_metrics.QueueMonitor | None = None
-        self._monitor_task: asyncio.Task[None] | None = None
-        self._ready = False
-        self.warmup_thread: threading.Thread | None = None
-
-    @property
-    def target(self) -> str:
-        return f"{self.settings.grpc_host}:{self.port}"
-
-    async def start(self) -> None:
-        metrics.init_stage(self.stage)
-        self.metrics = service_metrics.start_server(self.settings)
-        try:
-            self.deps = deps = await connect(self.settings, self.name)
-        except BaseException:
-            self._stop_metrics()
-            raise
-        try:
-            self.server, self.port = self._build_server(self.settings, deps)
-            self.server.start()
-            if self._build_worker is not None:
-                self.worker = self._build_worker(self.settings, deps)
-                await self.worker.start()
-                self._worker_task = asyncio.create_task(self.worker.run(), name=f"{self.name}-worker")
-                if self.settings.queue_metrics_s > 0:
-                    self.queue_monitor = service_metrics.QueueMonitor(
-                        deps.js, interval_s=self.settings.queue_metrics_s
-                    )
-                    self._monitor_task = self.queue_monitor.start()
-        except BaseException:
-            await service_metrics.stop_task(self._monitor_task)
-            if self.server is not None:
-                self.server.stop(None)
-            await deps.close()
-            self._stop_metrics()
-            raise
-        self._set_ready(True)
-        if self._warmup is not None:
-            # a daemon thread, not the loop's executor: a SIGTERM during a slow warm-up (a cold model
-            # load) must not wait for it at exit, since asyncio.run joins its executor's threads
-            self.warmup_thread = threading.Thread(
-                target=self._run_warmup, args=(deps,), name=f"{self.name}-warmup", daemon=True
-            )
-            self.warmup_thread.start()
-        log.info(
-            "%s serving gRPC on %s (worker: %s)",
-            self.name,
-            self.target,
-            self.worker.durable if self.worker else "none",
-        )
-
-    def _run_warmup(self, deps: Deps) -> None:
-        assert self._warmup is not None
-        try:
-            self._warmup(self.settings, deps)
-        except Exception:  # a job that needs what failed reports it; the service still serves
-            log.exception("%s: warm-up failed", self.name)
-
-    def _set_ready(self, ready: bool) -> None:
-        if ready != self._ready:
-            self._ready = ready
-            metrics.WORKER_READY.labels(stage=self.stage).inc(1 if ready else -1)
-
-    def _stop_metrics(self) -> None:
-        if self.metrics is not None:
-            self.metrics.stop()
-            self.metrics = None
-
-    def request_stop(self) -> None:
-        """Begin a graceful stop (signal-handler safe)."""
-        if not self._stop.is_set():
-            log.info("%s: stop requested; draining", self.name)
-        self._stop.set()
-        self._set_ready(False)
-        if self.worker is not None:
-            self.worker.stop()
-
-    async def wait(self) -> bool:
-        """Until a stop is requested (True) or the worker loop died (False)."""
-        waiter = asyncio.create_task(self._stop.wait())
-        tasks: set[asyncio.Future[Any]] = {waiter}
-        if self._worker_task is not None:
-            tasks.add(self._worker_task)
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        task = self._worker_task
-        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("%s: worker loop died: %r", self.name, exc, exc_info=exc)
-        return self._stop.is_set()
-
-    async def stop(self) -> None:
-        """Drain: NOT_SERVING, finish (or after drain_grace_s hand back) the job in hand, stop gRPC, close NATS."""
-        deps = self.deps
-        if deps is None:
-            return
-        self.request_stop()
-        if deps.health is not None:
-            deps.health.enter_graceful_shutdown()
-        t_end = time.monotonic() + self.settings.drain_grace_s
-        if self._worker_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._worker_task), self.settings.drain_grace_s)
-            except TimeoutError:
-                log.warning(
-                    "%s: job still running after %.0f s; handing it back",
-                    self.name,
-                    self.settings.drain_grace_s,
-                )
-                deps.shutdown.set()
-                try:
-                    await asyncio.wait_for(self._worker_task, 30.0)
-                except TimeoutError:
-                    log.error(
-                        "%s: worker did not stop; abandoning its message (redelivered after ack_wait)",
-                        self.name,
-                    )
-            except Exception:
-                log.exception("%s: worker loop failed", self.name)
-        if self.server is not None:
-            grace = max(1.0, t_end - time.monotonic())
-            stopped = self.server.stop(grace)
-            # in-flight streams get the grace; then stage code sees the shutdown and ends them
-            await asyncio.to_thread(stopped.wait, grace)
-            deps.shutdown.set()
-            await asyncio.to_thread(stopped.wait, 5.0)
-        deps.shutdown.set()
-        await service_metrics.stop_task(self._monitor_task)
-        self._monitor_task = None
-        await deps.close()
-        self.deps = None
-        self._stop_metrics()
-        log.info("%s stopped", self.name)
-
-    async def __aenter__(self) -> Service:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-
-async def serve(service: Service) -> int:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.request_stop)
-    await service.start()
-    clean = await service.wait()
-    if not clean:
-        log.error("%s: worker loop ended unexpectedly; shutting down", service.name)
-    await service.stop()
-    return 0 if clean else 1
-
-
-def setup_logging(level: str, service: str = "videobg", fmt: str = "json") -> None:
-    logs.setup_logging(level, service, fmt)
-
-
-def main(
-    settings: StageSettings,
-    build_server: BuildServer,
-    build_worker: BuildWorker | None = None,
-    *,
-    name: str,
-    warmup: Callable[[Any, Deps], None] | None = None,
-) -> int:
-    """Run one stage service until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 if NATS or S3 could not
-    be reached at start or the worker loop died."""
-    setup_logging(settings.log_level, name, settings.log_format)
-    service = Service(settings, build_server, build_worker, name=name, warmup=warmup)
-    try:
-        code = asyncio.run(serve(service))
-    except Transient as e:
-        log.error("%s: cannot start: %s", name, e)
-        code = 1
-    thread = service.warmup_thread
-    if thread is not None:
-        thread.join(WARMUP_JOIN_S)
-        if thread.is_alive():
-            # the drain is done; a warm-up still inside torch's native code would abort the interpreter's
-            # exit ("terminate called without an active exception", SIGABRT), so leave without it
-            log.warning("%s: warm-up still running at exit; leaving without it", name)
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    return code

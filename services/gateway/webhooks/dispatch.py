@@ -1,64 +1,22 @@
-"""Webhooks: job.started, job.completed and job.failed POSTed to a job's `webhook_url`, signed, retried.
-
-What a receiver gets (one JSON object per request, Content-Type application/json):
-
-    {"event": "job.completed", "delivery_id": "...", "job_id": "...", "status": "completed",
-     "created_at": "2026-05-01T12:00:00Z",              # when the job changed, not when this was sent
-     "result": {"url": "...", "expires_at": "...", "output_format": "mp4_h264"} | null,
-     "error": {"code": "...", "message": "..."} | null}
-
-    X-Videobg-Event: job.completed
-    X-Videobg-Delivery: <delivery_id>         the same on every retry of this event: dedupe on it
-    X-Videobg-Timestamp: <unix seconds>       when this attempt was signed
-    X-Videobg-Signature: v1=<hex>             HMAC-SHA256(secret, f"{timestamp}.{raw body}")
-
-job.started goes out when the job enters processing, job.completed / job.failed when it ends (a
-cancelled job ends as job.failed, status "cancelled", error code "cancelled"). The secret is per owner,
-derived from the `webhook_secret` setting (`owner_secret`); a caller reads its own from
-GET /v1/webhooks/secret. `verify` is the receiver's side, also spelled out in docs/API.md.
-
-Delivery never holds up a job: the stages only publish events (vbg.events.{job_id}); this dispatcher, run
-by the gateway, reads them from a durable JetStream consumer shared by all gateway replicas. A job's
-events are handled in order, different jobs' concurrently. An attempt that fails (connection error,
-a receiver slower than `webhook_timeout_s` for the whole attempt, any non-2xx) is retried by nak-ing the event with an exponential delay (`webhook_backoff_s`,
-doubling, capped), up to `webhook_max_attempts`; then it is given up. Each attempt is written to the
-job record:
-
-    job.webhook (record.WebhookState): event, attempts, last_status, delivered    # the latest event's
-        .events["job.started"] (record.WebhookDelivery): delivery_id, seq, attempts, last_status,
-                                                         delivered, gave_up, last_error, ...
-
-The record also makes delivery at-least-once rather than more-than-once-per-progress-event: the first
-event message of a kind claims it (`seq`), later ones of the same kind are acked at once, and a
-redelivered message whose event was delivered is acked without a request. A crash between a receiver's
-2xx and the record update sends that event again, with the same delivery id.
-
-Webhook URLs pass the SSRF guard (services/common/ssrf.py) at submit (`ssrf.check_webhook_url`, from Gateway.create) and again at
-every attempt, against the gateway's `fetch_allow`; a refused URL is given up at once. Requests go to the
-vetted address only, no redirects are followed.
-"""
+"""The webhook dispatcher the gateway runs: reads job events from a durable JetStream consumer shared by
+every gateway replica, POSTs each webhook event (signed, SSRF-guarded, retried with backoff) and records
+each attempt on the job record. The delivery rules are in the package docstring."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 import time
-import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import nats.errors
 import nats.js.errors
-from fastapi import APIRouter
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -67,9 +25,17 @@ from services.common import ssrf
 from services.common.fetch import USER_AGENT, send_pinned_async
 from services.common.jobstore import now_iso
 from services.common.record import Job, WebhookDelivery
-from services.gateway import results
-from services.gateway.deps import CallerDep, GatewayDep
-from services.gateway.settings import GatewaySettings
+from services.gateway.webhooks.payload import EVENT_OF_STATUS, payload
+from services.gateway.webhooks.signing import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    delivery_id,
+    master_secret,
+    owner_secret,
+    sign,
+)
 from videobg import metrics, nats_subjects
 from videobg.errors import InvalidInput, NotFound, Transient
 
@@ -79,125 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONSUMER = "webhooks"  # durable consumer on VBG_EVENTS, shared by every gateway replica
-EVENT_OF_STATUS = {
-    "processing": "job.started",
-    "completed": "job.completed",
-    "failed": "job.failed",
-    "cancelled": "job.failed",
-}
-EVENT_HEADER = "X-Videobg-Event"
-DELIVERY_HEADER = "X-Videobg-Delivery"
-TIMESTAMP_HEADER = "X-Videobg-Timestamp"
-SIGNATURE_HEADER = "X-Videobg-Signature"
-TOLERANCE_S = 300  # receivers reject a timestamp further than this from their clock
 MAX_IN_FLIGHT = 64  # event messages handled at once per gateway
-_DELIVERY_NS = uuid.UUID("0c6f8d0e-2b7a-4f57-9f0e-7d1c5b3a9e21")  # fixed: same job+event -> same id
-_PROCESS_SECRET = secrets.token_hex(32)  # only when no webhook_secret is configured (see master_secret)
 _REMEMBER = 10_000  # handled (job, event) pairs and webhook-less jobs kept per process, to skip reads
-
-router = APIRouter(tags=["webhooks"])
-
-
-# --- signing -------------------------------------------------------------------------------------------
-
-
-def master_secret(settings: GatewaySettings) -> str:
-    """The configured secret, one per deployment. Without one (only allowed with keys off: a gateway that
-    requires keys refuses to start, settings.check_deployable) a random one per process."""
-    return settings.webhook_secret or _PROCESS_SECRET
-
-
-def owner_secret(master: str, owner: str) -> str:
-    """The signing secret of one owner: an owner cannot compute another's, the operator keeps one."""
-    digest = hmac.new(master.encode(), f"videobg-webhook-v1\x00{owner}".encode(), hashlib.sha256)
-    return "whsec_" + digest.hexdigest()
-
-
-def sign(secret: str, timestamp: int | str, body: bytes) -> str:
-    """hex HMAC-SHA256 of f"{timestamp}.{body}" under `secret` (its UTF-8 bytes)."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def verify(
-    secret: str,
-    body: bytes,
-    timestamp: str,
-    signature: str,
-    *,
-    tolerance_s: float = TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """The receiver's check: a fresh timestamp and one `v1=` signature that matches (constant time)."""
-    try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - ts) > tolerance_s:
-        return False
-    expected = sign(secret, ts, body)
-    given = [p.strip()[3:] for p in signature.split(",") if p.strip().startswith("v1=")]
-    return any(hmac.compare_digest(expected, g) for g in given)
-
-
-def delivery_id(job_id: str, event: str) -> str:
-    return str(uuid.uuid5(_DELIVERY_NS, f"{job_id}:{event}"))
-
-
-# --- submit time ---------------------------------------------------------------------------------------
-
-
-@router.get("/v1/webhooks/secret")
-async def webhook_secret(gw: GatewayDep, caller: CallerDep) -> dict[str, Any]:
-    """The caller's webhook signing secret and how signatures are made."""
-    return {
-        "secret": owner_secret(master_secret(gw.settings), caller.owner),
-        "algorithm": "HMAC-SHA256",
-        "signed_payload": "{timestamp}.{body}",
-        "signature_header": SIGNATURE_HEADER,
-        "timestamp_header": TIMESTAMP_HEADER,
-        "delivery_header": DELIVERY_HEADER,
-        "tolerance_s": TOLERANCE_S,
-    }
-
-
-# --- the payload ---------------------------------------------------------------------------------------
-
-
-def _iso_from_ts(ts: Any) -> str:
-    try:
-        return results.iso(datetime.fromtimestamp(float(ts), UTC))
-    except (TypeError, ValueError, OverflowError):
-        return now_iso()
-
-
-async def payload(gateway: Gateway, job: Job, event_name: str, event: dict[str, Any]) -> dict[str, Any]:
-    status = str(event.get("status") or job.status)
-    body: dict[str, Any] = {
-        "event": event_name,
-        "delivery_id": delivery_id(job.id, event_name),
-        "job_id": job.id,
-        "status": status,
-        "created_at": _iso_from_ts(event.get("ts")),
-        "result": None,
-        "error": None,
-    }
-    if event_name == "job.completed":
-        view = await results.result_view(gateway, job)
-        if view:
-            body["result"] = {
-                "url": view["result_url"],
-                "expires_at": view["result_url_expires_at"],
-                "output_format": job.spec.output_format,
-            }
-    elif event_name == "job.failed":
-        body["error"] = {
-            "code": job.error_code or event.get("error_code") or status,
-            "message": job.error or event.get("message") or f"The job {status}",
-        }
-    return body
-
-
-# --- the dispatcher ------------------------------------------------------------------------------------
 
 
 class _KeyedLocks:
