@@ -9,7 +9,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("videobg", "services", "devstack")
-TRANSPORTS = ("grpc", "nats", "minio", "fastapi", "starlette", "uvicorn", "httpx", "services", "vbg", "devstack")
+TRANSPORTS = (
+    "grpc",
+    "nats",
+    "minio",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "services",
+    "vbg",
+    "devstack",
+)
 
 
 def _module_name(path: Path) -> str:
