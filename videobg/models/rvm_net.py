@@ -253,6 +253,8 @@ class RecurrentDecoder(nn.Module):
 class DeepGuidedFilter(nn.Module):
     """Fast deep guided filter: per-pixel affine (A, b) fitted at low res, applied at full res."""
 
+    to_x: Tensor  # [4, 3, 1, 1] rgb -> [rgb, mean(rgb)], a buffer
+
     def __init__(self, hid: int = 16):
         super().__init__()
         # A 3x3 box at initialisation; the released weights were trained, so they come from the graph.
