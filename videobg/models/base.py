@@ -7,6 +7,7 @@ ordered stream of frames needs (RVM's recurrent state), so concurrent jobs never
 from __future__ import annotations
 
 import abc
+import hashlib
 import logging
 import threading
 from pathlib import Path
@@ -14,14 +15,14 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from videobg.errors import InvalidInput, ModelUnavailable
 from videobg.matte.session import POST_OPTIONS, MattePost, PostConfig, split_post_options
 from videobg.matte.subject import Anchor
-from videobg.models.weights import sha256_file, weights_label
+from videobg.models.onnx_weights import OnnxModel, parse_model
+from videobg.models.weights import weights_label
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class MattingModel(abc.ABC):
             net.to(self.device, self.dtype)
             self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-    def _read_weights(self) -> onnx.ModelProto:
+    def _read_weights(self) -> OnnxModel:
         path = self.weight_path
         fix = (
             f"Download it from {self.source} into {self.model_dir} "
@@ -93,19 +94,20 @@ class MattingModel(abc.ABC):
                 f"Model '{self.name}' is unavailable: weight file {self.weight_file} not found in "
                 f"{self.model_dir} (looked for {path}). {fix}"
             )
-        digest = sha256_file(path)
+        data = path.read_bytes()  # hashed and parsed from the same bytes
+        digest = hashlib.sha256(data).hexdigest()
         if digest != self.sha256:
             raise ModelUnavailable(
                 f"Model '{self.name}' is unavailable: {path} has sha256 {digest}, expected {self.sha256} "
                 f"(corrupt or a different file). {fix}"
             )
         try:
-            return onnx.load(str(path))
-        except Exception as exc:  # a file with the right hash always parses; keep the message anyway
+            return parse_model(data)
+        except ValueError as exc:  # a file with the right hash always parses; keep the message anyway
             raise ModelUnavailable(f"Model '{self.name}': cannot read {path}: {exc}") from exc
 
     @abc.abstractmethod
-    def build(self, proto: onnx.ModelProto) -> nn.Module:
+    def build(self, proto: OnnxModel) -> nn.Module:
         """Instantiate the torch module and copy the graph's weights onto it."""
 
     @abc.abstractmethod

@@ -8,7 +8,6 @@ from typing import Any, cast
 
 import cv2
 import numpy as np
-import onnx
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,7 +15,7 @@ from torch import Tensor, nn
 from videobg.errors import InvalidInput
 from videobg.matte.session import PostConfig
 from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
-from videobg.models.onnx_weights import graph_convs, load_convs
+from videobg.models.onnx_weights import OnnxModel, graph_convs, load_convs
 from videobg.models.rvm_net import RVM
 from videobg.models.weights import WEIGHTS
 
@@ -38,7 +37,7 @@ class HumanModel(MattingModel):
     default_internal = DEFAULT_INTERNAL
     default_area = False
 
-    def build(self, proto: onnx.ModelProto) -> nn.Module:
+    def build(self, proto: OnnxModel) -> nn.Module:
         net = RVM()
         load_convs(net, graph_convs(proto))
         return net

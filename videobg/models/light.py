@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from videobg.matte.session import PostConfig
 from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
-from videobg.models.onnx_weights import graph_convs, initializers, load_convs
+from videobg.models.onnx_weights import OnnxModel, graph_convs, initializers, load_convs
 from videobg.models.selfie_net import SIZE, SelfieSegmentation
 from videobg.models.weights import WEIGHTS
 
@@ -28,7 +27,7 @@ class LightModel(MattingModel):
     # measured on the DAVIS clips (docs/QUALITY.md): see the README's Models table
     post_defaults = PostConfig(subjects="all", temporal=True, guided=True)
 
-    def build(self, proto: onnx.ModelProto) -> nn.Module:
+    def build(self, proto: OnnxModel) -> nn.Module:
         net = SelfieSegmentation()
         load_convs(net, graph_convs(proto))
         # tf2onnx folded the output conv's bias into the Add after it

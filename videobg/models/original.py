@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from videobg.errors import InvalidInput
 from videobg.matte.session import PostConfig
 from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
-from videobg.models.onnx_weights import graph_convs, load_convs
+from videobg.models.onnx_weights import OnnxModel, graph_convs, load_convs
 from videobg.models.u2net_net import SIZE, U2Net
 from videobg.models.weights import WEIGHTS
 
@@ -31,7 +30,7 @@ class OriginalModel(MattingModel):
     post_defaults = PostConfig(subjects="all", temporal=True, guided=True)
     full = False  # U²-Net small
 
-    def build(self, proto: onnx.ModelProto) -> nn.Module:
+    def build(self, proto: OnnxModel) -> nn.Module:
         net = U2Net(full=self.full)
         load_convs(net, graph_convs(proto))
         return net

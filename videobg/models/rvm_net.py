@@ -271,7 +271,7 @@ class DeepGuidedFilter(nn.Module):
         """base_src [B, 3, h, w], base_y [B, 4, h, w] (fgr residual, pha), hid [B, 16, h, w] -> A, b
         [B, 4, h, w]; [B, 1, h, w] (the alpha row only) with `alpha_only`."""
         # [rgb, mean(rgb)] as a 1x1 conv: concatenating 3 channels and 1 is slow in channels-last
-        base_x = F.conv2d(base_src, self.to_x.to(base_src.dtype))  # [B, 4, h, w]
+        base_x = F.conv2d(base_src, self.to_x)  # [B, 4, h, w]
         mean_x = self.box_filter(base_x)
         mean_y = self.box_filter(base_y)
         cov_xy = self.box_filter(base_x * base_y).sub_(mean_x * mean_y)
