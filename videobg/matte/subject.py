@@ -312,6 +312,11 @@ class SaliencyGate:
     matte, guided-upsampled to full resolution: `pro` then keeps a dog the way `original` does instead
     of dropping it (DAVIS libby: J 0.105 -> 0.605; the other four clips unchanged, docs/QUALITY.md).
 
+    A person blob not much larger than its gated part is kept whole (saliency misses legs and boards);
+    the gate (1 work px around the salient region) only trims a blob much larger than that, i.e. a
+    crowd merged with the subject (`_gate_weight`). The switch to the saliency matte has hysteresis
+    (`_update_mode`).
+
     With `objects` (subjects="main", pro's default) the salient things the kept person rides, holds or
     walks are added with the saliency's own edge (`HeldObjects`), and the person part is narrowed to one
     main person by the flow-tracked `SubjectSelector` (a salient passer-by is dropped); subjects="person"

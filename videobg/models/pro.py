@@ -7,7 +7,10 @@ breakdance). When the salient subject is not a person (RVM covers under a fifth 
 frames: a dog, a product), the temporally smoothed saliency map becomes the matte instead, so such a
 subject is kept the way `original` keeps it (DAVIS libby: J 0.105 -> 0.605). The salient things the
 person rides, holds or walks (in contact and moving with them, adopted by a running vote) are added with
-the saliency's edge (`videobg.matte.subject.HeldObjects`); `subjects="person"` keeps people only. The
+the saliency's edge (`videobg.matte.subject.HeldObjects`, carried by optical flow for a few frames
+where the saliency loses them); `subjects="person"` keeps people only. A person blob is kept whole
+unless it is much larger than its salient part (a crowd merged with the subject), which alone is gated,
+tightly (docs/QUALITY.md, second pass). The
 saliency network runs in `prepare` (a batch ahead, on the pipeline's other thread). Needs both weight
 files: rvm_mobilenetv3_fp32.onnx and u2netp.onnx.
 """
