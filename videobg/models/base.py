@@ -22,13 +22,14 @@ from videobg.errors import InvalidInput, ModelUnavailable
 from videobg.matte.session import POST_OPTIONS, MattePost, PostConfig, split_post_options
 from videobg.matte.subject import Anchor
 from videobg.models.onnx_weights import OnnxModel, parse_model
-from videobg.models.weights import weights_label
+from videobg.models.weights import WeightFile, weights_label
 
 log = logging.getLogger(__name__)
 
 
 class MattingModel(abc.ABC):
     name: ClassVar[str]  # "light" | "human" | "original"
+    weight_spec: ClassVar[WeightFile]  # its weight file (videobg/models/weights.py); the next four from it
     weight_file: ClassVar[str]  # file name inside the model dir
     sha256: ClassVar[str]
     source: ClassVar[str]  # where a user downloads the weight file
@@ -36,6 +37,17 @@ class MattingModel(abc.ABC):
     recurrent: ClassVar[bool]
     # what new_session() applies unless the caller overrides it (subjects=, temporal=, guided=)
     post_defaults: ClassVar[PostConfig] = PostConfig()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("weight_spec")
+        if spec is not None:  # a model class names its WeightFile once
+            cls.weight_file, cls.sha256, cls.source, cls.licence = (
+                spec.file,
+                spec.sha256,
+                spec.source,
+                spec.licence,
+            )
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", half: bool | None = None):
         self.model_dir = Path(model_dir).expanduser().resolve()

@@ -26,10 +26,7 @@ DEFAULT_INTERNAL = 320  # long side the network sees; the authors suggest 256-51
 
 class HumanModel(MattingModel):
     name = "human"
-    weight_file = _W.file
-    sha256 = _W.sha256
-    source = _W.source
-    licence = _W.licence
+    weight_spec = _W
     recurrent = True
     # RVM is recurrent (steady on its own) and refines its alpha at full resolution with its own deep
     # guided filter: only the choice of subject is added (docs/QUALITY.md)

@@ -19,10 +19,7 @@ _W = WEIGHTS["light"]
 
 class LightModel(MattingModel):
     name = "light"
-    weight_file = _W.file
-    sha256 = _W.sha256
-    source = _W.source
-    licence = _W.licence
+    weight_spec = _W
     recurrent = False
     # measured on the DAVIS clips (docs/QUALITY.md): see the README's Models table
     post_defaults = PostConfig(subjects="all", temporal=True, guided=True)

