@@ -72,9 +72,11 @@ fmt: venv ## apply ruff format and fixes
 	$(BIN)/ruff format videobg services devstack tests bench scripts deploy conformance
 	$(BIN)/ruff check --fix videobg services devstack tests bench scripts deploy conformance
 
-bench: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
+bench: setup ## ~5 min: human vs the plain ONNX Runtime loop (ratio, frames/s, CPU s, cores busy, two jobs), light 720p, human 1080p (docs/BENCHMARKS.md)
+	$(BIN)/python bench/bench_baseline.py --clip $(SAMPLE) --runs 3 --two-jobs --per-model
+
+bench-full: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_pipeline.py --clip $(SAMPLE)
-	$(BIN)/python bench/bench_baseline.py --clip $(SAMPLE) --runs 3 --two-jobs
 	$(BIN)/python bench/bench_stack.py --clip $(SAMPLE) --model human
 	$(BIN)/python bench/bench_stack.py --clip $(SAMPLE) --model light
 
@@ -99,4 +101,4 @@ protos-check: protos ## fail if the committed generated code is stale
 clean: ## remove outputs and caches (keeps .venv and models)
 	rm -rf $(OUT) .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: serve conformance k8s-validate k8s-validate-examples protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench quality quality-eval clean
+.PHONY: serve conformance k8s-validate k8s-validate-examples protos protos-check help venv models setup run test test-unit test-integration test-e2e lint fmt bench bench-full quality quality-eval clean

@@ -11,6 +11,9 @@ child), cores busy (CPU seconds / wall seconds / cores) and output size, then me
 frames/s. A script, not a test.
 
     .venv/bin/python bench/bench_baseline.py --clip ../shared/media/people/sam2_01_dog.mp4 --runs 3
+
+`make bench` adds `--two-jobs --per-model`: every figure issue 16 asks for, and a summary against its
+targets, in about five minutes on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def _frames(path: str) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-def two_jobs(cmd: list[str], env: dict[str, str], tmp: Path) -> None:
+def two_jobs(cmd: list[str], env: dict[str, str], tmp: Path) -> float:
     """Two jobs as two CLI processes: one after the other, then both at once (same clip, same options)."""
     out = cmd.index("-o") + 1
     pair = [cmd[:out] + [str(tmp / f"pair{i}.mp4")] + cmd[out + 1 :] for i in range(2)]
@@ -106,6 +109,27 @@ def two_jobs(cmd: list[str], env: dict[str, str], tmp: Path) -> None:
         f"\ntwo jobs: one after the other {serial:.1f} s, both at once {together:.1f} s "
         f"({serial / together:.2f}x)"
     )
+    return serial / together
+
+
+def per_model(clip: str, model_dir: str, hd_seconds: float) -> dict[str, float]:
+    """`light` at 720p (the whole clip) and `human` at 1080p (the clip upscaled, first `hd_seconds`), end
+    to end frames/s measured as bench_pipeline.py does (a fresh process each, `videobg.pipeline.process`,
+    model load excluded), so that the figures compare with the per-model table in docs/BENCHMARKS.md."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_pipeline
+
+    out = {}
+    for label, model, path, seconds in (
+        ("light 720p", "light", clip, None),
+        ("human 1080p", "human", bench_pipeline.make_clip(clip, hd_seconds, height=1080), None),
+    ):
+        r = bench_pipeline.run_child(model, path, "mp4_h264", model_dir, seconds)
+        if "error" in r:
+            raise SystemExit(f"{label}: {r['error']}")
+        out[label] = r["fps"]
+        print(f"{model} {r['size']}: {r['frames']} frames, {r['fps']:.1f} frames/s end to end", flush=True)
+    return out
 
 
 def main() -> None:
@@ -118,6 +142,12 @@ def main() -> None:
     ap.add_argument(
         "--two-jobs", action="store_true", help="also: two of our jobs at once vs one after the other"
     )
+    ap.add_argument(
+        "--per-model",
+        action="store_true",
+        help="also: light at 720p and human at 1080p end to end (bench_pipeline.py's way), then a summary",
+    )
+    ap.add_argument("--hd-seconds", type=float, default=3.0, help="length of the 1080p clip")
     ap.add_argument("--child", choices=["baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -186,12 +216,30 @@ def main() -> None:
             f"| {name} ({a.model if name == 'ours' else 'ORT RVM'}) | {n[name]} | {wall:.1f} | "
             f"{fps[name]:.1f} | {cpu:.1f} | {cpu / wall / cores:.0%} | {size:.2f} | {enc} |"
         )
-    if a.two_jobs:
-        two_jobs(cmds["ours"], env, tmp)
+    pair = two_jobs(cmds["ours"], env, tmp) if a.two_jobs else None
+    ratio = fps["ours"] / fps["plain"]
     print(
-        f"\nratio ours/plain frames/s: {fps['ours'] / fps['plain']:.2f}x "
+        f"\nratio ours/plain frames/s: {ratio:.2f}x "
         f"(median of {a.runs} alternated runs each; load average {os.getloadavg()[0]:.1f} at end)"
     )
+    if not a.per_model:
+        return
+    print()
+    models = per_model(a.clip, a.model_dir, a.hd_seconds)
+    busy = (
+        statistics.median(c for _, c in runs["ours"]) / statistics.median(w for w, _ in runs["ours"]) / cores
+    )
+    print(f"\n## issue 16, all figures (target in brackets); load average {os.getloadavg()[0]:.1f} at end\n")
+    print(
+        f"- {a.model} vs the plain loop: **{ratio:.2f}x** [>= 1.5x] ({fps['ours']:.1f} vs {fps['plain']:.1f} frames/s)"
+    )
+    print(
+        f"- cores busy, ours: **{busy:.0%}** [>= 90 %] (CPU s per run: ours {statistics.median(c for _, c in runs['ours']):.1f}, plain {statistics.median(c for _, c in runs['plain']):.1f})"
+    )
+    if pair is not None:
+        print(f"- two jobs at once vs one after the other: **{pair:.2f}x** faster [> 1.0x]")
+    print(f"- light 720p end to end: **{models['light 720p']:.1f}** frames/s [>= 45]")
+    print(f"- human 1080p end to end: **{models['human 1080p']:.1f}** frames/s [>= 12]")
 
 
 if __name__ == "__main__":
