@@ -40,6 +40,7 @@ SERVICES = ("gateway", *STAGES)
 CORE_READERS: dict[str, tuple[str, ...]] = {
     "model_dir": ("segmenter",),
     "default_model": ("gateway", "segmenter"),
+    "original_weights": ("segmenter",),
     "device": ("segmenter",),
     "torch_threads": ("segmenter",),
     "max_bytes": ("gateway", "ingest"),

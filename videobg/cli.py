@@ -73,7 +73,7 @@ def _cmd_process(args: argparse.Namespace, settings: CoreSettings) -> int:
     background = parse_background(args.background, transparent=args.transparent)
     fmt = args.format or infer_format(out, background.transparent)
     trim = parse_trim(args.start, args.end)
-    model = args.model or settings.default_model
+    model = settings.model_to_run(args.model or settings.default_model)
     out.parent.mkdir(parents=True, exist_ok=True)
     progress = _Progress(enabled=sys.stderr.isatty() and not args.quiet)
     cancel = threading.Event()

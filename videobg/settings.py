@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,10 @@ class CoreSettings(BaseSettings):
     # <user data dir>/videobg/models (user data dir: $XDG_DATA_HOME or ~/.local/share), whatever the cwd
     model_dir: Path = Field(default_factory=lambda: default_model_dir())
     default_model: str = "human"  # the model of a job (or CLI run) that names none
+    # which U²-Net serves `original`: small (u2netp.onnx, the CPU default) or full (u2net.onnx, 176 MB:
+    # J 0.733 vs 0.671 at ~3x the time; `make models WITH_MODELS=original-full`; the GPU image ships it
+    # and the gpu overlay sets full). The job record's `weights` says which ran (docs/QUALITY.md)
+    original_weights: Literal["small", "full"] = "small"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 0  # 0: auto, one fewer than the usable cores (see resolved_threads)
     max_bytes: int = 100 * 1024 * 1024  # refused above this input size (file_size_too_large)
@@ -28,6 +33,14 @@ class CoreSettings(BaseSettings):
     max_frames: int = 0  # refused above this many frames; 0: max_duration_s x max_fps
     queue_frames: int = 8  # bounded queue between overlapped stages (frames in flight per stage)
     batch_frames: int = 0  # frames per inference call; 0: auto (1 on CPU, 8 on a GPU; see resolved_batch)
+
+    def model_to_run(self, name: str) -> str:
+        """The registry model that a public model name runs as here: `original` on the full U²-Net where
+        this deployment chose it (`original_weights`), every other name as it is. Billing and the job's
+        `model` keep the public name."""
+        if name == "original" and self.original_weights == "full":
+            return "original-full"
+        return name
 
     def limits(self) -> Limits:
         return Limits(

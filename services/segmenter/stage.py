@@ -58,8 +58,9 @@ class SegmenterSettings(StageSettings):
     preload: bool = True  # load the default model at start-up (as a process), not on the first job
 
     def model_name(self, requested: str) -> str:
-        """The model a job runs: its own, else the deployment's default (VIDEOBG_DEFAULT_MODEL)."""
-        return requested or self.core.default_model
+        """The model a job runs: its own, else the deployment's default (VIDEOBG_DEFAULT_MODEL), on the
+        weights this deployment chose for it (VIDEOBG_ORIGINAL_WEIGHTS)."""
+        return self.core.model_to_run(requested or self.core.default_model)
 
 
 @dataclass

@@ -105,3 +105,18 @@ def test_model_dir_does_not_depend_on_the_cwd(clip, models_path, tmp_path, capsy
     record.write_text(f"{models_path}\n")
     assert main(["process", str(clip), "-o", str(out), "--model", "light", "-q"]) == 0
     assert out.stat().st_size > 0
+
+
+def test_original_runs_on_the_weights_the_deployment_chose(monkeypatch):
+    """VIDEOBG_ORIGINAL_WEIGHTS=full (the gpu overlay) runs `original` on U²-Net full; the public name
+    stays `original` for the job and billing, and the record's `weights` then says u2net."""
+    from videobg.settings import CoreSettings
+
+    assert CoreSettings().model_to_run("original") == "original"  # the CPU default: small
+    monkeypatch.setenv("VIDEOBG_ORIGINAL_WEIGHTS", "full")
+    core = CoreSettings()
+    assert core.model_to_run("original") == "original-full"
+    assert [core.model_to_run(m) for m in ("human", "pro", "light")] == ["human", "pro", "light"]
+    monkeypatch.setenv("VIDEOBG_ORIGINAL_WEIGHTS", "huge")
+    with pytest.raises(ValueError):
+        CoreSettings()

@@ -208,6 +208,8 @@ def test_gpu_overlay_puts_only_the_segmenter_on_gpu_nodes(rendered):
             assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in pod_spec(w)["tolerations"]
             container = pod_spec(w)["containers"][0]
             assert container["image"].split(":")[0].endswith("segmenter-cuda")
+            # `original` runs on U²-Net full there, which only the segmenter-cuda image ships
+            assert effective_env(objs, container)["VIDEOBG_ORIGINAL_WEIGHTS"] == "full"
             assert effective_env(objs, container)["VIDEOBG_DEVICE"] == "cuda"
             # a surge pod would wait for a spare GPU
             assert w["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
@@ -483,9 +485,12 @@ def test_dockerfile_has_a_target_per_image(rendered):
     for name in SERVICES:
         block = text.split(f" AS {name}\n", 1)[1].split("\nFROM ", 1)[0]
         assert f'"services.{name}"' in block, f"target {name} does not run services.{name}"
-    for target in ("segmenter", "segmenter-cuda"):
+    for target, models in (("segmenter", "models"), ("segmenter-cuda", "models-full")):
         block = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
-        assert "COPY --from=models /models /models" in block
+        assert f"COPY --from={models} /models /models" in block
+    # the GPU image adds U²-Net full to the same files: the gpu overlay serves `original` from it
+    full = text.split(" AS models-full\n", 1)[1].split("\nFROM ", 1)[0]
+    assert re.search(r"^FROM models AS models-full$", text, re.M) and "--with original-full" in full
     assert "torchvision" not in re.sub(r"#.*", "", text)
     assert re.search(r"^USER 10001:10001$", text, re.M), "the runtime user must be numeric and non-root"
 
