@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 CANCELLABLE = (Status.DRAFT, Status.QUEUED, Status.PROCESSING)
 STARTED = (Status.QUEUED, Status.PROCESSING, Status.COMPLETED)
+QUEUE = "queue"  # Job.stage of a job whose work could not be queued: the client's retry starts it
 _IDEMPOTENCY_NS = uuid.UUID("5d3f0b8e-9a41-4c52-8f0e-6b7a4e1c2d90")  # fixed: same key -> same job id
 _SETTLE_QUEUE = "vbg-gateway-billing"  # queue group: each job-ending event is settled by one replica
 # Queueing a new job's work during a NATS failover: each publish waits ENQUEUE_TRY_S for its ack, tried
@@ -392,7 +393,29 @@ class Gateway:
             # Queued but perhaps never published (a crash between create and publish): publish again;
             # within the duplicate window JetStream drops the copy.
             await self._enqueue(existing)
+        elif existing.status == Status.FAILED and existing.stage == QUEUE:
+            return Submitted(await self._requeue(existing), replayed=False)
         return Submitted(existing, replayed=True)
+
+    async def _requeue(self, job: Job) -> Job:
+        """A job whose queueing failed (its client got a 503, its credits went back) was never started;
+        the client's retry with the same Idempotency-Key starts it now, as a draft is started: its credits
+        reserved again (403 if they are gone), queued, published (a 503 again if NATS still cannot take
+        it). A concurrent retry that requeued it first wins; this one returns its job."""
+        fields: dict[str, Any] = {"stage": "ingest", "progress": 0.0, "error_code": "", "error": ""}
+        if job.billing is not None:
+            fields["billing"] = await self.billing.hold(job.id, job.billing, draft=False)
+        if not await self.jobs.transition(job.id, (Status.FAILED,), Status.QUEUED, **fields):
+            current = await self.jobs.get(job.id)
+            if current.status in STARTED:  # another retry won; the reservation is the same one
+                return current
+            if "billing" in fields:  # what was just reserved: no record holds it
+                await self.billing.release(fields["billing"], job.id)
+            raise Conflict(f"job {job.id} is {current.status} and cannot be started")
+        job = await self.jobs.get(job.id)
+        await self._enqueue(job)
+        log.info("job %s queued on its client's retry", job.id, extra={"job_id": job.id})
+        return job
 
     async def _enqueue(self, record: Job) -> None:
         """The job's first event, then its work. Events inform; the record is the truth."""
@@ -408,8 +431,10 @@ class Gateway:
         try:
             await self._publish_work(job_id)
         except Transient as e:
+            # The client gets a 503: its job did not start and is not charged. `stage` QUEUE marks it,
+            # so the same request sent again (its Idempotency-Key) queues this job after all (`_requeue`)
             failed = await self.jobs.transition(
-                job_id, (Status.QUEUED,), Status.FAILED, error_code=e.code, error=e.message
+                job_id, (Status.QUEUED,), Status.FAILED, error_code=e.code, error=e.message, stage=QUEUE
             )
             if failed:
                 count_job(record, "failed", e.code)

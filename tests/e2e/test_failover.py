@@ -32,7 +32,10 @@ def cluster_stack(tmp_path: Path) -> Iterator[Stack]:
         return StackConfig(
             data_dir=tmp_path / f"stack{n}", http_port=0, model_dir=models, default_model="light",
             ack_wait_s=3.0, auth_required=True, cluster=True,
-            env={"VBG_BACKOFF_S": "[1.0, 2.0]", "VBG_DRAIN_GRACE_S": "5"},
+            # retries short enough for a quick test, long enough to outlast one election on a loaded
+            # machine (~40 s over 8 deliveries: 1.0, 2.0, 4.0 s, then 8.0 s apart); with [1.0, 2.0] and 5
+            # deliveries a job gave up after ~7 s of "job store unavailable" in a CI run at load 12
+            env={"VBG_BACKOFF_S": "[1.0, 2.0, 4.0, 8.0]", "VBG_MAX_DELIVER": "8", "VBG_DRAIN_GRACE_S": "5"},
         )  # fmt: skip
 
     try:

@@ -10,10 +10,13 @@ import uuid
 
 import pytest
 
-from services.gateway import admin
+from services.common import bus
+from services.common.record import Status
+from services.gateway import admin, jobs
 from services.gateway.credits import to_milli
 from tests.integration.gatewaykit import VIDEO, finish, gateway, settings_for, tenant
-from videobg import metrics
+from videobg import metrics, nats_subjects
+from videobg.errors import Transient
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +117,52 @@ async def test_cancel_releases_and_orphans_are_swept(settings) -> None:
         await gw.gateway.billing.sweep(orphan_after_s=0.0)
         account = await gw.gateway.ledger.account(owner)
         assert account.reservations == 0 and account.balance_milli == 200_000
+
+
+async def test_a_submit_that_could_not_be_queued_is_free_and_its_retry_runs_it(settings, monkeypatch) -> None:
+    """NATS takes the record but not the work (a stream mid-election): the client gets a 503 and keeps
+    its credits; the same request again (its Idempotency-Key) queues that job after all, as a client
+    told "try again" expects, instead of handing back a failed job (found by the failover drill)."""
+    real_publish = bus.publish_work
+    refuse = {"left": 1}
+
+    async def flaky_publish(*args, **kwargs):
+        if refuse["left"] > 0:
+            refuse["left"] -= 1
+            raise Transient("The message bus is unavailable")
+        return await real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(bus, "publish_work", flaky_publish)
+    monkeypatch.setattr(jobs, "ENQUEUE_BUDGET_S", 0.0)  # one try per submit
+    async with gateway(settings) as (gw, http):
+        owner, key = await tenant(gw, credits=100)
+        headers = {**key, "Idempotency-Key": f"retry-{uuid.uuid4()}"}
+        body = {"video_url": VIDEO, "model": "light"}
+        first = await http.post("/v1/jobs", json=body, headers=headers)
+        assert first.status_code == 503, first.text
+        account = await gw.gateway.ledger.account(owner)
+        assert account.reservations == 0 and account.balance_milli == 100_000  # nothing held for it
+
+        again = await http.post("/v1/jobs", json=body, headers=headers)
+        assert again.status_code == 200, again.text
+        job_id = again.json()["id"]
+        job = await gw.gateway.jobs.get(job_id)
+        assert job.status == Status.QUEUED and job.stage == "ingest" and not job.error_code
+        assert (await gw.gateway.ledger.account(owner)).reservations == 1  # held again
+        msg = await gw.gateway.js.get_last_msg(nats_subjects.WORK_STREAM, nats_subjects.WORK_INGEST)
+        assert json.loads(msg.data) == {"job_id": job_id}
+
+        # and a third time: the same job, already queued (a plain replay)
+        third = await http.post("/v1/jobs", json=body, headers=headers)
+        assert third.status_code == 200 and third.json()["id"] == job_id
+        assert (await gw.gateway.ledger.account(owner)).reservations == 1
+
+        await finish(gw, job_id, "completed", billed_seconds=30.0)
+        await wait_for(lambda: _settled(gw, owner))
+
+
+async def _settled(gw, owner: str) -> bool:
+    return (await gw.gateway.ledger.account(owner)).reservations == 0
 
 
 async def test_anonymous_usage_when_auth_is_off(nats_url, s3_endpoint, object_store) -> None:
