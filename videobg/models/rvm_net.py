@@ -164,7 +164,8 @@ def _in_slices(conv: nn.Conv2d, *sizes: int) -> tuple[Tensor, ...]:
     tensors copy slowly (pixel by pixel: ~3 ms for 32 + 3 channels at 320x180), and the part that
     needs no recurrent state can run ahead on another thread. Cached until the weight changes."""
     w = conv.weight
-    key = (w.data_ptr(), w.dtype, w.device, w._version, sizes)
+    version = 0 if w.is_inference() else w._version  # inference tensors keep no version counter
+    key = (w.data_ptr(), w.dtype, w.device, version, sizes)
     cached = conv.__dict__.get("_vbg_in_slices")
     if cached is None or cached[0] != key:
         parts = tuple(p.contiguous(memory_format=torch.channels_last) for p in w.split(sizes, dim=1))
