@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.unit, pytest.mark.slow]
 #   breakdance light 24:    0.159 / 0.213 / 44.9   dance-twirl light 24: 0.621 / 0.661 / 15.9
 #   breakdance human 24:    0.647 / 0.628 / 12.0   dance-twirl human 24: 0.795 / 0.836 / 8.3
 #   breakdance original 10: 0.762 / 0.763 / 12.3   libby original 10:    0.884 / 0.917 / 7.4
-#   breakdance pro 10:      0.756 / 0.772 / 10.4   dance-twirl pro 10:   0.800 / 0.821 / 6.7
-#   libby pro 10:           0.884 / 0.917 / 7.4    kite-surf pro 10:     0.646 / 0.502 / 3.0
+#   breakdance pro 10:      0.765 / 0.783 / 11.1   dance-twirl pro 10:   0.800 / 0.821 / 6.7
+#   libby pro 10:           0.884 / 0.917 / 7.4    kite-surf pro 10:     0.644 / 0.498 / 3.0
 # (pro 2026-12-04, issue 13: breakdance F was 0.670 with the wider gate, which the floor now rejects;
 # kite-surf was 0.618 / 0.425 before person blobs were kept whole: its floor guards that.)
 # (human on breakdance is J 0.391 raw over these frames: that floor guards the main-subject selection;
