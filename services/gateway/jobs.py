@@ -399,22 +399,28 @@ class Gateway:
 
     async def _requeue(self, job: Job) -> Job:
         """A job whose queueing failed (its client got a 503, its credits went back) was never started;
-        the client's retry with the same Idempotency-Key starts it now, as a draft is started: its credits
-        reserved again (403 if they are gone), queued, published (a 503 again if NATS still cannot take
-        it). A concurrent retry that requeued it first wins; this one returns its job."""
-        fields: dict[str, Any] = {"stage": "ingest", "progress": 0.0, "error_code": "", "error": ""}
+        the client's retry with the same Idempotency-Key starts it now, as a draft is started (`_queue`),
+        a 503 again if NATS still cannot take it."""
+        job = await self._queue(job, Status.FAILED, error_code="", error="")
+        log.info("job %s queued on its client's retry", job.id, extra={"job_id": job.id})
+        return job
+
+    async def _queue(self, job: Job, from_status: Status, **fields: Any) -> Job:
+        """Start a job that is not running (a draft, or one whose queueing failed): reserve its credits
+        (403 if they are not there now), move it from `from_status` to queued, publish its work. A
+        concurrent call that queued it first wins and its job is returned (the reservation, keyed by job
+        id, is the same one); a job that went elsewhere meanwhile (cancelled) is a Conflict."""
+        fields = {"stage": "ingest", "progress": 0.0, **fields}
         if job.billing is not None:
             fields["billing"] = await self.billing.hold(job.id, job.billing, draft=False)
-        if not await self.jobs.transition(job.id, (Status.FAILED,), Status.QUEUED, **fields):
+        if not await self.jobs.transition(job.id, (from_status,), Status.QUEUED, **fields):
+            await self.billing.settle(job.id)  # ended meanwhile: release what was just reserved
             current = await self.jobs.get(job.id)
-            if current.status in STARTED:  # another retry won; the reservation is the same one
+            if current.status in STARTED:
                 return current
-            if "billing" in fields:  # what was just reserved: no record holds it
-                await self.billing.release(fields["billing"], job.id)
             raise Conflict(f"job {job.id} is {current.status} and cannot be started")
         job = await self.jobs.get(job.id)
         await self._enqueue(job)
-        log.info("job %s queued on its client's retry", job.id, extra={"job_id": job.id})
         return job
 
     async def _enqueue(self, record: Job) -> None:
@@ -472,17 +478,7 @@ class Gateway:
             if job.status in STARTED:
                 return job
             raise Conflict(f"job {job_id} is {job.status} and cannot be started")
-        fields: dict[str, Any] = {"stage": "ingest", "progress": 0.0}
-        if job.billing is not None:
-            fields["billing"] = await self.billing.hold(job_id, job.billing, draft=False)
-        if not await self.jobs.transition(job_id, (Status.DRAFT,), Status.QUEUED, **fields):
-            await self.billing.settle(job_id)  # cancelled meanwhile: release what was just reserved
-            job = await self.jobs.get(job_id)
-            if job.status in STARTED:  # another start won; the reservation is the same one
-                return job
-            raise Conflict(f"job {job_id} is {job.status} and cannot be started")
-        job = await self.jobs.get(job_id)
-        await self._enqueue(job)
+        job = await self._queue(job, Status.DRAFT)
         log.info(
             "job %s started (owner %s, key %s)",
             job_id,
