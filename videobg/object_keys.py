@@ -3,7 +3,7 @@
     uploads/{asset_id}                      a user upload, before any job references it
     jobs/{job_id}/source{ext}               the job's input, copied or fetched by ingest (ext: ".mp4", ...)
     jobs/{job_id}/background{ext}           an image background, fetched or copied by ingest (ext: ".png", ...)
-    jobs/{job_id}/matte/{chunk:06d}.npz     alpha mattes for one chunk of frames, written by the segmenter
+    jobs/{job_id}/matte/{chunk:06d}.matte   alpha mattes for one chunk of frames, written by the segmenter
     jobs/{job_id}/matte/manifest.json       written last by the segmenter: chunk count, frame count, fps
     jobs/{job_id}/result{ext}               the encoder's output, the only key a user downloads
 
@@ -57,7 +57,7 @@ def matte_prefix(job_id: str) -> str:
 def matte_chunk(job_id: str, chunk: int) -> str:
     if not 0 <= chunk <= 999_999:
         raise ValueError(f"chunk index out of range: {chunk}")
-    return f"{matte_prefix(job_id)}{chunk:06d}.npz"
+    return f"{matte_prefix(job_id)}{chunk:06d}.matte"
 
 
 def matte_manifest(job_id: str) -> str:

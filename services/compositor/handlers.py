@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator
 
 import grpc
-import numpy as np
 
 from services.common import grpcutil
 from services.common.jobrun import close_all
@@ -29,9 +28,7 @@ class CompositorServicer(StageServicer, stages_pb2_grpc.CompositorServicer):
         run = self.deps.stage_run("composite", request.job_id, deadline_s=remaining, cancel=gone)
         frames = composite_frames(run, self.settings)
         try:
-            for index, c in frames:
-                # [H, W, 3] uint8 composited, or [H, W, 4] uint8 foreground + alpha when transparent
-                image = c.rgb if c.alpha is None else np.dstack([c.rgb, c.alpha])
-                yield from to_bands(index, c.t, image)
+            for frame in frames:  # in the layout the job's encoder takes (bands.Layout)
+                yield from to_bands(frame)
         finally:
             close_all(frames)  # stops the decode/matte/refine threads when the caller goes away

@@ -1,7 +1,7 @@
 """The composite stage of one job, streamed: decode the source, pair each frame with its matte from S3,
 refine the foreground and composite it, hand frames to the caller (the encoder) as they come.
 
-    reads: record spec, source_key, background_key; jobs/{id}/source{ext}; jobs/{id}/matte/*.npz as
+    reads: record spec, source_key, background_key; jobs/{id}/source{ext}; jobs/{id}/matte/*.matte as
            the segmenter writes them (each waited for with the stage deadline; between waits the record
            is checked, so a failed or cancelled job ends the stream with its error)
     writes: record stage_seconds.composite
@@ -14,22 +14,25 @@ so both produce the same pixels. The stage writes no job status: its caller owns
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from pydantic_settings import SettingsConfigDict
 
+from services.common import matte_chunks
 from services.common.jobrun import StageRun, close_all
 from services.common.record import Status
 from services.common.settings import StageSettings
+from services.compositor.bands import Layout, StreamedFrame, layout_for
 from videobg import object_keys
 from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput, NotFound, Transient, VideoBgError
 from videobg.media.decode import iter_frames
+from videobg.media.encode import Yuv420Converter
+from videobg.media.formats import DEFAULT_FORMAT, OutputFormat, get_format
 from videobg.overlap import threaded
 from videobg.pipeline import Composited, Matted, refine_and_composite
 from videobg.types import Frame, VideoInfo
@@ -74,21 +77,11 @@ class MatteReader:
 
     def _load(self) -> None:
         key = object_keys.matte_chunk(self.run.job_id, self.chunk)
-        data = self._wait(key)
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            alpha, t, index0 = z["alpha"], z["t"], int(z["index0"])
+        chunk = matte_chunks.decode(self._wait(key), height=self.info.height, width=self.info.width)
         expected0 = self.index0 + len(self.alpha)
-        if (
-            alpha.dtype != np.uint8
-            or alpha.shape[1:] != (self.info.height, self.info.width)
-            or len(t) != len(alpha)
-        ):
-            raise _mismatch(
-                f"chunk {self.chunk} holds {alpha.shape} {alpha.dtype} for {self.info.width}x{self.info.height}"
-            )
-        if index0 != expected0 or len(alpha) == 0:
-            raise _mismatch(f"chunk {self.chunk} starts at frame {index0}, expected {expected0}")
-        self.alpha, self.t, self.index0, self.pos = alpha, t, index0, 0
+        if chunk.index0 != expected0:
+            raise _mismatch(f"chunk {self.chunk} starts at frame {chunk.index0}, expected {expected0}")
+        self.alpha, self.t, self.index0, self.pos = chunk.alpha, chunk.t, chunk.index0, 0
         self.chunk += 1
 
     def _wait(self, key: str) -> bytes:
@@ -131,13 +124,14 @@ class MatteReader:
             raise _mismatch(f"{frames} frames decoded, {manifest['frames']} matted")
 
 
-def composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tuple[int, Composited]]:
-    """(frame index, composited frame) for every frame of the job's span, in order."""
+def composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[StreamedFrame]:
+    """Every frame of the job's span, composited, in order, in the layout the job's encoder takes
+    (services/compositor/bands.py): yuv420p planes for H.264/H.265/VP9, else RGB, or RGBA when transparent."""
     with run.measured():  # the composite stage has no run_stage around it: it is a stream
         yield from _composite_frames(run, settings)
 
 
-def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[tuple[int, Composited]]:
+def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[StreamedFrame]:
     job = run.require(Status.PROCESSING)
     source_key = job.source_key
     spec = job.spec
@@ -151,22 +145,25 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[t
                 raise InvalidInput("the job's background image was not ingested")
             image_path = str(run.store.get_file(job.background_key, tmp / Path(job.background_key).name))
         info = job.video_info()  # ingest's probe, not a second one
-        plate = prepare_background(spec.background.to_background(image_path), info.height, info.width)
+        background = spec.background.to_background(image_path)
+        plate = prepare_background(background, info.height, info.width)
+        fmt = get_format(spec.output_format or DEFAULT_FORMAT, transparent=background.transparent)
+        to_wire = _packer(layout_for(fmt, background.transparent, info.width, info.height), fmt, info)
         reader = MatteReader(run, settings, info)
         frames: Iterator[Frame] = threaded(iter_frames(src, info, trim), name="decode", maxsize=queue)
         mattes = threaded(frames, reader.attach, name="matte", maxsize=queue)
         comps = threaded(
             mattes,
-            lambda m: (m.frame.index, refine_and_composite(m, plate)),
+            lambda m: to_wire(m.frame.index, refine_and_composite(m, plate)),
             name="refine_composite",
             maxsize=queue,
         )
         n = 0
         try:
-            for index, c in comps:
+            for frame in comps:
                 run.check()
                 run.count_frames()
-                yield index, c
+                yield frame
                 n += 1
         finally:
             reader.stopped.set()  # a reader waiting for a chunk gives up at once
@@ -176,3 +173,21 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[t
         reader.finish(n)
     run.set(done=True)
     run.log.info("composited %d frames in %.2f s", n, run.elapsed)
+
+
+def _packer(layout: Layout, fmt: OutputFormat, info: VideoInfo) -> Callable[[int, Composited], StreamedFrame]:
+    """A composited frame -> the frame as it goes on the wire (on the refine/composite thread)."""
+    if layout.pix_fmt == "yuv420p":
+        conv = Yuv420Converter(fmt, info.width, info.height)
+        return lambda index, c: StreamedFrame(index, c.t, layout, conv.planes(c.rgb))  # [H2 * 3 / 2, W2]
+    if layout.pix_fmt == "rgba":
+        return lambda index, c: StreamedFrame(
+            index, c.t, layout, np.dstack([c.rgb, _alpha_of(c)])
+        )  # [H, W, 4]
+    return lambda index, c: StreamedFrame(index, c.t, layout, c.rgb)  # [H, W, 3]
+
+
+def _alpha_of(c: Composited) -> np.ndarray:
+    if c.alpha is None:
+        raise VideoBgError("transparent output without an alpha", code="internal_error")
+    return c.alpha  # [H, W] uint8

@@ -26,7 +26,7 @@ from services.common.jobrun import StageRun, close_all, stopped_error
 from services.common.metrics import count_job
 from services.common.record import Job, Status
 from services.common.settings import StageSettings
-from services.compositor.bands import StreamedFrame, assemble
+from services.compositor.bands import Layout, StreamedFrame, assemble, layout_for
 from vbg.v1 import stages_pb2, stages_pb2_grpc
 from videobg import object_keys
 from videobg.errors import InvalidInput, Transient
@@ -86,8 +86,11 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
             call = stages_pb2_grpc.CompositorStub(channel).Composite(
                 stages_pb2.StageRequest(job_id=run.job_id), timeout=max(run.remaining, 1.0)
             )
+            # the compositor sends yuv420p planes where this output takes them, else RGB(A)
+            rgb = Layout("rgba" if background.transparent else "rgb24", info.width, info.height)
+            wire = layout_for(fmt, background.transparent, info.width, info.height)
             frames: Iterator[StreamedFrame] = threaded(
-                _received(call, info.width, info.height), name="receive", maxsize=settings.core.queue_frames
+                _received(call, rgb, wire), name="receive", maxsize=settings.core.queue_frames
             )
             try:
                 with VideoWriter(
@@ -97,7 +100,10 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
                 ) as writer:  # fmt: skip
                     for f in frames:
                         run.check()
-                        writer.write_image(f.image, f.t)  # as streamed: [H, W, 3|4] uint8
+                        if f.layout.pix_fmt == "yuv420p":
+                            writer.write_yuv420(f.planes, f.t)  # converted by the compositor
+                        else:
+                            writer.write_image(f.image, f.t)  # [H, W, 3|4] uint8
                         run.count_frames()
                         n += 1
                         if n == 1:
@@ -117,9 +123,9 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
     return _complete(run, result_key, n, size, writer.audio_written, fmt.mime)
 
 
-def _received(call: Iterator[stages_pb2.FrameBand], width: int, height: int) -> Iterator[StreamedFrame]:
+def _received(call: Iterator[stages_pb2.FrameBand], *layouts: Layout) -> Iterator[StreamedFrame]:
     try:
-        yield from assemble(call, width, height)
+        yield from assemble(call, *layouts)
     except grpc.RpcError as e:
         raise grpcutil.error_from_rpc(e) from e
 

@@ -1,8 +1,9 @@
 """The segment stage of one job: matte every frame of the trimmed span, in order, in one model session.
 
     reads:   record spec, source_key; jobs/{id}/source{ext}
-    writes:  jobs/{id}/matte/{chunk:06d}.npz   alpha [N, H, W] uint8, t [N] float64 (seconds since the
-                                               span start), index0 () int64 (first frame's index)
+    writes:  jobs/{id}/matte/{chunk:06d}.matte  alpha [N, H, W] uint8, t [N] float64 (seconds since the
+                                               span start), index0 (the first frame's index): the format
+                                               of services/common/matte_chunks.py
              jobs/{id}/matte/manifest.json     {frames, chunks, width, height, chunk_frames, model}, last
              record: stage segment, weights (what the session loaded), matte {chunks, frames}, progress <= 50, stage_seconds.segment
     NATS:    vbg.work.encode {job_id} (msg id {job_id}:encode) published at the START, so compositing and
@@ -16,22 +17,19 @@ Chunks are written by a second thread so compression and upload overlap inferenc
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
 import logging
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib import format as npformat
-from numpy.typing import ArrayLike
 from pydantic_settings import SettingsConfigDict
 
+from services.common import matte_chunks
 from services.common.jobrun import StageRun, close_all
 from services.common.objstore import ObjectStore
 from services.common.record import MatteSummary, Status, progress_of
@@ -48,7 +46,6 @@ from videobg.types import Frame
 log = logging.getLogger(__name__)
 
 EVENT_EVERY = 10  # frames between progress events
-CHUNK_BYTES = 64 * 1024 * 1024  # cap on one chunk's raw alpha, whatever chunk_frames says (4K frames)
 
 
 class SegmenterSettings(StageSettings):
@@ -70,19 +67,6 @@ class SegmentResult:
     manifest_key: str
 
 
-def npz_bytes(**arrays: ArrayLike) -> bytes:
-    """np.savez_compressed, but with fixed zip timestamps: the same arrays always give the same bytes
-    (a redelivered job rewrites identical objects). np.load reads it as usual."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for name, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w", force_zip64=True) as f:
-                npformat.write_array(f, np.asanyarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
 class ChunkWriter:
     """Compress + upload chunks in one background thread, at most one chunk queued behind the current."""
 
@@ -93,15 +77,14 @@ class ChunkWriter:
         self._pending: concurrent.futures.Future[None] | None = None
 
     def put(self, index0: int, alphas: list[np.ndarray], times: list[float]) -> None:
-        alpha = np.stack(alphas)  # [N, H, W] uint8
-        t = np.asarray(times, np.float64)  # [N]
+        """alphas: N x [H, W] uint8 of consecutive frames from index0, times: their N times in seconds."""
         key = object_keys.matte_chunk(self.job_id, self.chunks)
         self.wait()  # bound memory: one chunk in flight
-        self._pending = self._pool.submit(self._write, key, alpha, t, index0)
+        self._pending = self._pool.submit(self._write, key, index0, alphas, times)
         self.chunks += 1
 
-    def _write(self, key: str, alpha: np.ndarray, t: np.ndarray, index0: int) -> None:
-        self.store.put_bytes(key, npz_bytes(alpha=alpha, t=t, index0=np.int64(index0)))
+    def _write(self, key: str, index0: int, alphas: list[np.ndarray], times: list[float]) -> None:
+        self.store.put_bytes(key, matte_chunks.encode(index0, alphas, times))
 
     def wait(self) -> None:
         if self._pending is not None:
@@ -140,7 +123,7 @@ def segment(run: StageRun, settings: SegmenterSettings) -> SegmentResult:
     with run.scratch() as tmp:
         src = run.store.get_file(source_key, tmp / Path(source_key).name)
         info = job.video_info()  # ingest's probe, not a second one
-        chunk_frames = max(1, min(settings.chunk_frames, CHUNK_BYTES // max(1, info.width * info.height)))
+        chunk_frames = matte_chunks.frames_per_chunk(settings.chunk_frames, info.height, info.width)
         batch = core.resolved_batch(core.resolved_device())  # frames per inference call
         stop = threading.Event()
         writer = ChunkWriter(run.store, run.job_id)

@@ -23,7 +23,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from devstack.procs import free_ports
+from services.common import matte_chunks
 from services.common.jobstore import JobStore
+from services.common.matte_chunks import MatteChunk
 from services.common.objstore import ObjectStore
 from services.common.record import BackgroundSpec, Job, JobSpec
 from tests.conftest import REPO, media_dir
@@ -252,11 +254,8 @@ async def ingested_job(
     return await JobStore(js).get(job_id)
 
 
-def load_chunk(store: ObjectStore, job_id: str, chunk: int) -> tuple[Any, Any, int]:
-    """(alpha [N, H, W] uint8, t [N] float64, index0) of one matte chunk."""
-    import io
-
-    import numpy as np
-
-    with np.load(io.BytesIO(store.get_bytes(object_keys.matte_chunk(job_id, chunk)))) as z:
-        return z["alpha"], z["t"], int(z["index0"])
+def load_chunk(store: ObjectStore, job_id: str, chunk: int, height: int, width: int) -> MatteChunk:
+    """One matte chunk as the compositor reads it."""
+    return matte_chunks.decode(
+        store.get_bytes(object_keys.matte_chunk(job_id, chunk)), height=height, width=width
+    )

@@ -9,16 +9,20 @@ import threading
 import grpc
 import numpy as np
 import pytest
+from av.video.reformatter import ColorRange, Colorspace
 
 from services.common.jobstore import JobStore
 from services.common.stage_service import Service
-from services.compositor.bands import assemble, to_bands
+from services.common.record import Job
+from services.compositor.bands import Layout, StreamedFrame, assemble, to_bands
 from services.compositor.server import CompositorSettings
 from services.compositor.server import build_server as build_compositor
 from services.segmenter.server import SegmenterSettings
 from services.segmenter.server import build_server as build_segmenter
 from tests.integration import stagekit as kit
 from vbg.v1 import stages_pb2, stages_pb2_grpc
+from videobg.media.encode import Yuv420Converter
+from videobg.media.formats import get_format
 from videobg.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
@@ -41,15 +45,31 @@ def segmenter_settings(nats_url, s3_endpoint, object_store, models_path) -> Segm
     )
 
 
-def pull(target: str, job_id: str, started: threading.Event | None = None) -> list:
-    """Every frame of Compositor.Composite(job_id), reassembled: [StreamedFrame]."""
+LAYOUTS = [Layout(f, kit.CLIP_W, kit.CLIP_H) for f in ("yuv420p", "rgb24", "rgba")]
+
+
+def pull(target: str, job_id: str, started: threading.Event | None = None) -> list[StreamedFrame]:
+    """Every frame of Compositor.Composite(job_id), reassembled, in whichever layout it came."""
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 16 << 20)]) as ch:
         call = stages_pb2_grpc.CompositorStub(ch).Composite(
             stages_pb2.StageRequest(job_id=job_id), timeout=40
         )
         if started is not None:
             started.set()
-        return list(assemble(call, kit.CLIP_W, kit.CLIP_H))
+        return list(assemble(call, *LAYOUTS))
+
+
+def rgb_of(f: StreamedFrame) -> np.ndarray:
+    """[H, W, 3] uint8 of a streamed frame; yuv420p planes converted back (BT.709, limited range)."""
+    if f.layout.pix_fmt != "yuv420p":
+        return f.rgb
+    frame = Yuv420Converter(get_format("mp4_h264"), kit.CLIP_W, kit.CLIP_H).from_planes(f.planes)
+    return frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU709, src_color_range=ColorRange.MPEG)
+
+
+def _output(job: Job, output_format: str) -> Job:
+    job.spec = job.spec.model_copy(update={"output_format": output_format})
+    return job
 
 
 def corners(image: np.ndarray) -> list[np.ndarray]:
@@ -84,27 +104,36 @@ async def test_streams_while_segmenting(
             frames = await frames_task
             assert kit.health(comp.target) == "SERVING"
 
+            # the same job into a PNG sequence: RGB, which the encoder converts itself
+            await JobStore(js).update(job_id, lambda j: _output(j, "png_sequence"))
+            rgb = await asyncio.to_thread(pull, comp.target, job_id)
             # the same job over transparent: RGBA bands, alpha low on the ceiling, high on the face
             await JobStore(js).update(job_id, kit.with_background({"kind": "transparent"}))
             clear = await asyncio.to_thread(pull, comp.target, job_id)
         assert [f.index for f in frames] == list(range(kit.CLIP_FRAMES))
         assert frames[0].t == 0.0 and all(b.t > a.t for a, b in zip(frames, frames[1:], strict=False))
-        for f in frames:
-            assert f.rgb.shape == (kit.CLIP_H, kit.CLIP_W, 3) and f.rgb.dtype == np.uint8 and f.alpha is None
-            for c in corners(f.rgb):
+        for f in frames:  # H.264 takes yuv420p: the planes come, half the bytes of RGB
+            assert f.layout.pix_fmt == "yuv420p" and f.planes.shape == (kit.CLIP_H * 3 // 2, kit.CLIP_W)
+            assert f.alpha is None
+            for c in corners(rgb_of(f)):
                 assert np.abs(c - kit.DODGER_BLUE).max() < 12, c
-        face = frames[15].rgb[150:250, 280:380].reshape(-1, 3).mean(0)
+        face = rgb_of(frames[15])[150:250, 280:380].reshape(-1, 3).mean(0)
         assert np.abs(face - kit.DODGER_BLUE).max() > 60  # the subject is kept
+        assert [f.layout.pix_fmt for f in rgb] == ["rgb24"] * kit.CLIP_FRAMES
+        for a, b in zip(frames, rgb, strict=True):  # the same pixels, but for the colour round trip
+            assert a.t == b.t and np.abs(rgb_of(a).astype(np.int16) - b.rgb).mean() < 2.5
         assert len(clear) == kit.CLIP_FRAMES and clear[15].alpha is not None
+        assert clear[15].layout.pix_fmt == "rgba"
         assert clear[15].alpha[:24, :24].mean() < 40 and clear[15].alpha[150:250, 280:380].mean() > 200
         # bands: a frame split in many small bands reassembles to the same pixels
-        rgba = np.dstack([clear[3].rgb, clear[3].alpha])
-        bands = list(to_bands(3, clear[3].t, rgba, band_bytes=kit.CLIP_W * 4 * 100))
+        bands = list(to_bands(clear[3], band_bytes=kit.CLIP_W * 4 * 100))
         assert [b.rows for b in bands] == [100, 100, 100, 100, 28] and bands[-1].last_band
         for b in bands:
             b.index = 0
-        (back,) = list(assemble(bands, kit.CLIP_W, kit.CLIP_H))
+        (back,) = list(assemble(bands, *LAYOUTS))
         assert np.array_equal(back.rgb, clear[3].rgb) and np.array_equal(back.alpha, clear[3].alpha)
+        (planes_back,) = list(assemble(to_bands(frames[0], band_bytes=kit.CLIP_W * 50), *LAYOUTS))
+        assert np.array_equal(planes_back.planes, frames[0].planes)
         assert (await JobStore(js).get(job_id)).stage_seconds["composite"] > 0
         await kit.purge_work(js)
 

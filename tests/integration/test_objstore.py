@@ -153,7 +153,7 @@ def test_presigned_url_uses_public_endpoint(object_store: ObjectStore, s3_endpoi
 
 def test_wait_for_sees_a_late_writer_and_times_out(object_store: ObjectStore, uid: str) -> None:
     key = object_keys.matte_chunk(uid, 0)
-    writer = threading.Timer(0.5, object_store.put_bytes, args=(key, b"npz"))
+    writer = threading.Timer(0.5, object_store.put_bytes, args=(key, b"matte"))
     writer.start()
     try:
         t0 = time.monotonic()

@@ -53,7 +53,10 @@ async def test_worker_writes_chunks_and_manifest(
                 again = await asyncio.to_thread(
                     stub.Segment, stages_pb2.StageRequest(job_id=job_id), timeout=30
                 )
-                first = [kit.load_chunk(object_store, job_id, c) for c in range(again.chunks)]
+                first = [
+                    kit.load_chunk(object_store, job_id, c, kit.CLIP_H, kit.CLIP_W)
+                    for c in range(again.chunks)
+                ]
                 # a redelivery after a crash re-mattes from frame 0 and must write the same arrays; this
                 # one mattes in batches of 3 frames (as on a GPU), which straddle the 8-frame chunks
                 object_store.delete(object_keys.matte_manifest(job_id))
@@ -76,16 +79,17 @@ async def test_worker_writes_chunks_and_manifest(
         assert (again.frames, again.chunks, again.manifest_key) == (30, 4, object_keys.matte_manifest(job_id))
         assert (redo.frames, redo.chunks) == (30, 4)
         times = []
-        for c, (alpha, t, index0) in enumerate(first):
+        for c, chunk in enumerate(first):
+            alpha, t, index0 = chunk.alpha, chunk.t, chunk.index0
             assert alpha.dtype == np.uint8 and alpha.shape == (8 if c < 3 else 6, kit.CLIP_H, kit.CLIP_W)
             assert index0 == 8 * c and len(t) == len(alpha)
             times.extend(t.tolist())
-            again_alpha, again_t, _ = kit.load_chunk(object_store, job_id, c)
-            diff = np.abs(alpha.astype(np.int16) - again_alpha).max()
-            assert diff <= 1 and np.array_equal(t, again_t), diff  # batching moves a rounding at most
+            redone = kit.load_chunk(object_store, job_id, c, kit.CLIP_H, kit.CLIP_W)
+            diff = np.abs(alpha.astype(np.int16) - redone.alpha).max()
+            assert diff <= 1 and np.array_equal(t, redone.t), diff  # batching moves a rounding at most
         assert times[0] == 0.0 and np.all(np.diff(times) > 0)
-        face = first[1][0][0, 150:250, 280:380]  # the man's face, mid-frame
-        corner = first[1][0][0, :40, :40]  # ceiling
+        face = first[1].alpha[0, 150:250, 280:380]  # the man's face, mid-frame
+        corner = first[1].alpha[0, :40, :40]  # ceiling
         assert face.mean() > 200 and corner.mean() < 40, (face.mean(), corner.mean())
         assert await kit.work_for(js, nats_subjects.WORK_ENCODE, job_id) == [
             ({"job_id": job_id}, f"{job_id}:encode")

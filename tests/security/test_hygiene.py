@@ -61,7 +61,7 @@ def test_nats_connect_failure_names_no_password(caplog: pytest.LogCaptureFixture
 
 @pytest.mark.integration
 def test_object_store_errors_keep_bucket_and_key_out_of_client_messages(object_store: ObjectStore) -> None:
-    key = "jobs/secret-job-id/matte/000007.npz"
+    key = "jobs/secret-job-id/matte/000007.matte"
     with pytest.raises(NotFound) as err:
         object_store.get_bytes(key)
     public = as_public(err.value).to_dict()["error"]

@@ -15,7 +15,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from tests.conftest import media_dir
 from videobg.errors import InvalidInput
-from videobg.media.encode import VideoWriter
+from videobg.media.encode import VideoWriter, Yuv420Converter, takes_yuv420
 from videobg.media.formats import FORMATS, get_format
 from videobg.media.gif import GifQuantizer
 from videobg.types import Trim
@@ -466,3 +466,46 @@ def test_write_image_takes_the_sinks_shape_whole(tmp_path):
     with VideoWriter(tmp_path / "b.mp4", "mp4_h264", 64, 48, transparent=False, fps=FPS) as writer:
         with pytest.raises(ValueError, match="64, 3"):
             writer.write_image(rgba, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "w", "h"), [("mp4_h264", W, H), ("mkv_h265", W, H), ("webm_vp9", W + 1, H + 1)]
+)
+def test_planes_from_the_converter_encode_as_the_rgb_would(tmp_path, name, w, h):
+    """The compositor sends yuv420p planes made by Yuv420Converter (issue 15); the writer fed them must
+    produce the same video as fed the RGB it would have converted itself (odd sizes padded alike)."""
+    fmt = get_format(name)
+    assert takes_yuv420(fmt, False, w, h)
+    conv = Yuv420Converter(fmt, w, h)
+    assert conv.planes_shape == ((h + h % 2) * 3 // 2, w + w % 2)
+    outputs = []
+    for feed in ("rgb", "planes"):
+        path = tmp_path / f"{feed}{fmt.extension}"
+        with VideoWriter(path, fmt, w, h, transparent=False, fps=FPS) as writer:
+            for i in range(8):
+                rgb = disc_frame(i, w, h)[0]
+                if feed == "rgb":
+                    writer.write_image(rgb, i * FRAME_S)
+                else:
+                    planes = conv.planes(rgb)
+                    assert planes.shape == conv.planes_shape and planes.dtype == np.uint8
+                    writer.write_yuv420(planes, i * FRAME_S)
+        assert writer.frames_written == 8
+        outputs.append(decode(path))
+    (a, ta), (b, tb) = outputs
+    assert ta == tb and len(a) == len(b) == 8
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_only_yuv420p_outputs_take_planes(tmp_path):
+    assert not takes_yuv420(get_format("webm_vp9"), False, W, H)  # VP9 keeps odd sizes: RGB goes
+    assert not takes_yuv420(get_format("webm_vp9", transparent=True), True, W + 1, H + 1)  # yuva420p
+    for name in ("mov_proresks", "gif", "webp", "png_sequence"):
+        assert not takes_yuv420(get_format(name), False, W + 1, H + 1), name
+    with VideoWriter(tmp_path / "a.zip", "png_sequence", W, H, transparent=False, fps=FPS) as writer:
+        with pytest.raises(ValueError, match="not fed yuv420p"):
+            writer.write_yuv420(np.zeros((H * 3 // 2, W), np.uint8), 0.0)
+    conv = Yuv420Converter(get_format("mp4_h264"), W, H)
+    with pytest.raises(ValueError, match="planes must be"):
+        conv.from_planes(np.zeros((H * 3 // 2, W), np.uint8))  # the unpadded size

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vbg.v1 import common_pb2 as vbg_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13vbg/v1/stages.proto\x12\x06vbg.v1\x1a\x13vbg/v1/common.proto\"\x1e\n\x0cStageRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1b\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"Z\n\x0bIngestReply\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x1f\n\x04info\x18\x02 \x01(\x0b\x32\x11.vbg.v1.VideoInfo\x12\x16\n\x0e\x62illed_seconds\x18\x03 \x01(\x01\"D\n\x0cSegmentReply\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\x12\x14\n\x0cmanifest_key\x18\x03 \x01(\t\"\x91\x01\n\tFrameBand\x12\r\n\x05index\x18\x01 \x01(\x05\x12\t\n\x01t\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x05 \x01(\x05\x12\n\n\x02y0\x18\x06 \x01(\x05\x12\x0c\n\x04rows\x18\x07 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x11\n\tlast_band\x18\t \x01(\x08\"E\n\x0b\x45ncodeReply\x12\x12\n\nresult_key\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x32o\n\x06Ingest\x12\x33\n\x06Ingest\x12\x14.vbg.v1.StageRequest\x1a\x13.vbg.v1.IngestReply\x12\x30\n\x05Probe\x12\x14.vbg.v1.ProbeRequest\x1a\x11.vbg.v1.VideoInfo2B\n\tSegmenter\x12\x35\n\x07Segment\x12\x14.vbg.v1.StageRequest\x1a\x14.vbg.v1.SegmentReply2D\n\nCompositor\x12\x36\n\tComposite\x12\x14.vbg.v1.StageRequest\x1a\x11.vbg.v1.FrameBand0\x01\x32>\n\x07\x45ncoder\x12\x33\n\x06\x45ncode\x12\x14.vbg.v1.StageRequest\x1a\x13.vbg.v1.EncodeReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13vbg/v1/stages.proto\x12\x06vbg.v1\x1a\x13vbg/v1/common.proto\"\x1e\n\x0cStageRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1b\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"Z\n\x0bIngestReply\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x1f\n\x04info\x18\x02 \x01(\x0b\x32\x11.vbg.v1.VideoInfo\x12\x16\n\x0e\x62illed_seconds\x18\x03 \x01(\x01\"D\n\x0cSegmentReply\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\x12\x14\n\x0cmanifest_key\x18\x03 \x01(\t\"\xa2\x01\n\tFrameBand\x12\r\n\x05index\x18\x01 \x01(\x05\x12\t\n\x01t\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x05 \x01(\x05\x12\n\n\x02y0\x18\x06 \x01(\x05\x12\x0c\n\x04rows\x18\x07 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x11\n\tlast_band\x18\t \x01(\x08\x12\x0f\n\x07pix_fmt\x18\n \x01(\t\"E\n\x0b\x45ncodeReply\x12\x12\n\nresult_key\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x32o\n\x06Ingest\x12\x33\n\x06Ingest\x12\x14.vbg.v1.StageRequest\x1a\x13.vbg.v1.IngestReply\x12\x30\n\x05Probe\x12\x14.vbg.v1.ProbeRequest\x1a\x11.vbg.v1.VideoInfo2B\n\tSegmenter\x12\x35\n\x07Segment\x12\x14.vbg.v1.StageRequest\x1a\x14.vbg.v1.SegmentReply2D\n\nCompositor\x12\x36\n\tComposite\x12\x14.vbg.v1.StageRequest\x1a\x11.vbg.v1.FrameBand0\x01\x32>\n\x07\x45ncoder\x12\x33\n\x06\x45ncode\x12\x14.vbg.v1.StageRequest\x1a\x13.vbg.v1.EncodeReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,15 +41,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENTREPLY']._serialized_start=205
   _globals['_SEGMENTREPLY']._serialized_end=273
   _globals['_FRAMEBAND']._serialized_start=276
-  _globals['_FRAMEBAND']._serialized_end=421
-  _globals['_ENCODEREPLY']._serialized_start=423
-  _globals['_ENCODEREPLY']._serialized_end=492
-  _globals['_INGEST']._serialized_start=494
-  _globals['_INGEST']._serialized_end=605
-  _globals['_SEGMENTER']._serialized_start=607
-  _globals['_SEGMENTER']._serialized_end=673
-  _globals['_COMPOSITOR']._serialized_start=675
-  _globals['_COMPOSITOR']._serialized_end=743
-  _globals['_ENCODER']._serialized_start=745
-  _globals['_ENCODER']._serialized_end=807
+  _globals['_FRAMEBAND']._serialized_end=438
+  _globals['_ENCODEREPLY']._serialized_start=440
+  _globals['_ENCODEREPLY']._serialized_end=509
+  _globals['_INGEST']._serialized_start=511
+  _globals['_INGEST']._serialized_end=622
+  _globals['_SEGMENTER']._serialized_start=624
+  _globals['_SEGMENTER']._serialized_end=690
+  _globals['_COMPOSITOR']._serialized_start=692
+  _globals['_COMPOSITOR']._serialized_end=760
+  _globals['_ENCODER']._serialized_start=762
+  _globals['_ENCODER']._serialized_end=824
 # @@protoc_insertion_point(module_scope)

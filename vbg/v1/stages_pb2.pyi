@@ -39,7 +39,7 @@ class SegmentReply(_message.Message):
     def __init__(self, frames: _Optional[int] = ..., chunks: _Optional[int] = ..., manifest_key: _Optional[str] = ...) -> None: ...
 
 class FrameBand(_message.Message):
-    __slots__ = ("index", "t", "width", "height", "channels", "y0", "rows", "data", "last_band")
+    __slots__ = ("index", "t", "width", "height", "channels", "y0", "rows", "data", "last_band", "pix_fmt")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     T_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class FrameBand(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     LAST_BAND_FIELD_NUMBER: _ClassVar[int]
+    PIX_FMT_FIELD_NUMBER: _ClassVar[int]
     index: int
     t: float
     width: int
@@ -58,7 +59,8 @@ class FrameBand(_message.Message):
     rows: int
     data: bytes
     last_band: bool
-    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., y0: _Optional[int] = ..., rows: _Optional[int] = ..., data: _Optional[bytes] = ..., last_band: _Optional[bool] = ...) -> None: ...
+    pix_fmt: str
+    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., y0: _Optional[int] = ..., rows: _Optional[int] = ..., data: _Optional[bytes] = ..., last_band: _Optional[bool] = ..., pix_fmt: _Optional[str] = ...) -> None: ...
 
 class EncodeReply(_message.Message):
     __slots__ = ("result_key", "frames", "size_bytes")

@@ -100,6 +100,69 @@ def _needs_even_size(fmt: OutputFormat) -> bool:
     return fmt.video_codec in ("libx264", "libx265") and fmt.pix_fmt.startswith(("yuv420", "yuv422"))
 
 
+def sink_pix_fmt(fmt: OutputFormat, transparent: bool) -> str:
+    """The pixel format the output's encoder is fed."""
+    return (fmt.alpha_pix_fmt if transparent else fmt.pix_fmt) or fmt.pix_fmt
+
+
+def coded_size(fmt: OutputFormat, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the frames the encoder gets: padded to even where the codec needs it."""
+    if _needs_even_size(fmt):
+        return width + width % 2, height + height % 2
+    return width, height
+
+
+def takes_yuv420(fmt: OutputFormat, transparent: bool, width: int, height: int) -> bool:
+    """Whether this output's encoder is fed yuv420p at an even size, so that a caller may hand it the planes
+    (`Yuv420Converter`) instead of RGB: H.264, H.265 and opaque VP9 at any size (H.264/H.265 pad to even)."""
+    w, h = coded_size(fmt, width, height)
+    return fmt.container is not None and sink_pix_fmt(fmt, transparent) == "yuv420p" and w % 2 == h % 2 == 0
+
+
+class Yuv420Converter:
+    """RGB [H, W, 3] uint8 -> what a yuv420p encoder takes: BT.709, limited range, by swscale, the frame
+    padded to even by replicating its last column/row where the codec needs it. The writer converts with
+    this itself; the compositor uses it to send the encoder planes that need no further conversion (half
+    the bytes of RGB), and `VideoWriter.write_yuv420` takes them back: the same pixels either way."""
+
+    def __init__(self, fmt: OutputFormat, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.coded_width, self.coded_height = coded_size(fmt, width, height)
+        self._reformatter = VideoReformatter()
+
+    @property
+    def planes_shape(self) -> tuple[int, int]:
+        """[rows, columns] of `planes`: Y (H rows), then U and V (H/4 rows each, at full width)."""
+        return self.coded_height * 3 // 2, self.coded_width
+
+    def frame(self, rgb: np.ndarray) -> av.VideoFrame:
+        pad_w, pad_h = self.coded_width - self.width, self.coded_height - self.height
+        if pad_w or pad_h:
+            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        return self._reformatter.reformat(
+            av.VideoFrame.from_ndarray(rgb, format="rgb24"),
+            format="yuv420p",
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            dst_color_trc=ColorTrc.BT709,
+            dst_color_primaries=ColorPrimaries.BT709,
+        )
+
+    def planes(self, rgb: np.ndarray) -> np.ndarray:
+        """rgb [H, W, 3] uint8 -> [coded H * 3 / 2, coded W] uint8: Y, U, V one after the other."""
+        return self.frame(rgb).to_ndarray()
+
+    def from_planes(self, planes: np.ndarray) -> av.VideoFrame:
+        if planes.shape != self.planes_shape or planes.dtype != np.uint8:
+            raise ValueError(
+                f"yuv420p planes must be {list(self.planes_shape)} uint8, got {planes.shape} {planes.dtype}"
+            )
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.colorspace, frame.color_range = Colorspace.ITU709, ColorRange.MPEG
+        frame.color_trc, frame.color_primaries = ColorTrc.BT709, ColorPrimaries.BT709
+        return frame
+
+
 class VideoWriter:
     """Writes frames to `path` in `fmt`; see the module docstring for the choices made.
 
@@ -184,6 +247,15 @@ class VideoWriter:
         if self._sink.write(image, max(float(t), 0.0)):
             self.frames_written += 1
 
+    def write_yuv420(self, planes: np.ndarray, t: float) -> None:
+        """A frame converted already by `Yuv420Converter.planes` (only where `takes_yuv420` holds)."""
+        if self._closed:
+            raise ValueError("write() after close()")
+        if not isinstance(self._sink, _AvSink) or self._sink.yuv420 is None:
+            raise ValueError(f"{self.fmt.name} is not fed yuv420p planes")
+        if self._sink.put(self._sink.yuv420.from_planes(planes), max(float(t), 0.0)):
+            self.frames_written += 1
+
     def close(self) -> None:
         """Flush the encoders, put the audio in and close the file. Safe to call twice."""
         if self._closed:
@@ -243,9 +315,13 @@ class _AvSink:
         self.fmt, self.path, self.transparent = fmt, path, transparent
         self.audio_summary = AudioSummary()
         self._audio: AudioTrack | None = None
-        self._pix_fmt = (fmt.alpha_pix_fmt if transparent else fmt.pix_fmt) or fmt.pix_fmt
+        self._pix_fmt = sink_pix_fmt(fmt, transparent)
         self._is_gif = fmt.video_codec == "gif"
         self._pad = (width % 2, height % 2) if _needs_even_size(fmt) else (0, 0)
+        # yuv420p outputs convert through the one converter that also prepares planes for `write_yuv420`
+        self.yuv420 = (
+            Yuv420Converter(fmt, width, height) if takes_yuv420(fmt, transparent, width, height) else None
+        )
         self._ticks = _Ticks(
             _TIME_BASE.get(fmt.container or "", _DEFAULT_TIME_BASE), _GIF_MIN_DELAY if self._is_gif else 1
         )
@@ -285,10 +361,13 @@ class _AvSink:
 
     def write(self, image: np.ndarray, t: float) -> bool:
         """image: [H, W, 3 or 4] uint8 RGB(A). Returns False when the frame was dropped (GIF only)."""
+        return self.put(self._to_frame(image), t)
+
+    def put(self, frame: av.VideoFrame, t: float) -> bool:
+        """A frame in the encoder's pixel format. Returns False when it was dropped (GIF only)."""
         pts = self._ticks.next(t, drop_close=self._is_gif)
         if pts is None:
             return False
-        frame = self._to_frame(image)
         frame.pts, frame.time_base = pts, self._ticks.time_base
         frame.duration = self._frame_duration
         self._container.mux(self._stream.encode(frame))
@@ -300,6 +379,8 @@ class _AvSink:
         if self._quantizer is not None:
             indexed = self._quantizer.quantize(image)  # the stub does not know pal8 takes a tuple
             return av.VideoFrame.from_ndarray(indexed, format="pal8")  # type: ignore[arg-type]
+        if self.yuv420 is not None:
+            return self.yuv420.frame(image)
         if any(self._pad):
             image = np.pad(image, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
