@@ -12,8 +12,8 @@ import pytest
 from av.video.reformatter import ColorRange, Colorspace
 
 from services.common.jobstore import JobStore
-from services.common.stage_service import Service
 from services.common.record import Job
+from services.common.stage_service import Service
 from services.compositor.bands import Layout, StreamedFrame, assemble, to_bands
 from services.compositor.server import CompositorSettings
 from services.compositor.server import build_server as build_compositor
