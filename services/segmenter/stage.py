@@ -51,7 +51,7 @@ EVENT_EVERY = 10  # frames between progress events
 class SegmenterSettings(StageSettings):
     model_config = SettingsConfigDict(env_prefix="VBG_SEGMENTER_", extra="ignore")
 
-    chunk_frames: int = 8  # frames per matte chunk: the compositor starts after the first, ends after the last
+    chunk_frames: int = 8  # frames per matte chunk: the compositor follows the segmenter a chunk behind
     preload: bool = True  # load the default model at start-up (as a process), not on the first job
 
     def model_name(self, requested: str) -> str:
