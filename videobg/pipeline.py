@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from videobg.composite import composite, prepare_background
+from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput
 from videobg.matte.refine import estimate_foreground
 from videobg.media.decode import iter_frames
@@ -122,10 +122,11 @@ def matte_stages(
 
 
 def refine_and_composite(m: Matted, plate: np.ndarray | None) -> Composited:
-    fg = estimate_foreground(m.frame.rgb, m.alpha)
     if plate is None:
-        return Composited(m.frame.t, fg, m.alpha)
-    return Composited(m.frame.t, composite(fg, m.alpha, plate), None)
+        return Composited(m.frame.t, estimate_foreground(m.frame.rgb, m.alpha), m.alpha)
+    # composited inside the refinement's tiles: `composite(estimate_foreground(rgb, alpha), alpha,
+    # plate)`'s pixels, blended only where alpha is fractional (a plain choice elsewhere)
+    return Composited(m.frame.t, estimate_foreground(m.frame.rgb, m.alpha, plate=plate), None)
 
 
 def process(

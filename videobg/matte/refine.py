@@ -92,17 +92,24 @@ def estimate_foreground(
     radii: tuple[int, int] | None = None,
     coarse_scale: int = 4,
     tile: int = 64,
+    plate: np.ndarray | None = None,
 ) -> np.ndarray:
-    """rgb [H, W, 3] uint8, alpha [H, W] uint8 0..255 (or float32 0..1) -> foreground [H, W, 3] uint8.
+    """rgb [H, W, 3] uint8, alpha [H, W] uint8 0..255 (or float32 0..1) -> foreground [H, W, 3] uint8, or
+    with `plate` ([H, W, 3] uint8) the foreground composited over it (`videobg.composite.composite`'s
+    pixels, computed here so that only the tiles with fractional alpha are blended).
 
     Only tiles where alpha is fractional are estimated; elsewhere the foreground is the image itself
-    (exact where alpha is 1, and unused where alpha is 0). Pass 1 runs on the whole frame at 1/coarse_scale
-    resolution, pass 2 at full resolution inside those tiles (with a halo so box sums are exact).
+    (exact where alpha is 1, and unused where alpha is 0), and the composite there is a plain choice of
+    image or plate. Pass 1 runs on the whole frame at 1/coarse_scale resolution, pass 2 at full
+    resolution inside those tiles (with a halo so box sums are exact).
     """
     if alpha.dtype != np.uint8:
         alpha = cv2.convertScaleAbs(alpha, alpha=255.0)
     h, w = alpha.shape
-    out = rgb.copy()
+    if plate is None:
+        out = rgb.copy()
+    else:  # alpha is 0 or 255 outside the tiles: the plate, with the image copied where alpha is 255
+        out = cv2.copyTo(rgb, alpha, plate.copy())
     rects = _band_rects(alpha, tile)
     if not rects:
         return out
@@ -111,27 +118,83 @@ def estimate_foreground(
     # Pass 1 (large radius) at reduced resolution: its local means are smooth, upsampled once.
     k = max(1, min(coarse_scale, r1 // 8))
     size = (max(1, w // k), max(1, h // k))
-    small_img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
-    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
-    small_a3 = cv2.merge([small_a, small_a, small_a])
-    f_small, b_small = _means(small_img, small_img, small_a3, max(3, r1 // k))
+    small_img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
+    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
+    f_small, b_small = _coarse_means(small_img, small_a, max(3, r1 // k))
 
     halo = r2 // 2 + 2
     for y0, y1, x0, x1 in rects:
         ya, yb, xa, xb = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
-        img = rgb[ya:yb, xa:xb].astype(np.float32) * (1.0 / 255.0)
-        a1 = alpha[ya:yb, xa:xb].astype(np.float32) * (1.0 / 255.0)
-        a3 = cv2.merge([a1, a1, a1])
-        # pass 1's means upsampled only inside this rectangle: [yb-ya, xb-xa, 3] float32
-        f_hat = _upsample_window(f_small, (h, w), (ya, yb, xa, xb))
-        b1 = _upsample_window(b_small, (h, w), (ya, yb, xa, xb))
-        f1 = _correct(img, a3, f_hat, b1)  # pass 1's correction, at full resolution
-        fh2, bh2 = _means(f1, b1, a3, r2)
-        f2 = _correct(img, a3, fh2, bh2)
-        cy, cx = y0 - ya, x0 - xa
-        inner = f2[cy : cy + (y1 - y0), cx : cx + (x1 - x0)]
-        out[y0:y1, x0:x1] = cv2.convertScaleAbs(inner, alpha=255.0)
+        window = (ya, yb, xa, xb)
+        inner = (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa))
+        fg = _refine_window(rgb, alpha, f_small, b_small, (h, w), window, inner, r2)  # [y1-y0, x1-x0, 3]
+        if plate is None:
+            out[y0:y1, x0:x1] = fg
+        else:
+            wa = alpha[y0:y1, x0:x1].astype(np.float32) * np.float32(1.0 / 255.0)
+            out[y0:y1, x0:x1] = cv2.blendLinear(fg, plate[y0:y1, x0:x1], wa, 1.0 - wa)
     return out
+
+
+def _coarse_means(image: np.ndarray, a: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_means(image, image, a3, r)` with one blur fewer: here F = B = the image, so
+    blur(I * (1 - a)) = blur(I) - blur(I * a); a [h, w] float32 (one channel, blurred once)."""
+    a3 = cv2.merge([a, a, a])
+    blur_a = _blur(a, r)
+    ia = _blur(cv2.multiply(image, a3), r)
+    rest = cv2.subtract(_blur(image, r), ia)
+    inv_f = cv2.merge([1.0 / (blur_a + _EPS)] * 3)
+    inv_b = cv2.merge([1.0 / ((1.0 - blur_a) + _EPS)] * 3)
+    return cv2.multiply(ia, inv_f), cv2.multiply(rest, inv_b)
+
+
+def _correct_into(image: np.ndarray, a3: np.ndarray, f_hat: np.ndarray, b_hat: np.ndarray) -> np.ndarray:
+    """`_correct`'s expression regrouped as F_hat + a * ((I - B_hat) - a * (F_hat - B_hat)): six cv2 calls
+    over whole arrays and two temporaries instead of eight numpy ones. Not clipped."""
+    d = cv2.subtract(f_hat, b_hat)
+    cv2.multiply(d, a3, dst=d)
+    r = cv2.subtract(image, b_hat)
+    cv2.subtract(r, d, dst=r)
+    cv2.multiply(r, a3, dst=r)
+    cv2.add(r, f_hat, dst=r)
+    return r
+
+
+def _refine_window(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    f_small: np.ndarray,
+    b_small: np.ndarray,
+    full: tuple[int, int],
+    window: tuple[int, int, int, int],
+    inner: tuple[slice, slice],
+    r2: int,
+) -> np.ndarray:
+    """Pass 1's correction and pass 2 over one window (y0, y1, x0, x1, halo included) -> the foreground of
+    its `inner` part, [h, w, 3] uint8. The same arithmetic as `estimate_foreground_reference`, in cv2
+    calls over whole arrays (no temporaries per term), alpha blurred as one channel instead of three,
+    and pass 2's correction computed only where it is kept (inside the halo)."""
+    ya, yb, xa, xb = window
+    img = rgb[ya:yb, xa:xb].astype(np.float32) * np.float32(1.0 / 255.0)
+    a1 = alpha[ya:yb, xa:xb].astype(np.float32) * np.float32(1.0 / 255.0)
+    a3 = cv2.merge([a1, a1, a1])
+    # pass 1's means upsampled only inside this window: [yb-ya, xb-xa, 3] float32
+    f_hat = _upsample_window(f_small, full, window)
+    b1 = _upsample_window(b_small, full, window)
+    f1 = _correct_into(img, a3, f_hat, b1)
+    np.clip(f1, 0.0, 1.0, out=f1)
+    # pass 2's local means, radius r2: F_hat2 = blur(f1 a) / blur(a), B_hat2 = blur(b1 (1-a)) / blur(1-a)
+    blur_a = _blur(a1, r2)
+    inv_f = cv2.merge([1.0 / (blur_a + _EPS)] * 3)
+    inv_b = cv2.merge([1.0 / ((1.0 - blur_a) + _EPS)] * 3)
+    fh2 = _blur(cv2.multiply(f1, a3), r2)
+    cv2.multiply(fh2, inv_f, dst=fh2)
+    ba = cv2.multiply(b1, a3)
+    bh2 = _blur(cv2.subtract(b1, ba, dst=ba), r2)
+    cv2.multiply(bh2, inv_b, dst=bh2)
+    f2 = _correct_into(img[inner], a3[inner], fh2[inner], bh2[inner])
+    np.maximum(f2, 0.0, out=f2)  # the conversion below saturates at 255 (= the clip at 1) but takes |x|
+    return cv2.convertScaleAbs(f2, alpha=255.0)
 
 
 def estimate_foreground_reference(rgb: np.ndarray, alpha: np.ndarray, radii: tuple[int, int]) -> np.ndarray:
