@@ -80,6 +80,25 @@ def test_light_matches_onnxruntime():
     assert _max_diff(want[..., 0], got[:, 0]) < PARITY_ATOL
 
 
+def test_light_frozen_trace_is_the_eager_network_bit_for_bit():
+    """On the CPU `light` sessions run the network traced and frozen (TorchScript): the same output as
+    the eager module, for one frame and for a batch, in the layout `to_tensor` gives and in another."""
+    import torch
+
+    from videobg.models.base import to_tensor
+
+    _need_weights("light")
+    model = get_model("light", MODEL_DIR)
+    assert isinstance(model.runner, torch.jit.ScriptModule)
+    frames = [cv2.resize(_frame(i), (SELFIE_SIZE, SELFIE_SIZE)) for i in range(3)]
+    with torch.inference_mode():
+        for batch in (frames[:1], frames):
+            x = to_tensor(batch, torch.device("cpu"), torch.float32)
+            assert torch.equal(model.runner(x), model.net(x))
+        x = x.contiguous()  # plain NCHW
+        assert torch.equal(model.runner(x), model.net(x))
+
+
 def test_u2net_sizes_are_the_papers():
     """The channel tables give the published sizes: U²-Net 44.0 M parameters (176.3 MB), U2NETP 1.13 M."""
     from videobg.models.u2net_net import U2Net

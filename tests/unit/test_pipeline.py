@@ -140,6 +140,23 @@ def test_synthetic_clip_white_default(tmp_path, models_path):
     assert (s.width, s.height) in ((161, 121), (162, 122))  # 4:2:0 pads odd sizes by one row/column
 
 
+def test_opencv_threads_follow_cv_threads(tmp_path, models_path):
+    """The stages are the parallelism: a job sets OpenCV to one thread per call unless told otherwise."""
+    import cv2
+
+    src = make_clip(tmp_path / "in.mp4", width=96, height=64, frames=3)
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        run(src, tmp_path / "a.mp4", models_path)
+        assert cv2.getNumThreads() == 1
+        cv2.setNumThreads(2)
+        run(src, tmp_path / "b.mp4", models_path, cv_threads=None)
+        assert cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_transparent_in_mp4_is_refused_before_any_work(tmp_path, models_path):
     with pytest.raises(VideoBgError) as e:
         run(

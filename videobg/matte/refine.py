@@ -18,6 +18,9 @@ import cv2
 import numpy as np
 
 _EPS = 1e-5
+# tiles per window at most: a run of fractional tiles is cut into windows of up to 4 x 64 px, whose ~10
+# float arrays stay in the cache (a whole 1280-px run measured 8-12 % slower)
+_MAX_RUN = 4
 
 
 def _blur(x: np.ndarray, r: int) -> np.ndarray:
@@ -63,23 +66,26 @@ def radii_for(height: int, width: int) -> tuple[int, int]:
 
 
 def _band_rects(alpha_u8: np.ndarray, tile: int) -> list[tuple[int, int, int, int]]:
-    """Rectangles (y0, y1, x0, x1) of tile rows' contiguous runs of tiles holding fractional alpha."""
+    """Rectangles (y0, y1, x0, x1) of tile rows' contiguous runs of tiles holding fractional alpha, each
+    at most `_MAX_RUN` tiles wide."""
     h, w = alpha_u8.shape
     frac = cv2.inRange(alpha_u8, 1, 254)  # [H, W] 255 where 0 < alpha < 1
     nh, nw = -(-h // tile), -(-w // tile)
-    padded = np.zeros((nh * tile, nw * tile), np.uint8)
-    padded[:h, :w] = frac
-    occupied = padded.reshape(nh, tile, nw, tile).max(axis=(1, 3)) > 0  # [nh, nw]
+    if (nh * tile, nw * tile) != (h, w):
+        padded = np.zeros((nh * tile, nw * tile), np.uint8)
+        padded[:h, :w] = frac
+        frac = padded
+    # rows first (whole rows at a time, fast), then the tile columns of the [nh, W] result
+    occupied = frac.reshape(nh, tile, nw * tile).max(axis=1).reshape(nh, nw, tile).max(axis=2) > 0
     rects = []
-    for ty in range(nh):
-        row = occupied[ty]
+    for ty, row in enumerate(occupied.tolist()):  # Python lists: numpy scalars cost ~1 us a look-up
         tx = 0
         while tx < nw:
             if not row[tx]:
                 tx += 1
                 continue
             start = tx
-            while tx < nw and row[tx]:
+            while tx < nw and row[tx] and tx - start < _MAX_RUN:
                 tx += 1
             rects.append((ty * tile, min(h, (ty + 1) * tile), start * tile, min(w, tx * tile)))
     return rects
