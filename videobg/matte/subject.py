@@ -673,7 +673,7 @@ class HeldObjects:
             # shows between a rider and the deck (eval-scooter F 0.693 -> 0.733, flicker 7.44 -> 6.90)
             grown = cv2.dilate(mask, _disc(2))
             reach = cv2.dilate(mask, _disc(2 + max(1, round(self.person_px * side))))
-            grown |= reach & people
+            grown = cv2.bitwise_or(grown, cv2.bitwise_and(reach, people))
             held = cv2.GaussianBlur(grown.astype(np.float32), (5, 5), 0)
         self.ghost = ghost
         if sal is not None:  # what the next frame carries where the saliency loses the object
