@@ -6,6 +6,7 @@ The CLI calls `process`; the stage services call the same per-stage functions be
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import threading
@@ -62,6 +63,30 @@ class JobResult:
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_HEAP_KEPT = False
+
+
+def keep_freed_memory(mmap_below: int = 64 << 20, trim_above: int = 128 << 20) -> bool:
+    """Process-wide, once: let glibc's malloc keep freed blocks under `mmap_below` bytes in its heap for
+    the next frame instead of handing each back to the kernel. Each stage allocates fresh frame-sized
+    arrays every frame (decoded frames, mattes, refinement windows, composites); by default glibc serves
+    and returns many of them with mmap/munmap, so every frame touched fresh pages, each a page fault the
+    kernel zeroes: `light` 720p took ~700 faults a frame more without this, and 2.6-6 ms more CPU a frame
+    (docs/BENCHMARKS.md), for ~20 MB more peak RSS. False where the C library is not glibc."""
+    global _HEAP_KEPT
+    if _HEAP_KEPT:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _HEAP_KEPT = bool(mallopt(_M_MMAP_THRESHOLD, mmap_below)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_above))
+    return _HEAP_KEPT
 
 
 def expected_frames(info: VideoInfo, trim: Trim) -> int:
@@ -146,13 +171,17 @@ def process(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     cv_threads: int | None = 1,
+    keep_memory: bool = True,
 ) -> JobResult:
     """`cv_threads`: OpenCV's threads per call, process-wide like `threads` (PyTorch's); None leaves
     OpenCV's own setting. 1 by default: the stages already keep the cores busy, and OpenCV's pool only
-    adds its hand-overs (`light` 720p: 1.3-4.7 ms less CPU a frame with 1, docs/BENCHMARKS.md)."""
+    adds its hand-overs (`light` 720p: 1.3-4.7 ms less CPU a frame with 1, docs/BENCHMARKS.md).
+    `keep_memory`: `keep_freed_memory()` (process-wide too)."""
     t_start = time.perf_counter()
     if cv_threads is not None:
         cv2.setNumThreads(cv_threads)
+    if keep_memory:
+        keep_freed_memory()
     out_format = get_format(fmt, transparent=background.transparent)  # bad combos fail before any work
     info = probe(input_path)
     validate(info, limits or Limits(), trim)

@@ -157,6 +157,22 @@ def test_opencv_threads_follow_cv_threads(tmp_path, models_path):
         cv2.setNumThreads(before)
 
 
+def test_a_job_keeps_freed_memory_for_the_next_frame(tmp_path, models_path, monkeypatch):
+    import platform
+
+    from videobg import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "keep_freed_memory", lambda: calls.append(1) or True)
+    src = make_clip(tmp_path / "in.mp4", width=96, height=64, frames=2)
+    run(src, tmp_path / "a.mp4", models_path)
+    run(src, tmp_path / "b.mp4", models_path, keep_memory=False)
+    assert calls == [1]
+    monkeypatch.undo()
+    if platform.libc_ver()[0] == "glibc":
+        assert pipeline.keep_freed_memory() and pipeline.keep_freed_memory()  # once, then a no-op
+
+
 def test_transparent_in_mp4_is_refused_before_any_work(tmp_path, models_path):
     with pytest.raises(VideoBgError) as e:
         run(
