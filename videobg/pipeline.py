@@ -89,6 +89,16 @@ def keep_freed_memory(mmap_below: int = 64 << 20, trim_above: int = 128 << 20) -
     return _HEAP_KEPT
 
 
+def frame_process_defaults(cv_threads: int | None = 1, keep_memory: bool = True) -> None:
+    """Process-wide settings for a process whose threads work frames: OpenCV's threads per call (None:
+    its own) and `keep_freed_memory()`. `process()` applies them, and so does every stage service at
+    start (services/common/stage_service.py), so the stack's stages run frames as the CLI does."""
+    if cv_threads is not None:
+        cv2.setNumThreads(cv_threads)
+    if keep_memory:
+        keep_freed_memory()
+
+
 def expected_frames(info: VideoInfo, trim: Trim) -> int:
     end = info.duration_s if trim.end is None else min(trim.end, info.duration_s)
     span = max(0.0, end - trim.start)
@@ -178,10 +188,7 @@ def process(
     adds its hand-overs (`light` 720p: 1.3-4.7 ms less CPU a frame with 1, docs/BENCHMARKS.md).
     `keep_memory`: `keep_freed_memory()` (process-wide too)."""
     t_start = time.perf_counter()
-    if cv_threads is not None:
-        cv2.setNumThreads(cv_threads)
-    if keep_memory:
-        keep_freed_memory()
+    frame_process_defaults(cv_threads, keep_memory)
     out_format = get_format(fmt, transparent=background.transparent)  # bad combos fail before any work
     info = probe(input_path)
     validate(info, limits or Limits(), trim)

@@ -27,6 +27,7 @@ from services.common.jobrun import Deps, connect
 from services.common.settings import StageSettings
 from services.common.stage_wiring import BuildServer, BuildWorker
 from videobg import metrics
+from videobg.pipeline import frame_process_defaults
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Service:
         return f"{self.settings.grpc_host}:{self.port}"
 
     async def start(self) -> None:
+        frame_process_defaults()  # OpenCV one thread a call, freed frames kept in the heap: as the CLI
         metrics.init_stage(self.stage)
         self.metrics = service_metrics.start_server(self.settings)
         try:
