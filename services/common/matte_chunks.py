@@ -53,10 +53,10 @@ def encode(index0: int, alphas: list[np.ndarray], times: list[float]) -> bytes:
     if not alphas or len(alphas) != len(times):
         raise ValueError(f"{len(alphas)} mattes for {len(times)} times")
     h, w = alphas[0].shape
-    z = zlib.compressobj(_LEVEL)
-    body = [z.compress(np.ascontiguousarray(a, np.uint8).data) for a in alphas if a.shape == (h, w)]
-    if len(body) != len(alphas):
+    if any(a.shape != (h, w) for a in alphas):
         raise ValueError("mattes of one chunk differ in size")
+    z = zlib.compressobj(_LEVEL)
+    body = [z.compress(np.ascontiguousarray(a, np.uint8).data) for a in alphas]
     head = _HEADER.pack(MAGIC, VERSION, index0, len(alphas), h, w)
     return b"".join([head, np.asarray(times, "<f8").tobytes(), *body, z.flush()])
 

@@ -21,7 +21,7 @@ import numpy as np
 from services.common.grpcutil import BAND_BYTES
 from vbg.v1 import stages_pb2
 from videobg.errors import VideoBgError
-from videobg.media.encode import Yuv420Converter, takes_yuv420
+from videobg.media.encode import coded_size, takes_yuv420
 from videobg.media.formats import OutputFormat
 
 
@@ -44,8 +44,7 @@ class Layout:
 def layout_for(fmt: OutputFormat, transparent: bool, width: int, height: int) -> Layout:
     """What the compositor sends for this output; the encoder derives the same from the same record."""
     if takes_yuv420(fmt, transparent, width, height):
-        conv = Yuv420Converter(fmt, width, height)
-        return Layout("yuv420p", conv.coded_width, conv.coded_height)
+        return Layout("yuv420p", *coded_size(fmt, width, height))
     return Layout("rgba" if transparent else "rgb24", width, height)
 
 

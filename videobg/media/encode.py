@@ -119,6 +119,18 @@ def takes_yuv420(fmt: OutputFormat, transparent: bool, width: int, height: int) 
     return fmt.container is not None and sink_pix_fmt(fmt, transparent) == "yuv420p" and w % 2 == h % 2 == 0
 
 
+def _to_yuv(reformatter: VideoReformatter, frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
+    """swscale into a YUV format: the BT.709 matrix, limited (tv) range, tagged BT.709."""
+    return reformatter.reformat(
+        frame,
+        format=pix_fmt,
+        dst_colorspace=Colorspace.ITU709,
+        dst_color_range=ColorRange.MPEG,
+        dst_color_trc=ColorTrc.BT709,
+        dst_color_primaries=ColorPrimaries.BT709,
+    )
+
+
 class Yuv420Converter:
     """RGB [H, W, 3] uint8 -> what a yuv420p encoder takes: BT.709, limited range, by swscale, the frame
     padded to even by replicating its last column/row where the codec needs it. The writer converts with
@@ -139,14 +151,7 @@ class Yuv420Converter:
         pad_w, pad_h = self.coded_width - self.width, self.coded_height - self.height
         if pad_w or pad_h:
             rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        return self._reformatter.reformat(
-            av.VideoFrame.from_ndarray(rgb, format="rgb24"),
-            format="yuv420p",
-            dst_colorspace=Colorspace.ITU709,
-            dst_color_range=ColorRange.MPEG,
-            dst_color_trc=ColorTrc.BT709,
-            dst_color_primaries=ColorPrimaries.BT709,
-        )
+        return _to_yuv(self._reformatter, av.VideoFrame.from_ndarray(rgb, format="rgb24"), "yuv420p")
 
     def planes(self, rgb: np.ndarray) -> np.ndarray:
         """rgb [H, W, 3] uint8 -> [coded H * 3 / 2, coded W] uint8: Y, U, V one after the other."""
@@ -317,7 +322,6 @@ class _AvSink:
         self._audio: AudioTrack | None = None
         self._pix_fmt = sink_pix_fmt(fmt, transparent)
         self._is_gif = fmt.video_codec == "gif"
-        self._pad = (width % 2, height % 2) if _needs_even_size(fmt) else (0, 0)
         # yuv420p outputs convert through the one converter that also prepares planes for `write_yuv420`
         self.yuv420 = (
             Yuv420Converter(fmt, width, height) if takes_yuv420(fmt, transparent, width, height) else None
@@ -330,7 +334,7 @@ class _AvSink:
         self._reformatter = VideoReformatter()
         self._container = av.open(str(path), "w", format=fmt.container, options=_container_options(fmt))
         try:
-            self._stream = self._add_video_stream(width + self._pad[0], height + self._pad[1], fps, quality)
+            self._stream = self._add_video_stream(*coded_size(fmt, width, height), fps, quality)
         except BaseException:
             self.abort()
             raise
@@ -379,21 +383,12 @@ class _AvSink:
         if self._quantizer is not None:
             indexed = self._quantizer.quantize(image)  # the stub does not know pal8 takes a tuple
             return av.VideoFrame.from_ndarray(indexed, format="pal8")  # type: ignore[arg-type]
-        if self.yuv420 is not None:
+        if self.yuv420 is not None:  # H.264/H.265 (padded to even there) and opaque VP9
             return self.yuv420.frame(image)
-        if any(self._pad):
-            image = np.pad(image, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
         if not self._is_yuv:
             return self._reformatter.reformat(frame, format=self._pix_fmt)
-        return self._reformatter.reformat(
-            frame,
-            format=self._pix_fmt,
-            dst_colorspace=Colorspace.ITU709,
-            dst_color_range=ColorRange.MPEG,
-            dst_color_trc=ColorTrc.BT709,
-            dst_color_primaries=ColorPrimaries.BT709,
-        )
+        return _to_yuv(self._reformatter, frame, self._pix_fmt)
 
     def close(self) -> None:
         try:
