@@ -250,3 +250,26 @@ def test_batched_matting_gives_the_same_video(media, tmp_path, models_path, mode
     for x, y in zip(a, b, strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
     assert max(int(x[..., 3].max()) for x in a) > 200  # a real matte of the person, not an empty one
+
+
+def test_quantized_alpha_snaps_only_the_faint_ends():
+    from videobg.matte.refine import _band_rects
+    from videobg.pipeline import SNAP_LEVELS, quantize_alpha
+
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    got = quantize_alpha(np.tile(levels, (4, 1))).astype(int)  # [4, 256]
+    want = np.arange(256)
+    want[want <= SNAP_LEVELS] = 0
+    want[want >= 255 - SNAP_LEVELS] = 255
+    assert got.shape == (4, 256) and (got == want).all()
+    assert quantize_alpha(np.array([[0.0, 1.5, 0.5]], np.float32)).tolist() == [[0, 255, 128]]
+    # a faint tail around a hard shape no longer puts its tiles through the refinement
+    a = np.zeros((256, 256), np.float32)
+    a[64:128, 64:128] = 1.0
+    a[a == 0] = 1.5 / 255  # a haze of 1-2 levels everywhere else
+
+    def refined_px(alpha_u8):
+        return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in _band_rects(alpha_u8, 64))
+
+    assert refined_px(quantize_alpha(a)) == 0
+    assert refined_px(np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)) == 15 * 64 * 64  # before

@@ -56,16 +56,15 @@ def test_tiled_coarse_version_matches_full_reference():
 def _previous_tiled(rgb, alpha, tile=64, coarse_scale=4):
     """The tile loop as it was before its arithmetic was regrouped into cv2 calls (2026-12-04): the
     fast version must give the same foreground to within one 8-bit level."""
-    from videobg.matte.refine import _band_rects, _correct, _means, _upsample_window
+    from videobg.matte.refine import _band_rects, _correct, _means, _upsample_window, shrink
 
     h, w = alpha.shape
     out = rgb.copy()
     rects = _band_rects(alpha, tile)
     r1, r2 = radii_for(h, w)
     k = max(1, min(coarse_scale, r1 // 8))
-    size = (max(1, w // k), max(1, h // k))
-    small_img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    small_img = shrink(rgb, k).astype(np.float32) / 255  # the coarse input as the fast version makes it
+    small_a = shrink(alpha, k).astype(np.float32) / 255
     f_small, b_small = _means(small_img, small_img, cv2.merge([small_a] * 3), max(3, r1 // k))
     halo = r2 // 2 + 2
     for y0, y1, x0, x1 in rects:
@@ -79,6 +78,25 @@ def _previous_tiled(rgb, alpha, tile=64, coarse_scale=4):
         inner = f2[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
         out[y0:y1, x0:x1] = cv2.convertScaleAbs(inner, alpha=255.0)
     return out
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "k"), [(720, 1280, 4), (1080, 1920, 4), (360, 640, 2), (361, 643, 4), (720, 1280, 3)]
+)
+def test_shrink_is_the_block_mean_within_a_level(h, w, k):
+    from videobg.matte.refine import shrink
+
+    rng = np.random.default_rng(k)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 1)
+    got = shrink(img, k)
+    want = cv2.resize(img, (w // k, h // k), interpolation=cv2.INTER_AREA)  # one step
+    assert got.shape == want.shape and got.dtype == np.uint8
+    assert np.abs(got.astype(np.int16) - want).max() <= 1
+    if h % k == 0 and w % k == 0:  # the exact block means, rounded
+        exact = img.reshape(h // k, k, w // k, k, 3).astype(np.float64).mean(axis=(1, 3))
+        assert np.abs(got - exact).max() <= 1.0
+    one = shrink(img[..., 0].copy(), k)  # one channel (the alpha) too
+    assert one.shape == (h // k, w // k)
 
 
 def _textured_scene(h, w, seed):
