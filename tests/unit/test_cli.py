@@ -120,3 +120,24 @@ def test_original_runs_on_the_weights_the_deployment_chose(monkeypatch):
     monkeypatch.setenv("VIDEOBG_ORIGINAL_WEIGHTS", "huge")
     with pytest.raises(ValueError):
         CoreSettings()
+
+
+def test_the_command_exits_with_its_code_and_everything_said(clip, tmp_path, models_path):
+    """`videobg` as a user runs it (a process of its own, leaving by `run()`'s quick exit): the output is
+    whole, the summary and the errors reach the pipes, and the exit code is main()'s."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.mediacheck import summarize
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, VIDEOBG_MODEL_DIR=str(models_path), PYTHONPATH=str(repo))
+    out = tmp_path / "o.mp4"
+    cmd = [sys.executable, "-m", "videobg.cli", "process", str(clip), "-o", str(out), "--model", "light"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "wrote" in done.stdout and "frames/s" in done.stdout
+    assert summarize(out).frames == 10
+    bad = subprocess.run([*cmd[:-2], "--model", "nope"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == EXIT_INPUT and "nope" in bad.stderr
