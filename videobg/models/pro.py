@@ -5,7 +5,9 @@ limbs; docs/QUALITY.md), with the main subject chosen EVERY frame by U²-Net sma
 temporally smoothed), which holds the subject better than flow tracking when a crowd touches it (DAVIS
 breakdance). When the salient subject is not a person (RVM covers under a fifth of it over the last 15
 frames: a dog, a product), the temporally smoothed saliency map becomes the matte instead, so such a
-subject is kept the way `original` keeps it (DAVIS libby: J 0.105 -> 0.605). The salient things the
+subject is kept the way `original` keeps it (DAVIS libby: J 0.105 -> 0.605), then smoothed once more
+at full resolution with optical flow and cleared of its faint background haze (libby flicker 14.53 ->
+7.56, under `human`'s 9.90; docs/QUALITY.md, fourth pass). The salient things the
 person rides, holds or walks (in contact and moving with them, adopted by a running vote) are added with
 the saliency's edge (`videobg.matte.subject.HeldObjects`, carried by optical flow for a few frames
 where the saliency loses them); `subjects="person"` keeps people only. A person blob is kept whole
