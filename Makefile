@@ -72,7 +72,7 @@ fmt: venv ## apply ruff format and fixes
 	$(BIN)/ruff format videobg services devstack tests bench scripts deploy conformance
 	$(BIN)/ruff check --fix videobg services devstack tests bench scripts deploy conformance
 
-bench: setup ## ~5 min: human vs the plain ONNX Runtime loop (ratio, frames/s, CPU s, cores busy, two jobs), light 720p, human 1080p (docs/BENCHMARKS.md)
+bench: setup ## ~6 min: human vs the plain ONNX Runtime loop (ratio, frames/s, CPU s, cores busy, two jobs), light 720p, human 1080p (3 runs each) (docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_baseline.py --clip $(SAMPLE) --runs 3 --two-jobs --per-model
 
 bench-full: setup ## frames/s per model at 720p/1080p vs the transcode floor, peak RSS, stack vs in-process (docs/BENCHMARKS.md)
