@@ -57,11 +57,23 @@ def _subject_post() -> PostFn:
     return SubjectSelector("main")
 
 
+def _steady_post() -> PostFn:
+    """`pro`'s treatment of its saliency matte (videobg/matte/subject.py, fourth pass) on any model's output:
+    flow-compensated smoothing at full resolution (new-frame weight 0.5 where still), then the haze under
+    0.3 cleared."""
+    from videobg.matte.subject import clear_haze
+    from videobg.matte.temporal import DEFAULT_LEVELS, TemporalSmoother
+
+    smoother = TemporalSmoother(0.5, DEFAULT_LEVELS)
+    return lambda rgb, alpha: clear_haze(smoother(rgb, alpha), 0.3)
+
+
 # Full-resolution post-processing scored next to the session's output ("none"). The per-model defaults
 # (temporal smoothing and guided upsampling need the low-res matte) run inside the session: see VARIANTS.
 POSTS: dict[str, PostFactory] = {
     "none": lambda: None,
     "subject": _subject_post,  # main-subject tracking without a saliency anchor, on any model's output
+    "steady": _steady_post,  # full-resolution flow smoothing + haze floor, as pro's saliency matte has
 }
 
 # Session option sets: "default" is what `get_model(name).new_session()` applies for that model.
