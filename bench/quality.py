@@ -61,11 +61,11 @@ def _steady_post() -> PostFn:
     """`pro`'s treatment of its saliency matte (videobg/matte/subject.py, fourth pass) on any model's output:
     flow-compensated smoothing at full resolution (new-frame weight 0.5 where still), then the haze under
     0.3 cleared."""
-    from videobg.matte.subject import clear_haze
+    from videobg.matte.subject import HAZE_FLOOR, MATTE_STILL, clear_haze
     from videobg.matte.temporal import DEFAULT_LEVELS, TemporalSmoother
 
-    smoother = TemporalSmoother(0.5, DEFAULT_LEVELS)
-    return lambda rgb, alpha: clear_haze(smoother(rgb, alpha), 0.3)
+    smoother = TemporalSmoother(MATTE_STILL, DEFAULT_LEVELS)
+    return lambda rgb, alpha: clear_haze(smoother(rgb, alpha), HAZE_FLOOR)
 
 
 # Full-resolution post-processing scored next to the session's output ("none"). The per-model defaults

@@ -35,6 +35,9 @@ from videobg.matte import guided as gf
 from videobg.matte.temporal import DEFAULT_LEVELS, TemporalSmoother, flow_to_previous, new_flow
 
 SUBJECT_MODES = ("main", "person", "all")  # "person": people only, no held or ridden object
+# the saliency matte's second, full-resolution smoothing (new-frame weight where still) and haze floor
+# (`SaliencyGate`, docs/QUALITY.md fourth pass)
+MATTE_STILL, HAZE_FLOOR = 0.5, 0.3
 Anchor = Callable[[np.ndarray], np.ndarray]  # [H, W, 3] uint8 -> [h, w] float32 0..1 saliency (any h, w)
 
 _FG = 0.5  # alpha above this is foreground
@@ -375,8 +378,8 @@ class SaliencyGate:
         window: int = 15,
         saliency_matte: str = "auto",
         objects: bool = True,
-        matte_still: float = 0.5,
-        haze: float = 0.3,
+        matte_still: float = MATTE_STILL,
+        haze: float = HAZE_FLOOR,
     ):
         if saliency_matte not in ("auto", "never", "always"):
             raise InvalidInput(f"saliency_matte must be auto, never or always, got {saliency_matte!r}")
@@ -672,10 +675,10 @@ class HeldObjects:
             # Where the two move alike (a still camera on a still person) motion tells nothing.
             own = np.median(flow[person > 0], axis=0)
             back = np.median(flow[still], axis=0)
-            if float(np.hypot(*(own - back))) > self.move_px:
+            apart = float(np.hypot(*(own - back)))
+            if apart > self.move_px:
                 for c in np.flatnonzero(big & touching):
                     moved = np.median(flow[labels == c], axis=0)
-                    apart = float(np.hypot(*(own - back)))
                     touching[c] = np.hypot(*(moved - own)) < self.with_person * apart
         votes = np.zeros(n, np.float32)
         adopted = np.zeros(n, bool)
