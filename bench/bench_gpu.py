@@ -130,12 +130,14 @@ def end_to_end(args: argparse.Namespace, sizes: list[tuple[int, int]], batches: 
     import tempfile
 
     from videobg.pipeline import process
+    from videobg.settings import CoreSettings
     from videobg.types import Background
 
     print()
     print("| model | size | batch | precision | frames | wall s | frames/s | peak GPU MiB |")
     print("|---|---|---|---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    workers = CoreSettings().resolved_refine_workers()  # what the CLI and the compositor use here
     for width, height in sizes:
         clip = _clip(_frames(Path(args.clip), width, height, args.frames), tmp / f"in_{width}x{height}.mp4")
         for name in args.models.split(","):
@@ -149,6 +151,7 @@ def end_to_end(args: argparse.Namespace, sizes: list[tuple[int, int]], batches: 
                     device=args.device,
                     background=Background(kind="color", rgb=(30, 144, 255)),
                     batch_frames=batch,
+                    refine_workers=workers,
                 )
                 precision = "fp16" if args.device.startswith("cuda") else "fp32"
                 print(

@@ -51,6 +51,7 @@ CORE_READERS: dict[str, tuple[str, ...]] = {
     "max_frames": ("gateway", "ingest"),
     "queue_frames": ("segmenter", "compositor", "encoder"),
     "batch_frames": ("segmenter",),
+    "refine_workers": ("compositor",),
 }
 # (class, environment names of a field, who reads it): the fields a class declares itself
 SECTIONS: list[tuple[type[BaseSettings], str, tuple[str, ...]]] = [

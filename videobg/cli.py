@@ -93,6 +93,7 @@ def _cmd_process(args: argparse.Namespace, settings: CoreSettings) -> int:
             queue_frames=settings.queue_frames,
             threads=settings.resolved_threads(),
             batch_frames=settings.resolved_batch(device),
+            refine_workers=settings.resolved_refine_workers(),
             progress=progress,
             cancel=cancel,
         )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -58,11 +60,19 @@ def threaded(
     maxsize: int = 8,
     clock: StageClock | None = None,
     stop: threading.Event | None = None,
+    workers: int = 1,
 ) -> Iterator[U]:
     """Yield fn(item) for each item, computed ahead in a background thread (fn=None: just prefetch).
 
-    An exception in the thread is re-raised in the consumer; closing the consumer stops the thread.
+    `workers` > 1: fn runs on that many threads at once, on consecutive items, and the results still
+    come out in order (for a stateless fn only). An exception in the thread is re-raised in the
+    consumer; closing the consumer stops the thread.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and fn is not None:
+        yield from _pooled(items, fn, name=name, maxsize=maxsize, clock=clock, stop=stop, workers=workers)
+        return
     q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
     halt = threading.Event()
 
@@ -97,7 +107,12 @@ def threaded(
             put(_Failure(exc))
 
     thread = threading.Thread(target=run, name=f"stage-{name}", daemon=True)
-    thread.start()
+    thread.start()  # on the first next(): a stage never iterated starts no thread
+    yield from _drain(q, halt, thread)
+
+
+def _drain(q: queue.Queue[Any], halt: threading.Event, thread: threading.Thread) -> Iterator[Any]:
+    """The consumer's side of a stage: items until done, a failure re-raised, the thread stopped on close."""
     try:
         while True:
             x = q.get()
@@ -109,3 +124,64 @@ def threaded(
     finally:
         halt.set()
         thread.join(timeout=5)
+
+
+def _pooled(
+    items: Iterable[T],
+    fn: Callable[[T], U],
+    *,
+    name: str,
+    maxsize: int,
+    clock: StageClock | None,
+    stop: threading.Event | None,
+    workers: int,
+) -> Iterator[U]:
+    """`threaded` with fn on `workers` threads: a feeder thread submits consecutive items to a pool, keeps
+    at most `workers` of them in flight, and queues their results in submission order."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+    halt = threading.Event()
+
+    def timed(item: T) -> U:
+        t0 = time.perf_counter()
+        out = fn(item)
+        if clock is not None:
+            clock.add(name, time.perf_counter() - t0)
+        return out
+
+    def put(x: Any) -> bool:
+        while not halt.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"stage-{name}")
+
+    def run() -> None:
+        pending: deque[Future[U]] = deque()
+        try:
+            it = iter(items)
+            while not halt.is_set() and not (stop is not None and stop.is_set()):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                pending.append(pool.submit(timed, item))
+                if len(pending) >= workers and not put(pending.popleft().result()):
+                    return
+            while pending and not halt.is_set():
+                if not put(pending.popleft().result()):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            put(_Failure(exc))
+        finally:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+
+    thread = threading.Thread(target=run, name=f"stage-{name}", daemon=True)
+    thread.start()  # on the first next(): a stage never iterated starts no thread
+    yield from _drain(q, halt, thread)

@@ -190,6 +190,7 @@ def process(
     queue_frames: int = 8,
     threads: int | None = None,
     batch_frames: int = 1,
+    refine_workers: int = 1,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     cv_threads: int | None = 1,
@@ -198,6 +199,7 @@ def process(
     """`cv_threads`: OpenCV's threads per call, process-wide like `threads` (PyTorch's); None leaves
     OpenCV's own setting. 1 by default: the stages already keep the cores busy, and OpenCV's pool only
     adds its hand-overs (`light` 720p: 1.3-4.7 ms less CPU a frame with 1, docs/BENCHMARKS.md).
+    `refine_workers`: threads refining and compositing frames (in order; `CoreSettings.resolved_refine_workers`).
     `keep_memory`: `keep_freed_memory()` (process-wide too)."""
     t_start = time.perf_counter()
     frame_process_defaults(cv_threads, keep_memory)
@@ -223,6 +225,7 @@ def process(
         name="refine_composite",
         maxsize=queue_frames,
         clock=clock,
+        workers=refine_workers,
     )
 
     audio_index = info.audio[0].index if info.audio else None

@@ -33,6 +33,9 @@ class CoreSettings(BaseSettings):
     max_frames: int = 0  # refused above this many frames; 0: max_duration_s x max_fps
     queue_frames: int = 8  # bounded queue between overlapped stages (frames in flight per stage)
     batch_frames: int = 0  # frames per inference call; 0: auto (1 on CPU, 8 on a GPU; see resolved_batch)
+    refine_workers: int = (
+        0  # threads refining + compositing one job's frames; 0: auto (resolved_refine_workers)
+    )
 
     def model_to_run(self, name: str) -> str:
         """The registry model that a public model name runs as here: `original` on the full U²-Net where
@@ -76,6 +79,18 @@ class CoreSettings(BaseSettings):
         if self.batch_frames > 0:
             return self.batch_frames
         return 1 if device == "cpu" else 8
+
+    def resolved_refine_workers(self) -> int:
+        """Threads for the edge refinement and composite of one job (frames stay in order). Auto: 1 up to 7
+        usable cores (on 2 cores a second worker measured no faster: the other stages already keep both
+        busy), then one per 4 cores, at most 4. On a 16-core GPU node one worker capped `human` 1080p at
+        ~41 frames/s (24 ms a frame) while the GPU waited (docs/BENCHMARKS.md, "GPU")."""
+        if self.refine_workers < 0:
+            raise ValueError(f"refine_workers must be >= 0, got {self.refine_workers}")
+        if self.refine_workers > 0:
+            return self.refine_workers
+        cores = usable_cpus()
+        return 1 if cores < 8 else min(4, cores // 4)
 
 
 def user_data_dir() -> Path:

@@ -157,6 +157,7 @@ def _composite_frames(run: StageRun, settings: CompositorSettings) -> Iterator[S
             lambda m: to_wire(m.frame.index, refine_and_composite(m, plate)),
             name="refine_composite",
             maxsize=queue,
+            workers=settings.core.resolved_refine_workers(),
         )
         n = 0
         try:

@@ -509,3 +509,26 @@ def test_only_yuv420p_outputs_take_planes(tmp_path):
     conv = Yuv420Converter(get_format("mp4_h264"), W, H)
     with pytest.raises(ValueError, match="planes must be"):
         conv.from_planes(np.zeros((H * 3 // 2, W), np.uint8))  # the unpadded size
+
+
+@pytest.mark.parametrize("width,transparent", [(720, False), (176, False), (854, True), (848, True)])
+def test_prores_keeps_every_column_at_widths_swscale_threads_broke(tmp_path, width, transparent):
+    # RGB -> 10-bit YUV through swscale's own thread pool wrote a block of the first 16 columns off by
+    # up to 112 levels, differently run to run, at these widths; the writer converts on one thread
+    h = 32
+    ramp = np.linspace(0, 255, width, dtype=np.float32)
+    rgb = np.stack(
+        [np.broadcast_to(ramp, (h, width)), np.full((h, width), 90.0), np.full((h, width), 200.0)], -1
+    )
+    rgb = np.ascontiguousarray(rgb.astype(np.uint8))  # [h, width, 3] a smooth left-to-right ramp
+    alpha = np.full((h, width), 255, np.uint8) if transparent else None
+    for run in range(3):
+        path = tmp_path / f"out{run}.mov"
+        with VideoWriter(path, "mov_proresks", width, h, transparent=transparent, fps=FPS) as writer:
+            for i in range(4):
+                writer.write(rgb, alpha, i * FRAME_S)
+        frames, _ = decode(path)
+        assert len(frames) == 4
+        for f in frames:
+            err = np.abs(f[..., :3].astype(int) - rgb.astype(int))
+            assert err.max() <= 6, (run, np.unravel_index(err.argmax(), err.shape), err.max())

