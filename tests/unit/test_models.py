@@ -390,8 +390,8 @@ def test_half_precision_gives_the_same_matte(name):
 
 
 def test_the_gpu_full_res_alpha_matches_the_cpu_one():
-    # `_fine_alpha_torch` (the GPU path; it runs on any device) brings the alpha back as float16 and
-    # widens it: the same matte as cv2's float32 path, to within float16's step near 1 (2^-11)
+    # `_fine_alpha_torch` (the GPU path; it runs on any device) brings the alphas back one frame at a
+    # time: the same mattes as cv2's float32 path, in order
     import torch
 
     from videobg.models.human import _fine_alpha_cv2, _fine_alpha_torch
@@ -406,5 +406,5 @@ def test_the_gpu_full_res_alpha_matches_the_cpu_one():
         want = _fine_alpha_cv2(a[i, 0], b[i, 0], f)
         assert got[i].dtype == np.float32 and got[i].shape == (90, 160)
         assert 0.0 <= got[i].min() and got[i].max() <= 1.0
-        np.testing.assert_allclose(got[i], want, atol=1.5e-3)
+        np.testing.assert_allclose(got[i], want, atol=1e-4)
         assert (want > 0.01).mean() > 0.2 and (want < 0.99).mean() > 0.2  # not all clipped

@@ -209,9 +209,9 @@ def _fine_alpha_torch(ab: Tensor, frames: list[np.ndarray], dtype: torch.dtype) 
     fine = to_tensor(frames, ab.device, dtype).mean(1, keepdim=True)  # [N, 1, H, W]
     up = F.interpolate(ab, (height, width), mode="bilinear", align_corners=False)  # [N, 2, H, W]
     alpha = torch.addcmul(up[:, 1:], up[:, :1], fine).clamp_(0.0, 1.0)
-    # back as float16, one copy per frame, widened to float32 on the CPU: a float32 batch copied back at
-    # once took 5.6 ms a 1080p frame on an H200 (66 MB at batch 8, each a fresh pageable buffer), float16
-    # 0.4 (docs/BENCHMARKS.md, "GPU"). Half precision holds 0..1 to 2^-11, finer than the 8-bit alpha
-    # every later stage carries.
-    half = alpha[:, 0].half()  # [N, H, W]
-    return [half[i].cpu().numpy().astype(np.float32) for i in range(half.shape[0])]
+    # back one frame at a time (each [H, W] float32 fits the heap `keep_freed_memory` keeps, where a
+    # whole batch, 66 MB at 1080p x 8, was a fresh mapping every time): on an H200, with the heap kept,
+    # 2.5 ms a 1080p frame at batch 8 against 2.8 for the batch at once, 12.3 against 15.8 at 4K; float16
+    # widened by numpy cost 7.2 (bench/gpu_alpha_copy.py, docs/BENCHMARKS.md "GPU")
+    out = alpha[:, 0].float()  # [N, H, W]
+    return [out[i].cpu().numpy() for i in range(out.shape[0])]
