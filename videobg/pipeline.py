@@ -23,7 +23,7 @@ from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput
 from videobg.matte.refine import estimate_foreground
 from videobg.media.decode import iter_frames
-from videobg.media.encode import VideoWriter
+from videobg.media.encode import VideoWriter, Yuv420Converter, takes_yuv420
 from videobg.media.formats import get_format
 from videobg.media.probe import probe, validate
 from videobg.overlap import StageClock, batched, threaded
@@ -219,9 +219,21 @@ def process(
         iter_frames(input_path, info, trim), name="decode", maxsize=queue_frames, clock=clock, stop=stop
     )
     mattes = matte_stages(session, frames, batch_frames=batch_frames, queue_frames=queue_frames, clock=clock)
+    # H.264/H.265/opaque VP9 take yuv420p: converted on the refine workers (as the compositor service
+    # does), so the encoding thread only encodes
+    yuv = (
+        Yuv420Converter(out_format, info.width, info.height)
+        if takes_yuv420(out_format, background.transparent, info.width, info.height)
+        else None
+    )
+
+    def refine(m: Matted) -> tuple[Composited, np.ndarray | None]:
+        c = refine_and_composite(m, plate)
+        return c, (yuv.planes(c.rgb) if yuv is not None else None)  # [H2 * 3 / 2, W2] uint8 planes
+
     comps = threaded(
         mattes,
-        lambda m: refine_and_composite(m, plate),
+        refine,
         name="refine_composite",
         maxsize=queue_frames,
         clock=clock,
@@ -242,11 +254,14 @@ def process(
         audio_stream_index=audio_index,
         trim=trim,
     ) as writer:
-        for c in comps:
+        for c, planes in comps:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("job cancelled")
             t0 = time.perf_counter()
-            writer.write(c.rgb, c.alpha, c.t)
+            if planes is not None:
+                writer.write_yuv420(planes, c.t)
+            else:
+                writer.write(c.rgb, c.alpha, c.t)
             clock.add("encode", time.perf_counter() - t0)
             n += 1
             if progress is not None:

@@ -532,3 +532,20 @@ def test_prores_keeps_every_column_at_widths_swscale_threads_broke(tmp_path, wid
         for f in frames:
             err = np.abs(f[..., :3].astype(int) - rgb.astype(int))
             assert err.max() <= 6, (run, np.unravel_index(err.argmax(), err.shape), err.max())
+
+
+def test_one_yuv420_converter_serves_several_threads():
+    # the refine workers share one converter: each thread converts with its own swscale context, so
+    # every frame comes out as it does alone
+    from concurrent.futures import ThreadPoolExecutor
+
+    conv = Yuv420Converter(FORMATS["mp4_h264"], 321, 181)  # odd: padded to 322x182
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (181, 321, 3), dtype=np.uint8) for _ in range(24)]
+    alone = [Yuv420Converter(FORMATS["mp4_h264"], 321, 181).planes(f) for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            shared = list(pool.map(conv.planes, frames))
+            for a, b in zip(alone, shared, strict=True):
+                assert a.shape == (182 * 3 // 2, 322)
+                assert np.array_equal(a, b)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -148,7 +149,14 @@ class Yuv420Converter:
     def __init__(self, fmt: OutputFormat, width: int, height: int) -> None:
         self.width, self.height = width, height
         self.coded_width, self.coded_height = coded_size(fmt, width, height)
-        self._reformatter = VideoReformatter()
+        self._local = threading.local()  # a swscale context per thread: several refine workers convert
+
+    @property
+    def _reformatter(self) -> VideoReformatter:
+        r = getattr(self._local, "reformatter", None)
+        if r is None:
+            r = self._local.reformatter = VideoReformatter()
+        return r
 
     @property
     def planes_shape(self) -> tuple[int, int]:
