@@ -85,15 +85,20 @@ def run_inprocess(clip: Path, args: argparse.Namespace, work: Path) -> dict:
 
     background = parse_background(args.background)
     out = work / f"inprocess{get_format(args.format).extension}"
+    settings = CoreSettings()  # what the CLI and the stage services use: device, threads, batch, workers
+    device = settings.resolved_device()
     t0, c0 = time.perf_counter(), time.process_time()
     result = process(
         clip,
         out,
         model=args.model,
         model_dir=args.model_dir,
+        device=device,
         background=background,
         fmt=args.format,
-        threads=CoreSettings().resolved_threads(),  # what the CLI and the segmenter use
+        threads=settings.resolved_threads(),
+        batch_frames=settings.resolved_batch(device),
+        refine_workers=settings.resolved_refine_workers(),
     )
     return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "frames": result.frames,
             "busy_s": result.busy_s, "bytes": out.stat().st_size}  # fmt: skip

@@ -78,6 +78,7 @@ def main() -> None:
         model_dir=a.model_dir,
         background=Background("color", (30, 144, 255)),
         threads=CoreSettings().resolved_threads(),
+        refine_workers=CoreSettings().resolved_refine_workers(),
     )
     done.set()
     sample()

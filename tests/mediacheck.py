@@ -84,17 +84,17 @@ def rgba_frames(path: str | Path, limit: int = 1000) -> list[np.ndarray]:
             ctx = av.CodecContext.create("libvpx-vp9", "r")
             for pkt in c.demux(vs):
                 for f in ctx.decode(pkt):
-                    frames.append(f.to_ndarray(format="rgba"))
+                    frames.append(f.to_ndarray(format="rgba", threads=1))  # swscale's pool races here
                     if len(frames) >= limit:
                         return frames
             try:  # flush what the decoder still holds; this PyAV raises EOFError once it is drained
                 for f in ctx.decode(None):
-                    frames.append(f.to_ndarray(format="rgba"))
+                    frames.append(f.to_ndarray(format="rgba", threads=1))  # swscale's pool races here
             except EOFError:
                 pass
         else:
             for f in c.decode(vs):
-                frames.append(f.to_ndarray(format="rgba"))
+                frames.append(f.to_ndarray(format="rgba", threads=1))  # swscale's pool races here
                 if len(frames) >= limit:
                     break
     return frames
@@ -103,5 +103,5 @@ def rgba_frames(path: str | Path, limit: int = 1000) -> list[np.ndarray]:
 def first_frame_rgb(path: str | Path) -> np.ndarray:
     with av.open(str(path)) as c:
         for f in c.decode(c.streams.video[0]):
-            return f.to_ndarray(format="rgb24")
+            return f.to_ndarray(format="rgb24", threads=1)
     raise AssertionError(f"{path} has no video frame")

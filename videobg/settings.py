@@ -33,9 +33,7 @@ class CoreSettings(BaseSettings):
     max_frames: int = 0  # refused above this many frames; 0: max_duration_s x max_fps
     queue_frames: int = 8  # bounded queue between overlapped stages (frames in flight per stage)
     batch_frames: int = 0  # frames per inference call; 0: auto (1 on CPU, 8 on a GPU; see resolved_batch)
-    refine_workers: int = (
-        0  # threads refining + compositing one job's frames; 0: auto (resolved_refine_workers)
-    )
+    refine_workers: int = 0  # refine + composite threads per job; 0: auto (see resolved_refine_workers)
 
     def model_to_run(self, name: str) -> str:
         """The registry model that a public model name runs as here: `original` on the full U²-Net where

@@ -76,6 +76,7 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[float]]:
                         format="rgba" if alpha else "rgb24",
                         src_colorspace=Colorspace.ITU709,
                         src_color_range=ColorRange.MPEG,
+                        threads=1,  # swscale's own pool wrote wrong pixels into yuva420p -> rgba at some widths
                     )
                 )
                 times.append(float(f.pts * stream.time_base))
@@ -150,6 +151,8 @@ def test_every_format_round_trips(tmp_path, name, transparent):
     assert times[0] == pytest.approx(0, abs=0.011)
     assert times[-1] == pytest.approx((N - 1) * FRAME_S, abs=FRAME_S)
     expected = (W + 1, H + 1) if name in PADDED else (W, H)
+    if name == "mov_proresks" and not transparent:
+        expected = (W + 1, H)  # ProRes 4:2:2: an odd width only
     assert (frames[0].shape[1], frames[0].shape[0]) == expected
     # the disc moved: the picture is not frozen on one frame
     assert np.abs(frames[-1][..., :3].astype(int) - frames[0][..., :3]).mean() > 5
@@ -549,3 +552,27 @@ def test_one_yuv420_converter_serves_several_threads():
             for a, b in zip(alone, shared, strict=True):
                 assert a.shape == (182 * 3 // 2, 322)
                 assert np.array_equal(a, b)
+
+
+def test_opaque_prores_pads_an_odd_width_instead_of_garbling_its_last_column(tmp_path):
+    # prores_ks codes floor(W/2) chroma columns of 4:2:2: at an odd width the last one decoded as
+    # garbage. Like H.264, the writer repeats the last column to an even width.
+    w, h = 321, 41
+    ramp = np.linspace(0, 255, w, dtype=np.float32)
+    rgb = np.stack(
+        [np.broadcast_to(ramp, (h, w)), np.full((h, w), 90.0), np.broadcast_to(255 - ramp, (h, w))], -1
+    )
+    rgb = np.ascontiguousarray(rgb.astype(np.uint8))
+    path = tmp_path / "odd.mov"
+    with VideoWriter(path, "mov_proresks", w, h, transparent=False, fps=FPS) as writer:
+        for i in range(3):
+            writer.write(rgb, None, i * FRAME_S)
+    frames, _ = decode(path)
+    f = frames[-1]
+    assert f.shape == (h, w + 1, 3)
+    assert np.abs(f[:, :w].astype(int) - rgb.astype(int)).max() <= 6
+    assert np.abs(f[:, w].astype(int) - rgb[:, w - 1].astype(int)).max() <= 6  # the repeated column
+    # transparent ProRes is 4:4:4: no padding there
+    with VideoWriter(tmp_path / "odd_alpha.mov", "mov_proresks", w, h, transparent=True, fps=FPS) as writer:
+        writer.write(rgb, np.full((h, w), 255, np.uint8), 0.0)
+    assert decode(tmp_path / "odd_alpha.mov")[0][0].shape == (h, w, 4)

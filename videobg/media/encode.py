@@ -106,10 +106,14 @@ def sink_pix_fmt(fmt: OutputFormat, transparent: bool) -> str:
     return (fmt.alpha_pix_fmt if transparent else fmt.pix_fmt) or fmt.pix_fmt
 
 
-def coded_size(fmt: OutputFormat, width: int, height: int) -> tuple[int, int]:
-    """(width, height) of the frames the encoder gets: padded to even where the codec needs it."""
+def coded_size(fmt: OutputFormat, width: int, height: int, transparent: bool = False) -> tuple[int, int]:
+    """(width, height) of the frames the encoder gets: padded to even where the codec needs it (the last
+    column/row repeated). ProRes 422 (opaque ProRes) pads an odd width: prores_ks codes only floor(W/2)
+    chroma columns, and the last one decoded as garbage (off by up to 939 of 1023)."""
     if _needs_even_size(fmt):
         return width + width % 2, height + height % 2
+    if fmt.video_codec == "prores_ks" and sink_pix_fmt(fmt, transparent).startswith("yuv422"):
+        return width + width % 2, height
     return width, height
 
 
@@ -349,9 +353,11 @@ class _AvSink:
         self._frame_duration = max(round(1 / (Fraction(fps) * self._ticks.time_base)), 1) if fps else 1
         self._quantizer = GifQuantizer(transparent) if self._is_gif else None
         self._reformatter = VideoReformatter()
+        coded_w, coded_h = coded_size(fmt, width, height, transparent)
+        self._pad = ((0, coded_h - height), (0, coded_w - width), (0, 0))  # edge rows/columns to repeat
         self._container = av.open(str(path), "w", format=fmt.container, options=_container_options(fmt))
         try:
-            self._stream = self._add_video_stream(*coded_size(fmt, width, height), fps, quality)
+            self._stream = self._add_video_stream(*coded_size(fmt, width, height, transparent), fps, quality)
         except BaseException:
             self.abort()
             raise
@@ -402,6 +408,8 @@ class _AvSink:
             return av.VideoFrame.from_ndarray(indexed, format="pal8")  # type: ignore[arg-type]
         if self.yuv420 is not None:  # H.264/H.265 (padded to even there) and opaque VP9
             return self.yuv420.frame(image)
+        if self._pad[0][1] or self._pad[1][1]:
+            image = np.pad(image, self._pad, mode="edge")
         frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
         if not self._is_yuv:
             return self._reformatter.reformat(frame, format=self._pix_fmt, threads=_SWS_THREADS)
