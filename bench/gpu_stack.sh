@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 # the stack's packages the GPU image lacks (its list: .library/device/KINDS.md), at this venv's versions
 PKGS="nats-py minio argon2-cffi argon2-cffi-bindings cffi pycparser pycryptodome fastapi starlette uvicorn
-python-multipart annotated-doc opentelemetry-api importlib-metadata grpcio grpcio-health-checking protobuf"
+python-multipart annotated-doc opentelemetry-api grpcio grpcio-health-checking protobuf"
 STK=/tmp/stk
 
 case "${1:-}" in
