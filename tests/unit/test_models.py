@@ -408,3 +408,34 @@ def test_the_gpu_full_res_alpha_matches_the_cpu_one():
         assert 0.0 <= got[i].min() and got[i].max() <= 1.0
         np.testing.assert_allclose(got[i], want, atol=1e-4)
         assert (want > 0.01).mean() > 0.2 and (want < 0.99).mean() > 0.2  # not all clipped
+
+
+def test_pro_reads_a_batch_of_saliency_maps_in_one_call():
+    # `pro`'s gate reads its saliency ahead for the whole batch (one U²-Net call on a GPU, not N): the same
+    # maps as frame by frame, and the same with a position word (text_prompt "the person on the left")
+    from videobg.matte.session import positioned
+    from videobg.matte.subject import Saliency
+
+    _need_weights("original")
+    _need_weights("pro")
+    pro = get_model("pro", MODEL_DIR)
+    anchor = pro.saliency_anchor()
+    assert isinstance(anchor, Saliency)
+    calls = []
+    counted = Saliency(lambda fs: calls.append(len(fs)) or anchor.batch(fs))
+    frames = [_frame(i) for i in (0, 15, 30)]
+    for a in (counted, positioned(counted, "left")):
+        calls.clear()
+        together = a.batch(frames)
+        assert calls == [3]
+        alone = [a(f) for f in frames]
+        assert calls == [3, 1, 1, 1]
+        for x, y in zip(together, alone, strict=True):
+            assert x.shape == (320, 320) and x.dtype == np.float32
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    assert np.abs(together[0] - together[2]).max() > 0.2  # different frames, different maps
+    session = pro.new_session()
+    calls.clear()
+    session.post.subject.anchor = counted  # the gate's reader, counted
+    maps = session.post.saliency_ahead(frames)
+    assert calls == [3] and len(maps) == 3

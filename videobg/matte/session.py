@@ -21,7 +21,7 @@ from videobg.errors import InvalidInput
 from videobg.matte import guided as gf
 from videobg.matte.prompt import Prompt, positional_prior
 from videobg.matte.prompt import parse as parse_prompt
-from videobg.matte.subject import SUBJECT_MODES, Anchor, SaliencyGate, SubjectSelector
+from videobg.matte.subject import SUBJECT_MODES, Anchor, Saliency, SaliencyGate, SubjectSelector, saliency_of
 from videobg.matte.temporal import DEFAULT_LEVELS, DEFAULT_STILL, TemporalSmoother
 
 PROMPT_MODEL = "pro"  # seed 004: "text_prompt | Used with pro model"
@@ -138,11 +138,10 @@ def positioned(anchor: Anchor, position: str) -> Anchor:
     """The saliency map times the position word's prior: the salient thing THERE seeds the subject, and
     foreground far from it (the crowd elsewhere) seeds the others."""
 
-    def choose(rgb: np.ndarray) -> np.ndarray:
-        sal = anchor(rgb)  # [h, w] float32 0..1
-        return sal * positional_prior(position, *sal.shape)
+    def choose(maps: list[np.ndarray]) -> list[np.ndarray]:  # N x [h, w] float32 0..1
+        return [sal * positional_prior(position, *sal.shape) for sal in maps]
 
-    return choose
+    return Saliency(lambda frames: choose(saliency_of(anchor, frames)))
 
 
 class MattePost:
@@ -193,7 +192,7 @@ class MattePost:
         the gate's smoothing runs in `full_res`), so a session's `prepare` calls it on its own thread."""
         if not isinstance(self.subject, SaliencyGate):
             return None
-        return [self.subject.anchor(f) for f in frames]
+        return saliency_of(self.subject.anchor, frames)  # one network call for the batch
 
     def full_res(self, rgb: np.ndarray, alpha: np.ndarray, sal: np.ndarray | None = None) -> np.ndarray:
         """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1. `sal`: the gate's

@@ -40,6 +40,25 @@ SUBJECT_MODES = ("main", "person", "all")  # "person": people only, no held or r
 MATTE_STILL, HAZE_FLOOR = 0.5, 0.3
 Anchor = Callable[[np.ndarray], np.ndarray]  # [H, W, 3] uint8 -> [h, w] float32 0..1 saliency (any h, w)
 
+
+class Saliency:
+    """A saliency model as an `Anchor` (one frame) that can also map N frames in one network call
+    (`batch`): what `pro`'s gate reads ahead for a GPU batch, one call instead of N."""
+
+    def __init__(self, batch: Callable[[list[np.ndarray]], list[np.ndarray]]):
+        self.batch = batch  # N x [H, W, 3] uint8 -> N x [h, w] float32 0..1
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.batch([rgb])[0]
+
+
+def saliency_of(anchor: Anchor, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The anchor's maps of N frames: in one call where it is a `Saliency`, else frame by frame."""
+    if isinstance(anchor, Saliency):
+        return anchor.batch(frames)
+    return [anchor(f) for f in frames]
+
+
 _FG = 0.5  # alpha above this is foreground
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from videobg.errors import InvalidInput, ModelUnavailable
 from videobg.matte.session import POST_OPTIONS, MattePost, PostConfig, split_post_options
-from videobg.matte.subject import Anchor
+from videobg.matte.subject import Anchor, Saliency
 from videobg.models.onnx_weights import OnnxModel, parse_model
 from videobg.models.weights import WeightFile, weights_label
 
@@ -152,7 +152,7 @@ class MattingModel(abc.ABC):
                 else:
                     # stateless: one raw session serves every stream of this model
                     raw = saliency.new_session(subjects="all", temporal=False, guided=False)
-                    self._anchor = raw.saliency  # type: ignore[attr-defined]
+                    self._anchor = Saliency(raw.saliency_batch)  # type: ignore[attr-defined]
                     self._anchor_weights = saliency.weights
                 self._anchor_tried = True
         return self._anchor

@@ -66,6 +66,10 @@ class OriginalSession(MatteSession):
         post-processing). What other models use to choose the main subject."""
         return self._saliency([rgb])[1][0]
 
+    def saliency_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """N frames -> N x [320, 320] float32 0..1, as `saliency` gives them, in one network call."""
+        return list(self._saliency(frames)[1]) if frames else []
+
     def _saliency(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         for f in frames:
             check_frame(f)
