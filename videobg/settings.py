@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -128,9 +129,34 @@ def model_dir_places(settings: CoreSettings) -> str:
     )
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
 def usable_cpus() -> int:
-    """Cores this process may run on (its affinity mask, e.g. a container's cpuset), not the host's."""
+    """Cores this process may use: its affinity mask (a container's cpuset), capped by its cgroup's CPU
+    quota rounded up (a Kubernetes `limits.cpu`: a pod limited to 2 CPUs on a 64-core node sees 64 in
+    its mask, and 63 torch threads or 4 refine workers there would only be throttled)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(CGROUP_ROOT)
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs this process's cgroup may use per period (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` /
+    `cpu.cfs_period_us` under `cpu/` or `cpu,cpuacct/`); None without a quota, or where none is readable."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # "max 100000" or "200000 100000"
+        return int(quota) / int(period) if quota != "max" and int(period) > 0 else None
+    except (OSError, ValueError):
+        pass
+    for v1 in ("cpu", "cpu,cpuacct"):
+        try:
+            quota_us = int((root / v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    return None

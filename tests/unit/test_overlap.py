@@ -88,3 +88,36 @@ def test_auto_refine_workers_follow_the_cores(monkeypatch):
     assert core_settings.CoreSettings(refine_workers=3).resolved_refine_workers() == 3
     with pytest.raises(ValueError):
         core_settings.CoreSettings(refine_workers=-1).resolved_refine_workers()
+
+
+def test_the_cgroup_cpu_quota_caps_the_usable_cores(tmp_path, monkeypatch):
+    # a Kubernetes `limits.cpu` shows only as a cgroup quota: the affinity mask still lists every core of
+    # the node, and thread counts sized from it would be throttled
+    from videobg import settings as core_settings
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs
+    assert core_settings.cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert core_settings.cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu,cpuacct").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("400000\n")
+    (v1 / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
+    assert core_settings.cgroup_cpu_quota(v1) == 4.0
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no quota"
+    assert core_settings.cgroup_cpu_quota(v1) is None
+    assert core_settings.cgroup_cpu_quota(tmp_path / "absent") is None
+
+    monkeypatch.setattr(core_settings.os, "sched_getaffinity", lambda pid: set(range(64)))
+    (v2 / "cpu.max").write_text("200000 100000\n")
+    monkeypatch.setattr(core_settings, "CGROUP_ROOT", v2)
+    assert core_settings.usable_cpus() == 2
+    assert core_settings.CoreSettings().resolved_threads() == 1
+    assert core_settings.CoreSettings().resolved_refine_workers() == 1
+    (v2 / "cpu.max").write_text("250000 100000\n")  # 2.5 CPUs: rounded up
+    assert core_settings.usable_cpus() == 3
+    monkeypatch.setattr(core_settings, "CGROUP_ROOT", tmp_path / "absent")
+    assert core_settings.usable_cpus() == 64
+    assert core_settings.CoreSettings().resolved_refine_workers() == 4
