@@ -77,13 +77,7 @@ def threaded(
     halt = threading.Event()
 
     def put(x: Any) -> bool:
-        while not halt.is_set():
-            try:
-                q.put(x, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put(q, halt, x)
 
     def run() -> None:
         try:
@@ -109,6 +103,17 @@ def threaded(
     thread = threading.Thread(target=run, name=f"stage-{name}", daemon=True)
     thread.start()  # on the first next(): a stage never iterated starts no thread
     yield from _drain(q, halt, thread)
+
+
+def _put(q: queue.Queue[Any], halt: threading.Event, x: Any) -> bool:
+    """Queue x for the consumer, waiting while the queue is full; False once the consumer has gone."""
+    while not halt.is_set():
+        try:
+            q.put(x, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _drain(q: queue.Queue[Any], halt: threading.Event, thread: threading.Thread) -> Iterator[Any]:
@@ -149,13 +154,7 @@ def _pooled(
         return out
 
     def put(x: Any) -> bool:
-        while not halt.is_set():
-            try:
-                q.put(x, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put(q, halt, x)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"stage-{name}")
 
