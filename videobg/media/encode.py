@@ -124,6 +124,14 @@ def takes_yuv420(fmt: OutputFormat, transparent: bool, width: int, height: int) 
     return fmt.container is not None and sink_pix_fmt(fmt, transparent) == "yuv420p" and w % 2 == h % 2 == 0
 
 
+def pad_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[H, W, C] -> [height, width, C], the last column/row repeated (`coded_size`); itself when no pad."""
+    pad_w, pad_h = width - image.shape[1], height - image.shape[0]
+    if pad_w or pad_h:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return image
+
+
 # swscale on one thread per call, not its own pool: with its pool, RGB -> 10-bit YUV (ProRes 422 and
 # 4444) wrote different pixels run to run at most widths that are not a multiple of 32 (720, 848, 854,
 # 176, ...: a block of the first 16 columns off by up to 112 levels of 255). One thread costs no more
@@ -169,9 +177,7 @@ class Yuv420Converter:
         return self.coded_height * 3 // 2, self.coded_width
 
     def frame(self, rgb: np.ndarray) -> av.VideoFrame:
-        pad_w, pad_h = self.coded_width - self.width, self.coded_height - self.height
-        if pad_w or pad_h:
-            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        rgb = pad_to(rgb, self.coded_width, self.coded_height)
         return _to_yuv(self._reformatter, av.VideoFrame.from_ndarray(rgb, format="rgb24"), "yuv420p")
 
     def planes(self, rgb: np.ndarray) -> np.ndarray:
@@ -353,11 +359,10 @@ class _AvSink:
         self._frame_duration = max(round(1 / (Fraction(fps) * self._ticks.time_base)), 1) if fps else 1
         self._quantizer = GifQuantizer(transparent) if self._is_gif else None
         self._reformatter = VideoReformatter()
-        coded_w, coded_h = coded_size(fmt, width, height, transparent)
-        self._pad = ((0, coded_h - height), (0, coded_w - width), (0, 0))  # edge rows/columns to repeat
+        self._coded = coded_size(fmt, width, height, transparent)  # (W, H) the encoder gets
         self._container = av.open(str(path), "w", format=fmt.container, options=_container_options(fmt))
         try:
-            self._stream = self._add_video_stream(*coded_size(fmt, width, height, transparent), fps, quality)
+            self._stream = self._add_video_stream(*self._coded, fps, quality)
         except BaseException:
             self.abort()
             raise
@@ -408,8 +413,7 @@ class _AvSink:
             return av.VideoFrame.from_ndarray(indexed, format="pal8")  # type: ignore[arg-type]
         if self.yuv420 is not None:  # H.264/H.265 (padded to even there) and opaque VP9
             return self.yuv420.frame(image)
-        if self._pad[0][1] or self._pad[1][1]:
-            image = np.pad(image, self._pad, mode="edge")
+        image = pad_to(image, *self._coded)
         frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
         if not self._is_yuv:
             return self._reformatter.reformat(frame, format=self._pix_fmt, threads=_SWS_THREADS)
