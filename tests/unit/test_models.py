@@ -422,7 +422,7 @@ def test_pro_reads_a_batch_of_saliency_maps_in_one_call():
     anchor = pro.saliency_anchor()
     assert isinstance(anchor, Saliency)
     calls = []
-    counted = Saliency(lambda fs: calls.append(len(fs)) or anchor.batch(fs))
+    counted = Saliency(lambda fs: calls.append(len(fs)) or anchor.read(fs))
     frames = [_frame(i) for i in (0, 15, 30)]
     for a in (counted, positioned(counted, "left")):
         calls.clear()
@@ -439,3 +439,31 @@ def test_pro_reads_a_batch_of_saliency_maps_in_one_call():
     session.post.subject.anchor = counted  # the gate's reader, counted
     maps = session.post.saliency_ahead(frames)
     assert calls == [3] and len(maps) == 3
+
+
+def test_saliency_reads_carry_the_frame_the_gate_would_shrink_itself():
+    # the gate needs the frame on the saliency map's grid (INTER_AREA); the network's own input is that
+    # image when both sides shrank, so a read carries it and the gate skips its own resize (6 ms at
+    # 1080p): same pixels, and the same gate output as a gate that shrinks the frame itself
+    from videobg.matte.session import positioned
+    from videobg.matte.subject import SaliencyGate, SaliencyRead
+
+    _need_weights("original")
+    _need_weights("pro")
+    anchor = get_model("pro", MODEL_DIR).saliency_anchor()
+    frames = [_frame(i) for i in (0, 5, 10, 15)]  # 854x480: both sides over 320
+    for a in (anchor, positioned(anchor, "left")):
+        reads = a.read(frames)
+        for f, r in zip(frames, reads, strict=True):
+            assert r.grid is not None and r.grid.shape == (320, 320, 3)
+            assert np.array_equal(r.grid, cv2.resize(f, (320, 320), interpolation=cv2.INTER_AREA))
+    narrow = _frame(0, (300, 480))  # under 320 on one side: sampled, not averaged, so no grid
+    assert anchor.read([narrow])[0].grid is None
+    reads = anchor.read(frames)
+    person = get_model("human", MODEL_DIR).new_session(subjects="all")
+    with_grid, without = SaliencyGate(anchor), SaliencyGate(anchor)
+    for f, r in zip(frames, reads, strict=True):
+        alpha = person.predict(f)  # [H, W] float32 0..1
+        got = with_grid(f, alpha, r)
+        want = without(f, alpha, SaliencyRead(r.map))  # no grid: the gate shrinks the frame itself
+        assert np.array_equal(got, want)

@@ -21,7 +21,16 @@ from videobg.errors import InvalidInput
 from videobg.matte import guided as gf
 from videobg.matte.prompt import Prompt, positional_prior
 from videobg.matte.prompt import parse as parse_prompt
-from videobg.matte.subject import SUBJECT_MODES, Anchor, Saliency, SaliencyGate, SubjectSelector, saliency_of
+from videobg.matte.subject import (
+    SUBJECT_MODES,
+    Anchor,
+    Saliency,
+    SaliencyGate,
+    SaliencyRead,
+    SubjectSelector,
+    remapped,
+    saliency_reads,
+)
 from videobg.matte.temporal import DEFAULT_LEVELS, DEFAULT_STILL, TemporalSmoother
 
 PROMPT_MODEL = "pro"  # seed 004: "text_prompt | Used with pro model"
@@ -138,10 +147,10 @@ def positioned(anchor: Anchor, position: str) -> Anchor:
     """The saliency map times the position word's prior: the salient thing THERE seeds the subject, and
     foreground far from it (the crowd elsewhere) seeds the others."""
 
-    def choose(maps: list[np.ndarray]) -> list[np.ndarray]:  # N x [h, w] float32 0..1
-        return [sal * positional_prior(position, *sal.shape) for sal in maps]
+    def choose(sal: np.ndarray) -> np.ndarray:  # [h, w] float32 0..1
+        return sal * positional_prior(position, *sal.shape)
 
-    return Saliency(lambda frames: choose(saliency_of(anchor, frames)))
+    return Saliency(lambda frames: [remapped(r, choose) for r in saliency_reads(anchor, frames)])
 
 
 class MattePost:
@@ -187,16 +196,16 @@ class MattePost:
             return gf.guided_upsample(rgb, small_rgb, p, c.guided_radius, c.guided_eps, self._scratch)
         return gf.bilinear_upsample(p, rgb.shape[1], rgb.shape[0])
 
-    def saliency_ahead(self, frames: list[np.ndarray]) -> list[np.ndarray] | None:
-        """The gate's saliency maps of these frames, or None without a gate. Stateless (the network only;
+    def saliency_ahead(self, frames: list[np.ndarray]) -> list[SaliencyRead] | None:
+        """The gate's saliency reads of these frames, or None without a gate. Stateless (the network only;
         the gate's smoothing runs in `full_res`), so a session's `prepare` calls it on its own thread."""
         if not isinstance(self.subject, SaliencyGate):
             return None
-        return saliency_of(self.subject.anchor, frames)  # one network call for the batch
+        return saliency_reads(self.subject.anchor, frames)  # one network call for the batch
 
-    def full_res(self, rgb: np.ndarray, alpha: np.ndarray, sal: np.ndarray | None = None) -> np.ndarray:
+    def full_res(self, rgb: np.ndarray, alpha: np.ndarray, sal: SaliencyRead | None = None) -> np.ndarray:
         """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1. `sal`: the gate's
-        saliency map of this frame from `saliency_ahead`, if it ran."""
+        saliency read of this frame from `saliency_ahead`, if it ran."""
         if isinstance(self.subject, SaliencyGate):
             return self.subject(rgb, alpha, sal)
         return self.subject(rgb, alpha) if self.subject is not None else alpha

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -41,22 +42,49 @@ MATTE_STILL, HAZE_FLOOR = 0.5, 0.3
 Anchor = Callable[[np.ndarray], np.ndarray]  # [H, W, 3] uint8 -> [h, w] float32 0..1 saliency (any h, w)
 
 
+@dataclass(frozen=True)
+class SaliencyRead:
+    """One frame's saliency as the gate reads it."""
+
+    map: np.ndarray  # [h, w] float32 0..1
+    # [h, w, 3] uint8: the frame shrunk onto the map's grid (INTER_AREA), as the network was given it; None
+    # where the reader did not keep it. The gate needs that same image: reusing it saves a second 1080p
+    # area resize (6 ms a frame, on the in-order thread that caps `pro` on a GPU)
+    grid: np.ndarray | None = None
+
+
 class Saliency:
     """A saliency model as an `Anchor` (one frame) that can also map N frames in one network call
-    (`batch`): what `pro`'s gate reads ahead for a GPU batch, one call instead of N."""
+    (`batch`, or `read` with the frames on the maps' grid): what `pro`'s gate reads ahead for a GPU
+    batch, one call instead of N."""
 
-    def __init__(self, batch: Callable[[list[np.ndarray]], list[np.ndarray]]):
-        self.batch = batch  # N x [H, W, 3] uint8 -> N x [h, w] float32 0..1
+    def __init__(self, read: Callable[[list[np.ndarray]], list[SaliencyRead]]):
+        self.read = read  # N x [H, W, 3] uint8 -> N reads
+
+    def batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """N x [H, W, 3] uint8 -> N x [h, w] float32 0..1."""
+        return [r.map for r in self.read(frames)]
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        return self.batch([rgb])[0]
+        return self.read([rgb])[0].map
 
 
 def saliency_of(anchor: Anchor, frames: list[np.ndarray]) -> list[np.ndarray]:
     """The anchor's maps of N frames: in one call where it is a `Saliency`, else frame by frame."""
+    return [r.map for r in saliency_reads(anchor, frames)]
+
+
+def saliency_reads(anchor: Anchor, frames: list[np.ndarray]) -> list[SaliencyRead]:
+    """The anchor's reads of N frames: in one call, with their grids, where it is a `Saliency`; else its
+    maps frame by frame, without grids."""
     if isinstance(anchor, Saliency):
-        return anchor.batch(frames)
-    return [anchor(f) for f in frames]
+        return anchor.read(frames)
+    return [SaliencyRead(anchor(f)) for f in frames]
+
+
+def remapped(read: SaliencyRead, change: Callable[[np.ndarray], np.ndarray]) -> SaliencyRead:
+    """The same read with its map changed (a prior applied), its grid kept."""
+    return replace(read, map=change(read.map))
 
 
 _FG = 0.5  # alpha above this is foreground
@@ -475,13 +503,16 @@ class SaliencyGate:
         else:
             self._object_mode = cover < self.person_cover and area < self.person_area
 
-    def __call__(self, rgb: np.ndarray, alpha: np.ndarray, sal: np.ndarray | None = None) -> np.ndarray:
-        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1. `sal`: this frame's
-        saliency map when it was computed ahead (`prepare`, on another thread), else it is read here."""
-        if sal is None:
-            sal = self.anchor(rgb)  # [h, w] float32 0..1, any size (U²-Net: 320x320, stretched)
+    def __call__(self, rgb: np.ndarray, alpha: np.ndarray, read: SaliencyRead | None = None) -> np.ndarray:
+        """rgb [H, W, 3] uint8, alpha [H, W] float32 0..1 -> [H, W] float32 0..1. `read`: this frame's
+        saliency when it was computed ahead (`prepare`, on another thread), else it is read here."""
+        if read is None:
+            read = saliency_reads(self.anchor, [rgb])[0]
+        sal = read.map  # [h, w] float32 0..1, any size (U²-Net: 320x320, stretched)
         h, w = sal.shape
-        small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        small = read.grid  # [h, w, 3] uint8: the frame on the map's grid
+        if small is None or small.shape[:2] != (h, w):
+            small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         raw_sal = sal
         sal = self.smoother(small, sal)
         height, width = alpha.shape

@@ -152,7 +152,7 @@ class MattingModel(abc.ABC):
                 else:
                     # stateless: one raw session serves every stream of this model
                     raw = saliency.new_session(subjects="all", temporal=False, guided=False)
-                    self._anchor = Saliency(raw.saliency_batch)  # type: ignore[attr-defined]
+                    self._anchor = Saliency(raw.saliency_reads)  # type: ignore[attr-defined]
                     self._anchor_weights = saliency.weights
                 self._anchor_tried = True
         return self._anchor

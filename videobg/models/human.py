@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from videobg.errors import InvalidInput
 from videobg.matte.session import PostConfig
+from videobg.matte.subject import SaliencyRead
 from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
 from videobg.models.onnx_weights import OnnxModel, graph_convs, load_convs
 from videobg.models.rvm_net import RVM
@@ -173,7 +174,7 @@ class _Prepared:
     shape: tuple[int, int]  # (H, W) of the frames
     src_sm: Tensor  # [N, 3, h, w] 0..1 on the device
     features: tuple[Tensor, Tensor, Tensor, Tensor]  # RVM.features: f4 after LR-ASPP, k1..k3
-    saliency: list[np.ndarray] | None = None  # pro: the gate's saliency map of each frame
+    saliency: list[SaliencyRead] | None = None  # pro: the gate's saliency read of each frame
 
 
 @dataclass
@@ -181,7 +182,7 @@ class _Inferred:
     # per run of same-size frames, in order: src_sm [n, 3, h, w] and the recurrent decoder's x1
     # [n, 32, h/2, w/2] (what `RVM.refine_seq` takes)
     parts: list[tuple[Tensor, Tensor]]
-    saliency: list[np.ndarray] | None  # pro: the gate's saliency map of each frame, from `prepare`
+    saliency: list[SaliencyRead] | None  # pro: the gate's saliency read of each frame, from `prepare`
 
     def __add__(self, other: _Inferred) -> _Inferred:  # the two halves of a batch split by a size change
         sal = None if self.saliency is None or other.saliency is None else self.saliency + other.saliency

@@ -11,6 +11,7 @@ from torch import nn
 
 from videobg.errors import InvalidInput
 from videobg.matte.session import PostConfig
+from videobg.matte.subject import SaliencyRead
 from videobg.models.base import MatteSession, MattingModel, check_frame, resize_u8, to_tensor
 from videobg.models.onnx_weights import OnnxModel, graph_convs, load_convs
 from videobg.models.u2net_net import SIZE, U2Net
@@ -66,9 +67,16 @@ class OriginalSession(MatteSession):
         post-processing). What other models use to choose the main subject."""
         return self._saliency([rgb])[1][0]
 
-    def saliency_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """N frames -> N x [320, 320] float32 0..1, as `saliency` gives them, in one network call."""
-        return list(self._saliency(frames)[1]) if frames else []
+    def saliency_reads(self, frames: list[np.ndarray]) -> list[SaliencyRead]:
+        """N frames -> N reads in one network call: the maps as `saliency` gives them, each with the frame on
+        their grid where it was shrunk by area averaging (what the gate shrinks it to itself)."""
+        if not frames:
+            return []
+        small, maps = self._saliency(frames)
+        return [
+            SaliencyRead(m, s if _area_shrunk(f) else None)
+            for f, s, m in zip(frames, small, maps, strict=True)
+        ]
 
     def _saliency(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         for f in frames:
@@ -85,6 +93,13 @@ class OriginalSession(MatteSession):
                 sal = (sal - lo) / (hi - lo).clamp_min(1e-6)
             maps = sal.cpu().numpy()  # [N, 320, 320] float32 0..1
         return small, maps
+
+
+def _area_shrunk(rgb: np.ndarray) -> bool:
+    """Whether `resize_u8(rgb, SIZE, SIZE, area=True)` gave what an INTER_AREA resize gives: it averaged
+    (shrank both sides) or kept the frame (already that size), rather than sampled bilinearly."""
+    h, w = rgb.shape[:2]
+    return (h > SIZE and w > SIZE) or (h, w) == (SIZE, SIZE)
 
 
 _F = WEIGHTS["original-full"]
