@@ -69,11 +69,6 @@ class Saliency:
         return self.read([rgb])[0].map
 
 
-def saliency_of(anchor: Anchor, frames: list[np.ndarray]) -> list[np.ndarray]:
-    """The anchor's maps of N frames: in one call where it is a `Saliency`, else frame by frame."""
-    return [r.map for r in saliency_reads(anchor, frames)]
-
-
 def saliency_reads(anchor: Anchor, frames: list[np.ndarray]) -> list[SaliencyRead]:
     """The anchor's reads of N frames: in one call, with their grids, where it is a `Saliency`; else its
     maps frame by frame, without grids."""
