@@ -21,7 +21,7 @@ import numpy as np
 
 from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput
-from videobg.matte.refine import estimate_foreground
+from videobg.matte.refine import estimate_foreground, warm_kernel
 from videobg.media.decode import iter_frames
 from videobg.media.encode import VideoWriter, Yuv420Converter, takes_yuv420
 from videobg.media.formats import get_format
@@ -203,6 +203,10 @@ def process(
     `keep_memory`: `keep_freed_memory()` (process-wide too)."""
     t_start = time.perf_counter()
     frame_process_defaults(cv_threads, keep_memory)
+    # the compiled edge refinement loads (0.4 s; compiles, ~3 s, the first time on a machine) while the
+    # input is probed and the model loaded, not on the refine thread at the first frame. Not a daemon:
+    # a job that fails at once leaves it to finish, never cut off inside the compiler at exit
+    threading.Thread(target=warm_kernel, name="warm-refine").start()
     out_format = get_format(fmt, transparent=background.transparent)  # bad combos fail before any work
     info = probe(input_path)
     validate(info, limits or Limits(), trim)

@@ -2,7 +2,9 @@
 
 from services.common import lifecycle
 from services.common.stage_service import Service
-from services.compositor.server import CompositorSettings, build_server
+from services.compositor.server import CompositorSettings, build_server, warmup
 
 if __name__ == "__main__":
-    raise SystemExit(lifecycle.main(Service(CompositorSettings(), build_server, name="compositor")))
+    raise SystemExit(
+        lifecycle.main(Service(CompositorSettings(), build_server, name="compositor", warmup=warmup))
+    )

@@ -30,6 +30,7 @@ from services.compositor.bands import Layout, StreamedFrame, layout_for
 from videobg import object_keys
 from videobg.composite import prepare_background
 from videobg.errors import Cancelled, InvalidInput, NotFound, Transient, VideoBgError
+from videobg.matte.refine import warm_kernel
 from videobg.media.decode import iter_frames
 from videobg.media.encode import Yuv420Converter
 from videobg.media.formats import DEFAULT_FORMAT, OutputFormat, get_format
@@ -45,6 +46,12 @@ class CompositorSettings(StageSettings):
 
     poll_s: float = 0.1  # how often a missing matte chunk is looked for
     check_every_s: float = 1.0  # how often, while waiting, the job record is checked
+
+
+def warmup(settings: CompositorSettings, deps: object) -> None:
+    """Load the compiled edge refinement (numba; compiled the first time on a machine, ~3 s) at start-up,
+    so the first job's first frame does not wait for it."""
+    warm_kernel()
 
 
 def _mismatch(msg: str) -> VideoBgError:

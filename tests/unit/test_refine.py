@@ -8,6 +8,9 @@ from videobg.matte.refine import estimate_foreground, estimate_foreground_refere
 
 pytestmark = pytest.mark.unit
 
+# both implementations of the windows' arithmetic: the compiled kernel (numba) and the OpenCV calls
+BOTH = pytest.mark.parametrize("compiled", [True, False], ids=["kernel", "opencv"])
+
 
 def _scene(h=240, w=320, fg=(220, 40, 40), bg=(20, 60, 230)):
     """A red disc with a soft edge over blue: I = a*F + (1-a)*B, with the true F known."""
@@ -22,9 +25,10 @@ def _scene(h=240, w=320, fg=(220, 40, 40), bg=(20, 60, 230)):
     return img, a, np.array(fg, np.float32), np.array(bg, np.float32)
 
 
-def test_soft_edge_loses_background_colour():
+@BOTH
+def test_soft_edge_loses_background_colour(compiled):
     img, a, fg, bg = _scene()
-    est = estimate_foreground(img, cv2.convertScaleAbs(a, alpha=255)).astype(np.float32)
+    est = estimate_foreground(img, cv2.convertScaleAbs(a, alpha=255), compiled=compiled).astype(np.float32)
     band = (a > 0.1) & (a < 0.9)
     w = a[..., None]  # a composite shows a*F: weight the colour error by alpha
     # The raw image in the band is a blue/red mix; the estimate must be much closer to pure red.
@@ -34,18 +38,20 @@ def test_soft_edge_loses_background_colour():
     assert est_err < raw_err / 2.5, (raw_err, est_err)
 
 
-def test_opaque_pixels_unchanged_and_shape_dtype():
+@BOTH
+def test_opaque_pixels_unchanged_and_shape_dtype(compiled):
     img, a, _, _ = _scene()
     a8 = cv2.convertScaleAbs(a, alpha=255)
-    est = estimate_foreground(img, a8)
+    est = estimate_foreground(img, a8, compiled=compiled)
     assert est.shape == img.shape and est.dtype == np.uint8
     assert np.array_equal(est[a8 == 255], img[a8 == 255])
 
 
-def test_tiled_coarse_version_matches_full_reference():
+@BOTH
+def test_tiled_coarse_version_matches_full_reference(compiled):
     img, a, _, _ = _scene(360, 640)
     a8 = cv2.convertScaleAbs(a, alpha=255)
-    fast = estimate_foreground(img, a8).astype(np.float32) / 255
+    fast = estimate_foreground(img, a8, compiled=compiled).astype(np.float32) / 255
     ref = estimate_foreground_reference(img, a8.astype(np.float32) / 255, radii_for(360, 640))
     band = (a8 > 0) & (a8 < 255)
     w = (a8.astype(np.float32) / 255)[..., None]
@@ -113,23 +119,25 @@ def _textured_scene(h, w, seed):
     return img, cv2.convertScaleAbs(a, alpha=255)
 
 
+@BOTH
 @pytest.mark.parametrize(("h", "w", "seed"), [(240, 320, 0), (361, 643, 1), (720, 1280, 2)])
-def test_regrouped_arithmetic_matches_the_previous_tile_loop(h, w, seed):
+def test_regrouped_arithmetic_matches_the_previous_tile_loop(h, w, seed, compiled):
     img, a8 = _textured_scene(h, w, seed)
-    got = estimate_foreground(img, a8).astype(np.int16)
+    got = estimate_foreground(img, a8, compiled=compiled).astype(np.int16)
     want = _previous_tiled(img, a8).astype(np.int16)
     assert np.abs(got - want).max() <= 1
     assert (got != want).mean() < 0.001  # float rounding, on a handful of pixels
 
 
+@BOTH
 @pytest.mark.parametrize(("h", "w", "seed"), [(240, 320, 3), (361, 643, 4), (720, 1280, 5)])
-def test_composite_inside_the_tiles_matches_composite_of_the_foreground(h, w, seed):
+def test_composite_inside_the_tiles_matches_composite_of_the_foreground(h, w, seed, compiled):
     from videobg.composite import composite
 
     img, a8 = _textured_scene(h, w, seed)
     plate = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    got = estimate_foreground(img, a8, plate=plate)
-    want = composite(estimate_foreground(img, a8), a8, plate)
+    got = estimate_foreground(img, a8, plate=plate, compiled=compiled)
+    want = composite(estimate_foreground(img, a8, compiled=compiled), a8, plate)
     assert got.shape == want.shape and got.dtype == np.uint8
     assert np.array_equal(got, want)  # the same blend on the same foreground, only where it matters
     assert np.array_equal(got[a8 == 255], img[a8 == 255])
@@ -151,6 +159,59 @@ def test_no_fractional_alpha_is_identity():
     a8 = np.zeros((64, 80), np.uint8)
     a8[:, 40:] = 255
     assert np.array_equal(estimate_foreground(img, a8), img)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "seed"),
+    [(720, 1280, 7), (1080, 1920, 8), (361, 643, 9), (97, 131, 10), (9, 400, 11), (300, 5, 12), (1, 1, 13)],
+)
+def test_kernel_matches_the_opencv_calls(h, w, seed):
+    """The compiled kernel and the OpenCV calls do the same arithmetic: the same pixels to within one
+    8-bit level (float rounding, on a few), with and without a plate, also where windows meet the frame's
+    edges and on frames smaller than a box (reflected borders)."""
+    pytest.importorskip("numba")
+    img, a8 = _textured_scene(h, w, seed) if min(h, w) >= 16 else _tiny_scene(h, w, seed)
+    plate = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for p in (None, plate):
+        got = estimate_foreground(img, a8, plate=p, compiled=True).astype(np.int16)
+        want = estimate_foreground(img, a8, plate=p, compiled=False).astype(np.int16)
+        assert got.shape == want.shape == (h, w, 3)
+        assert np.abs(got - want).max() <= 1
+        assert (got != want).mean() < 0.001
+
+
+def _tiny_scene(h, w, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def test_kernel_is_used_and_falls_back_without_numba(monkeypatch):
+    """With numba the windows go through the kernel in one call; without it (the import fails) the
+    OpenCV calls serve, with the same pixels to within a level."""
+    pytest.importorskip("numba")
+    from videobg.matte import refine
+
+    img, a8 = _textured_scene(240, 320, 14)
+    calls = []
+    kernel = refine.compiled_kernel()
+    assert kernel is not None
+    original = kernel.refine_windows
+
+    def counted(*args):
+        calls.append(len(args[4]))  # the rects
+        original(*args)
+
+    monkeypatch.setattr(kernel, "refine_windows", counted)
+    estimate_foreground(img, a8)
+    assert len(calls) == 1 and calls[0] > 1  # every window of the frame in one call
+    monkeypatch.undo()
+    monkeypatch.setattr(refine, "_kernel_state", [None])  # as where `import numba` failed
+    assert refine.compiled_kernel() is None and refine.warm_kernel() is False
+    without = estimate_foreground(img, a8).astype(np.int16)
+    monkeypatch.undo()
+    assert refine.warm_kernel() is True
+    with_kernel = estimate_foreground(img, a8).astype(np.int16)
+    assert np.abs(without - with_kernel).max() <= 1
 
 
 @pytest.mark.parametrize(("h", "w", "k"), [(720, 1280, 4), (721, 1283, 4), (100, 67, 3)])

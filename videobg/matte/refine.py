@@ -14,6 +14,9 @@ the result by well under one 8-bit level where alpha is fractional (see tests/un
 
 from __future__ import annotations
 
+import threading
+from types import ModuleType
+
 import cv2
 import numpy as np
 
@@ -22,6 +25,34 @@ _EPS = 1e-5
 # float arrays stay in the cache (a whole 1280-px run measured 8-12 % slower)
 _MAX_RUN = 4
 _TO_UNIT = np.float32(1.0 / 255.0)  # uint8 * this: one pass to float32 0..1 (no astype copy first)
+
+
+_kernel_lock = threading.Lock()
+_kernel_state: list[ModuleType | None] = []  # [the kernel module, or None without numba] once looked up
+
+
+def compiled_kernel() -> ModuleType | None:
+    """`videobg.matte.refine_kernel`, imported on first need (numba's import alone costs 0.25 s a
+    process), or None where numba is not installed."""
+    with _kernel_lock:
+        if not _kernel_state:
+            try:
+                from videobg.matte import refine_kernel
+            except ImportError:
+                _kernel_state.append(None)
+            else:
+                _kernel_state.append(refine_kernel)
+        return _kernel_state[0]
+
+
+def warm_kernel() -> bool:
+    """Load (or compile, the first time on a machine) the compiled refinement now rather than at a job's
+    first frame. False where numba is not installed (the OpenCV version then serves)."""
+    module = compiled_kernel()
+    if module is None:
+        return False
+    module.warm()
+    return True
 
 
 def _blur(x: np.ndarray, r: int) -> np.ndarray:
@@ -100,6 +131,7 @@ def estimate_foreground(
     coarse_scale: int = 4,
     tile: int = 64,
     plate: np.ndarray | None = None,
+    compiled: bool = True,
 ) -> np.ndarray:
     """rgb [H, W, 3] uint8, alpha [H, W] uint8 0..255 (or float32 0..1) -> foreground [H, W, 3] uint8, or
     with `plate` ([H, W, 3] uint8) the foreground composited over it (`videobg.composite.composite`'s
@@ -108,7 +140,9 @@ def estimate_foreground(
     Only tiles where alpha is fractional are estimated; elsewhere the foreground is the image itself
     (exact where alpha is 1, and unused where alpha is 0), and the composite there is a plain choice of
     image or plate. Pass 1 runs on the whole frame at 1/coarse_scale resolution, pass 2 at full
-    resolution inside those tiles (with a halo so box sums are exact).
+    resolution inside those tiles (with a halo so box sums are exact): all windows in one call of the
+    compiled kernel (`videobg.matte.refine_kernel`) where numba is installed and `compiled`, else window by
+    window in OpenCV calls (the same arithmetic, within one 8-bit level).
     """
     if alpha.dtype != np.uint8:
         alpha = cv2.convertScaleAbs(alpha, alpha=255.0)
@@ -129,6 +163,10 @@ def estimate_foreground(
     f_small, b_small = _coarse_means(small_img, small_a, max(3, r1 // k))
 
     halo = r2 // 2 + 2
+    kernel = compiled_kernel() if compiled else None
+    if kernel is not None:
+        kernel.refine_windows(rgb, alpha, f_small, b_small, rects, r2, halo, plate, out)
+        return out
     for y0, y1, x0, x1 in rects:
         ya, yb, xa, xb = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
         window = (ya, yb, xa, xb)
