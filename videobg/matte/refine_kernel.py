@@ -33,6 +33,20 @@ def _reflect(i: int, n: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def _tap(pos: int, n_full: int, n_small: int) -> tuple[int, int, np.float32]:
+    """cv2.resize INTER_LINEAR from n_small to n_full along one axis (half-pixel centres, edges clamped):
+    the two source indices and the second one's weight for full-resolution position `pos`."""
+    g = (pos + 0.5) * (n_small / n_full) - 0.5
+    i0 = int(np.floor(g))
+    t = np.float32(g - i0)
+    if i0 < 0:
+        i0, t = 0, np.float32(0.0)
+    if i0 >= n_small - 1:
+        i0, t = n_small - 1, np.float32(0.0)
+    return i0, min(i0 + 1, n_small - 1), t
+
+
+@numba.njit(cache=True, nogil=True)
 def _blend(fg: np.float32, plate: np.uint8, a: np.float32) -> np.uint8:
     """cv2.blendLinear(fg, plate, a, 1 - a) for one value, to the bit: kept out of the fastmath
     kernel, whose reassociation could move a rounding."""
@@ -72,14 +86,7 @@ def _refine_windows(rgb, alpha, f_small, b_small, rects, r, halo, plate, with_pl
         tx1 = np.empty(px, np.int64)
         txw = np.empty(px, np.float32)
         for i in range(px):
-            g = (xs[i] + 0.5) * (sw / width) - 0.5
-            t0 = int(np.floor(g))
-            t = np.float32(g - t0)
-            if t0 < 0:
-                t0, t = 0, zero
-            if t0 >= sw - 1:
-                t0, t = sw - 1, zero
-            tx0[i], tx1[i], txw[i] = t0, min(t0 + 1, sw - 1), t
+            tx0[i], tx1[i], txw[i] = _tap(xs[i], width, sw)
         # small rows interpolated along x once each (separable), on first need
         rows_f = np.empty((sh, px, 3), np.float32)
         rows_b = np.empty((sh, px, 3), np.float32)
@@ -88,14 +95,7 @@ def _refine_windows(rgb, alpha, f_small, b_small, rects, r, halo, plate, with_pl
         v = np.empty((7, py, px), np.float32)
         for j in range(py):
             y = ys[j]
-            f = (y + 0.5) * (sh / height) - 0.5
-            s0 = int(np.floor(f))
-            ty = np.float32(f - s0)
-            if s0 < 0:
-                s0, ty = 0, zero
-            if s0 >= sh - 1:
-                s0, ty = sh - 1, zero
-            s1 = min(s0 + 1, sh - 1)
+            s0, s1, ty = _tap(y, height, sh)
             for s in (s0, s1):
                 if not have[s]:
                     for i in range(px):
