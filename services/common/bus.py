@@ -397,6 +397,23 @@ async def publish_event(
     return ack.seq
 
 
+async def last_event(
+    js: JetStreamContext, job_id: str, *, stream: str = nats_subjects.EVENTS_STREAM
+) -> dict[str, Any] | None:
+    """The job's newest event, or None when it has none (never published, or aged out)."""
+    try:
+        msg = await js.get_last_msg(stream, nats_subjects.events_subject(job_id))
+    except nats.js.errors.NotFoundError:
+        return None
+    except NATS_DOWN as e:
+        raise Transient("The message bus is unavailable", detail=f"events of job {job_id}: {e!r}") from e
+    try:
+        body = json.loads(msg.data or b"")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 async def watch_events(
     js: JetStreamContext,
     job_id: str,

@@ -21,7 +21,7 @@ import grpc
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common import grpcutil
+from services.common import bus, grpcutil
 from services.common.jobrun import StageRun, close_all, stopped_error
 from services.common.metrics import count_job
 from services.common.record import Job, Status
@@ -67,6 +67,12 @@ def encode(run: StageRun, settings: EncoderSettings) -> EncodeResult:
     job = run.job()
     if job.status == Status.COMPLETED:
         run.log.info("already completed; nothing to do")
+        # the encoder that completed the record may have lost its `completed` event (the bus down at
+        # that moment: its delivery failed and came back here); the job's events must still end with it
+        last = run.deps.call(bus.last_event(run.deps.js, run.job_id))
+        if last is None or last.get("status") != Status.COMPLETED:
+            run.log.warning("completed without its event; announcing it now")
+            _announce(run, job.result_key, job.frames)
         return _completed(run, job)
     job = run.require(Status.PROCESSING)
     spec = job.spec
@@ -130,6 +136,15 @@ def _received(call: Iterator[stages_pb2.FrameBand], *layouts: Layout) -> Iterato
         raise grpcutil.error_from_rpc(e) from e
 
 
+def _announce(run: StageRun, result_key: str, frames: int) -> None:
+    """The job's `completed` event; its message id makes a repeat within the stream's duplicate window
+    land once."""
+    run.event(
+        status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
+        result_key=result_key, msg_id=f"{run.job_id}:completed",
+    )  # fmt: skip
+
+
 def _complete(run: StageRun, result_key: str, frames: int, size: int, audio: bool, mime: str) -> EncodeResult:
     """processing -> completed, once: the first encoder to get here wins; a later one changes nothing."""
     won = threading.Event()
@@ -153,9 +168,6 @@ def _complete(run: StageRun, result_key: str, frames: int, size: int, audio: boo
             return _completed(run, job)
         raise stopped_error(job) or Transient(f"job {run.job_id} left processing ({job.status})")
     count_job(job, "completed")  # once: only the encoder whose compare-and-set won gets here
-    run.event(
-        status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
-        result_key=result_key, msg_id=f"{run.job_id}:completed",
-    )  # fmt: skip
+    _announce(run, result_key, frames)
     run.log.info("completed: %s (%d frames, %.1f kB) in %.2f s", result_key, frames, size / 1e3, run.elapsed)
     return EncodeResult(result_key, frames, size)

@@ -86,6 +86,24 @@ async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, obje
                     break
                 await asyncio.sleep(0.1)
             assert enc.worker.stats.acked == acked + 1
+            # a record completed whose `completed` event was never stored (the bus was down when the
+            # encoder published it, and its delivery came back): a repeat delivery announces it, once
+            lost_id = f"lost-{uid}"
+            await JobStore(js).create(job.model_copy(update={"id": lost_id}))
+            for n in range(2):
+                acked = enc.worker.stats.acked
+                await js.publish(
+                    nats_subjects.WORK_ENCODE,
+                    json.dumps({"job_id": lost_id}).encode(),
+                    headers={"Nats-Msg-Id": f"{lost_id}:{n}"},
+                )
+                for _ in range(50):
+                    if enc.worker.stats.acked > acked:
+                        break
+                    await asyncio.sleep(0.1)
+                assert enc.worker.stats.acked == acked + 1
+            announced = completions(await kit.events_of(js, lost_id))
+            assert len(announced) == 1 and announced[0]["result_key"] == job.result_key
             with grpc.insecure_channel(enc.target) as ch:
                 reply = await asyncio.to_thread(
                     stages_pb2_grpc.EncoderStub(ch).Encode, stages_pb2.StageRequest(job_id=job_id), timeout=30
