@@ -13,6 +13,7 @@ the duplicate window) both write the same key; the compare-and-set lets one of t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,13 +137,29 @@ def _received(call: Iterator[stages_pb2.FrameBand], *layouts: Layout) -> Iterato
         raise grpcutil.error_from_rpc(e) from e
 
 
-def _announce(run: StageRun, result_key: str, frames: int) -> None:
-    """The job's `completed` event; its message id makes a repeat within the stream's duplicate window
-    land once."""
-    run.event(
-        status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
-        result_key=result_key, msg_id=f"{run.job_id}:completed",
-    )  # fmt: skip
+# waits between tries of the `completed` event: ~15 s in all, longer than a NATS leader election (~5 s)
+ANNOUNCE_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _announce(
+    run: StageRun, result_key: str, frames: int, retry_s: tuple[float, ...] = ANNOUNCE_RETRY_S
+) -> None:
+    """The job's `completed` event, tried again while the bus is down: the record is completed already,
+    so a failure here would end the delivery as done (the job is finished) and the event would be lost.
+    Its message id makes a repeat (an earlier try that landed but whose ack was lost) land once."""
+    for wait in (*retry_s, None):
+        try:
+            run.event(
+                status="completed", stage="done", progress=100, frames_done=frames, frames_total=frames,
+                result_key=result_key, msg_id=f"{run.job_id}:completed",
+            )  # fmt: skip
+            return
+        except Transient as e:
+            if wait is None:
+                run.log.error("completed, but its event could not be published: %s", e)
+                return
+            run.log.warning("completed event not published (%s); again in %.1f s", e, wait)
+            time.sleep(wait)
 
 
 def _complete(run: StageRun, result_key: str, frames: int, size: int, audio: bool, mime: str) -> EncodeResult:
