@@ -63,6 +63,19 @@ def completions(events: list[dict]) -> list[dict]:
     return [e for e in events if e.get("status") == "completed"]
 
 
+async def encode_again(js, enc, job_id: str, msg_id: str) -> None:
+    """One more encode message for the job through the queue; returns once the encoder acked it."""
+    acked = enc.worker.stats.acked
+    await js.publish(
+        nats_subjects.WORK_ENCODE, json.dumps({"job_id": job_id}).encode(), headers={"Nats-Msg-Id": msg_id}
+    )
+    for _ in range(50):
+        if enc.worker.stats.acked > acked:
+            break
+        await asyncio.sleep(0.1)
+    assert enc.worker.stats.acked == acked + 1
+
+
 async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, object_store, tmp_path, uid):
     job_id = f"enc-{uid}"
     kit.upload(object_store, f"a-{uid}")
@@ -75,33 +88,13 @@ async def test_chain_completes_once(conf, jetstream, nats_url, s3_endpoint, obje
             job = await kit.wait_record(js, job_id, lambda j: j.status in ("completed", "failed"), timeout=40)
             assert job.status == "completed", job
             # a second encode message for the finished job: acked, no work, no second completion
-            acked = enc.worker.stats.acked
-            await js.publish(
-                nats_subjects.WORK_ENCODE,
-                json.dumps({"job_id": job_id}).encode(),
-                headers={"Nats-Msg-Id": f"{job_id}:again"},
-            )
-            for _ in range(50):
-                if enc.worker.stats.acked > acked:
-                    break
-                await asyncio.sleep(0.1)
-            assert enc.worker.stats.acked == acked + 1
+            await encode_again(js, enc, job_id, f"{job_id}:again")
             # a record completed whose `completed` event was never stored (the bus was down when the
             # encoder published it, and its delivery came back): a repeat delivery announces it, once
             lost_id = f"lost-{uid}"
             await JobStore(js).create(job.model_copy(update={"id": lost_id}))
             for n in range(2):
-                acked = enc.worker.stats.acked
-                await js.publish(
-                    nats_subjects.WORK_ENCODE,
-                    json.dumps({"job_id": lost_id}).encode(),
-                    headers={"Nats-Msg-Id": f"{lost_id}:{n}"},
-                )
-                for _ in range(50):
-                    if enc.worker.stats.acked > acked:
-                        break
-                    await asyncio.sleep(0.1)
-                assert enc.worker.stats.acked == acked + 1
+                await encode_again(js, enc, lost_id, f"{lost_id}:{n}")
             announced = completions(await kit.events_of(js, lost_id))
             assert len(announced) == 1 and announced[0]["result_key"] == job.result_key
             with grpc.insecure_channel(enc.target) as ch:
